@@ -1,0 +1,97 @@
+//! Checkpoint directories: `config.json` + `model.safetensors` with the spec's tensor names.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn_store::{ApplyError, ModuleSnapshot, SafetensorsStore, SafetensorsStoreError};
+
+use crate::config::TritterConfig;
+use crate::error::{Result, TritterError};
+use crate::io::{rename_into_place, temp_path};
+use crate::model::TritterModel;
+
+/// File name of the config inside a checkpoint directory.
+pub const CONFIG_FILE: &str = "config.json";
+/// File name of the weights inside a checkpoint directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+impl<B: Backend> TritterModel<B> {
+    /// Writes `dir/model.safetensors` then `dir/config.json`, each atomically (temp file +
+    /// rename), creating `dir` if needed.
+    pub fn save_checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| TritterError::Io {
+            action: "cannot create checkpoint directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let tmp = temp_path(&weights);
+        let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
+        self.save_into(&mut store).map_err(|e| store_error(&weights, e))?;
+        rename_into_place(&tmp, &weights)?;
+        self.config().to_json_file(dir.join(CONFIG_FILE))?;
+        tracing::debug!(dir = %dir.display(), "saved checkpoint");
+        Ok(())
+    }
+
+    /// Loads a checkpoint directory written by [`Self::save_checkpoint`] (or any file with the
+    /// spec's tensor names). Every tensor the config implies must be present with its shape, and
+    /// no other tensor may be.
+    pub fn load_checkpoint(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(TritterError::Io {
+                action: "cannot open checkpoint directory",
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory or does not exist"),
+            });
+        }
+        let config = TritterConfig::from_json_file(dir.join(CONFIG_FILE))?;
+        let weights = dir.join(WEIGHTS_FILE);
+        if !weights.is_file() {
+            return Err(TritterError::Io {
+                action: "cannot open weights",
+                path: weights,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "file does not exist"),
+            });
+        }
+        let mut model = Self::new(&config, device)?;
+        let mut store = SafetensorsStore::from_file(&weights).validate(false).allow_partial(true);
+        let result = model.load_from(&mut store).map_err(|e| store_error(&weights, e))?;
+
+        if let Some(error) = result.errors.into_iter().next() {
+            return Err(apply_error(weights, error));
+        }
+        if !result.missing.is_empty() {
+            let tensor = result.missing.into_iter().map(|(path, _)| path).collect::<Vec<_>>().join(", ");
+            return Err(TritterError::MissingTensor { path: weights, tensor });
+        }
+        if !result.unused.is_empty() {
+            return Err(TritterError::UnexpectedTensors { path: weights, tensors: result.unused });
+        }
+        tracing::debug!(dir = %dir.display(), tensors = result.applied.len(), "loaded checkpoint");
+        Ok(model)
+    }
+}
+
+fn store_error(path: &Path, error: SafetensorsStoreError) -> TritterError {
+    match error {
+        SafetensorsStoreError::Io(source) => TritterError::Io { action: "cannot access", path: path.to_path_buf(), source },
+        other => TritterError::CorruptCheckpoint { path: path.to_path_buf(), reason: other.to_string() },
+    }
+}
+
+fn apply_error(path: PathBuf, error: ApplyError) -> TritterError {
+    match error {
+        ApplyError::ShapeMismatch { path: tensor, expected, found } => {
+            TritterError::ShapeMismatch { path, tensor, expected, found }
+        }
+        ApplyError::DTypeMismatch { path: tensor, expected, found } => {
+            TritterError::TensorLoad { path, tensor, reason: format!("dtype {found:?}, expected {expected:?}") }
+        }
+        ApplyError::AdapterError { path: tensor, message } | ApplyError::LoadError { path: tensor, message } => {
+            TritterError::TensorLoad { path, tensor, reason: message }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! `TritterConfig`: the model's shape and numerics (spec section 1), its presets and checks.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TritterError};
+use crate::io::write_atomic;
+
+/// Which normalisation every norm of the model uses (block, final and QK norms alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormKind {
+    /// `(x - mean) / sqrt(var + eps) * w + b`, biased variance.
+    LayerNorm,
+    /// `x / sqrt(mean(x²) + eps) * w`.
+    RmsNorm,
+}
+
+impl NormKind {
+    /// Parameters of one norm over `dim` features (weight, plus a bias for LayerNorm).
+    pub fn params(self, dim: usize) -> usize {
+        match self {
+            NormKind::LayerNorm => 2 * dim,
+            NormKind::RmsNorm => dim,
+        }
+    }
+}
+
+/// Where the MLP-side norm sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MlpNorm {
+    /// `x + MLP(N(x))`.
+    Pre,
+    /// `N(x + MLP(x))`.
+    Post,
+}
+
+/// Granularity of the absmean scale γ of ternary weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightScale {
+    /// One γ for the whole matrix.
+    PerTensor,
+    /// One γ per output row.
+    PerRow,
+    /// One γ per group of `N` consecutive inputs of a row.
+    PerGroup(usize),
+}
+
+fn default_rope_theta() -> f64 {
+    500_000.0
+}
+fn default_norm() -> NormKind {
+    NormKind::LayerNorm
+}
+fn default_norm_eps() -> f64 {
+    1e-5
+}
+fn default_mlp_norm() -> MlpNorm {
+    MlpNorm::Pre
+}
+fn default_true() -> bool {
+    true
+}
+fn default_weight_scale() -> WeightScale {
+    WeightScale::PerTensor
+}
+fn default_activation_bits() -> Option<u32> {
+    Some(8)
+}
+fn default_init_std() -> f64 {
+    0.02
+}
+
+/// The model's configuration, serialised as `config.json` beside the weights (spec section 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TritterConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub intermediate_size: usize,
+    pub max_seq_len: usize,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "default_norm")]
+    pub norm: NormKind,
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
+    #[serde(default = "default_mlp_norm")]
+    pub mlp_norm: MlpNorm,
+    #[serde(default = "default_true")]
+    pub qk_norm: bool,
+    pub tie_embeddings: bool,
+    #[serde(default = "default_true")]
+    pub bitnet: bool,
+    #[serde(default = "default_weight_scale")]
+    pub weight_scale: WeightScale,
+    #[serde(default = "default_activation_bits")]
+    pub activation_bits: Option<u32>,
+    #[serde(default)]
+    pub ternary_lm_head: bool,
+    #[serde(default)]
+    pub pad_token_id: Option<usize>,
+    #[serde(default = "default_init_std")]
+    pub init_std: f64,
+}
+
+impl TritterConfig {
+    /// A config with the spec's defaults for everything the preset does not fix.
+    #[allow(clippy::too_many_arguments)]
+    fn preset(
+        vocab_size: usize,
+        hidden_size: usize,
+        num_layers: usize,
+        num_heads: usize,
+        num_kv_heads: usize,
+        intermediate_size: usize,
+        max_seq_len: usize,
+        tie_embeddings: bool,
+    ) -> Self {
+        Self {
+            vocab_size,
+            hidden_size,
+            num_layers,
+            num_heads,
+            num_kv_heads,
+            intermediate_size,
+            max_seq_len,
+            rope_theta: default_rope_theta(),
+            norm: default_norm(),
+            norm_eps: default_norm_eps(),
+            mlp_norm: default_mlp_norm(),
+            qk_norm: true,
+            tie_embeddings,
+            bitnet: true,
+            weight_scale: default_weight_scale(),
+            activation_bits: default_activation_bits(),
+            ternary_lm_head: false,
+            pad_token_id: None,
+            init_std: default_init_std(),
+        }
+    }
+
+    /// A tiny model for tests and CPU demos (~132K parameters).
+    pub fn test() -> Self {
+        Self::preset(512, 64, 2, 2, 1, 192, 256, true)
+    }
+    /// ~100M parameters.
+    pub fn small_100m() -> Self {
+        Self::preset(32_000, 768, 12, 12, 4, 2048, 1024, true)
+    }
+    /// ~500M parameters.
+    pub fn medium_500m() -> Self {
+        Self::preset(32_000, 1024, 24, 16, 4, 5376, 2048, true)
+    }
+    /// ~1B parameters.
+    pub fn large_1b() -> Self {
+        Self::preset(32_000, 2048, 24, 16, 4, 5120, 2048, true)
+    }
+    /// ~3B parameters.
+    pub fn xlarge_3b() -> Self {
+        Self::preset(32_000, 2560, 26, 20, 4, 12_032, 4096, false)
+    }
+    /// ~7B parameters (Llama-2-7B shapes).
+    pub fn huge_7b() -> Self {
+        Self::preset(32_000, 4096, 32, 32, 32, 11_008, 4096, false)
+    }
+
+    /// Every preset with its name and the parameter count its name promises.
+    pub fn presets() -> Vec<(&'static str, Self, u64)> {
+        vec![
+            ("test", Self::test(), 115_000),
+            ("small_100m", Self::small_100m(), 100_000_000),
+            ("medium_500m", Self::medium_500m(), 500_000_000),
+            ("large_1b", Self::large_1b(), 1_000_000_000),
+            ("xlarge_3b", Self::xlarge_3b(), 3_000_000_000),
+            ("huge_7b", Self::huge_7b(), 7_000_000_000),
+        ]
+    }
+
+    /// A preset by name (`test`, `small_100m`, ...).
+    pub fn from_preset(name: &str) -> Result<Self> {
+        Self::presets()
+            .into_iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, c, _)| c)
+            .ok_or_else(|| TritterError::InvalidConfig {
+                field: "preset",
+                reason: format!(
+                    "unknown preset `{name}`; known: {}",
+                    Self::presets().iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+                ),
+            })
+    }
+
+    /// Per-head dimension `d = H / n_h`.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+
+    /// Rejects inconsistent or out-of-range values, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: String| Err(TritterError::InvalidConfig { field, reason });
+        for (field, value) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+            ("num_kv_heads", self.num_kv_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_seq_len", self.max_seq_len),
+        ] {
+            if value == 0 {
+                return bad(field, "must be greater than 0".into());
+            }
+        }
+        if self.hidden_size % self.num_heads != 0 {
+            return bad(
+                "num_heads",
+                format!("hidden_size {} is not divisible by num_heads {}", self.hidden_size, self.num_heads),
+            );
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return bad(
+                "num_kv_heads",
+                format!("num_heads {} is not divisible by num_kv_heads {}", self.num_heads, self.num_kv_heads),
+            );
+        }
+        if self.head_dim() % 2 != 0 {
+            return bad(
+                "num_heads",
+                format!("head dim hidden_size / num_heads = {} must be even for RoPE", self.head_dim()),
+            );
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+            return bad("rope_theta", format!("must be a finite number > 1, got {}", self.rope_theta));
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
+            return bad("norm_eps", format!("must be a finite number > 0, got {}", self.norm_eps));
+        }
+        if !(self.init_std.is_finite() && self.init_std > 0.0) {
+            return bad("init_std", format!("must be a finite number > 0 (never zero init), got {}", self.init_std));
+        }
+        if let Some(bits) = self.activation_bits {
+            if bits != 8 {
+                return bad("activation_bits", format!("only 8 (or null for off) is supported, got {bits}"));
+            }
+        }
+        if self.ternary_lm_head && !self.bitnet {
+            return bad("ternary_lm_head", "requires bitnet = true".into());
+        }
+        if let WeightScale::PerGroup(n) = self.weight_scale {
+            if n == 0 {
+                return bad("weight_scale", "per_group size must be greater than 0".into());
+            }
+            // Every ternary projection's input dim must be a multiple of the group size.
+            let mut inputs = vec![
+                ("hidden_size", self.hidden_size),
+                ("intermediate_size", self.intermediate_size),
+                ("num_heads * head_dim", self.num_heads * self.head_dim()),
+            ];
+            if self.ternary_lm_head {
+                inputs.push(("hidden_size", self.hidden_size));
+            }
+            for (name, dim) in inputs {
+                if dim % n != 0 {
+                    return bad("weight_scale", format!("per_group size {n} does not divide {name} = {dim}"));
+                }
+            }
+        }
+        if let Some(pad) = self.pad_token_id {
+            if pad >= self.vocab_size {
+                return bad("pad_token_id", format!("{pad} is not below vocab_size {}", self.vocab_size));
+            }
+        }
+        Ok(())
+    }
+
+    /// Exact number of parameters of the instantiated `TritterModel`.
+    pub fn parameter_count(&self) -> u64 {
+        let (v, h, i) = (self.vocab_size as u64, self.hidden_size as u64, self.intermediate_size as u64);
+        let d = self.head_dim() as u64;
+        let (nh, nkv) = (self.num_heads as u64, self.num_kv_heads as u64);
+        let norm = |dim: u64| self.norm.params(dim as usize) as u64;
+        let attention = h * nh * d + 2 * h * nkv * d + nh * d * h + if self.qk_norm { 2 * norm(d) } else { 0 };
+        let mlp = 3 * h * i;
+        let layer = norm(h) + attention + norm(h) + mlp;
+        let head = if self.tie_embeddings { 0 } else { v * h };
+        v * h + self.num_layers as u64 * layer + norm(h) + head
+    }
+
+    /// Reads and validates a JSON config.
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| TritterError::Io {
+            action: "cannot read config",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: Self = serde_json::from_str(&text)
+            .map_err(|source| TritterError::ConfigParse { path: path.to_path_buf(), source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Writes the config as pretty JSON, atomically.
+    pub fn to_json_file(&self, path: impl AsRef<Path>) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("a config always serialises");
+        write_atomic(path.as_ref(), json.as_bytes())
+    }
+}

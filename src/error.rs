@@ -1,0 +1,54 @@
+//! Errors of the Tritter library. Every variant names the file, field, tensor or value at fault.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong when building, loading or feeding a Tritter model.
+#[derive(Debug, thiserror::Error)]
+pub enum TritterError {
+    /// A configuration value is out of range or inconsistent with another.
+    #[error("invalid config field `{field}`: {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+
+    /// A config file could not be parsed.
+    #[error("cannot parse config {}: {source}", path.display())]
+    ConfigParse { path: PathBuf, source: serde_json::Error },
+
+    /// Reading or writing a file failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+
+    /// A checkpoint file is not a readable safetensors file.
+    #[error("corrupt checkpoint {}: {reason}", path.display())]
+    CorruptCheckpoint { path: PathBuf, reason: String },
+
+    /// The config asks for a tensor the checkpoint does not have.
+    #[error("checkpoint {} has no tensor `{tensor}` (the config expects it)", path.display())]
+    MissingTensor { path: PathBuf, tensor: String },
+
+    /// A tensor in the checkpoint does not have the shape the config implies.
+    #[error("tensor `{tensor}` in {} has shape {found:?}, the config expects {expected:?}", path.display())]
+    ShapeMismatch { path: PathBuf, tensor: String, expected: Vec<usize>, found: Vec<usize> },
+
+    /// The checkpoint holds tensors the config does not describe.
+    #[error("checkpoint {} has tensors the config does not describe: {}", path.display(), tensors.join(", "))]
+    UnexpectedTensors { path: PathBuf, tensors: Vec<String> },
+
+    /// A tensor could not be loaded for another reason (dtype, adapter).
+    #[error("cannot load tensor `{tensor}` from {}: {reason}", path.display())]
+    TensorLoad { path: PathBuf, tensor: String, reason: String },
+
+    /// A token id is not below the vocabulary size.
+    #[error("token id {id} at batch {batch}, position {position} is out of range (vocab_size = {vocab_size})")]
+    TokenOutOfRange { id: i64, batch: usize, position: usize, vocab_size: usize },
+
+    /// A sequence is longer than the model's context.
+    #[error("sequence length {len} exceeds max_seq_len = {max_seq_len}")]
+    SequenceTooLong { len: usize, max_seq_len: usize },
+
+    /// An input tensor is malformed in some other way (e.g. empty).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = TritterError> = std::result::Result<T, E>;

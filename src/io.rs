@@ -1,0 +1,31 @@
+//! Atomic file writes: a crash mid-write never leaves a half-written file under the final name.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, TritterError};
+
+/// The temporary name a file is written under before it is renamed into place.
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
+    let io = |action, source| TritterError::Io { action, path: path.to_path_buf(), source };
+    let mut file = std::fs::File::create(&tmp).map_err(|e| io("cannot create", e))?;
+    file.write_all(bytes).map_err(|e| io("cannot write", e))?;
+    file.sync_all().map_err(|e| io("cannot sync", e))?;
+    rename_into_place(&tmp, path)
+}
+
+/// Renames a finished temporary file over its final name.
+pub(crate) fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
+    std::fs::rename(tmp, path).map_err(|source| {
+        let _ = std::fs::remove_file(tmp);
+        TritterError::Io { action: "cannot rename into place", path: path.to_path_buf(), source }
+    })
+}

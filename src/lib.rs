@@ -1,0 +1,17 @@
+//! Tritter: ternary-weight (BitNet b1.58) transformer language models on Burn.
+//!
+//! The model is generic over Burn's `Backend`: the same code trains on the CPU (ndarray),
+//! wgpu and CUDA. See `TRITTER_SPEC.md` (spec) for the exact maths.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod io;
+pub mod model;
+pub mod ternary;
+
+pub use config::{MlpNorm, NormKind, TritterConfig, WeightScale};
+pub use error::{Result, TritterError};
+pub use model::TritterModel;
+pub use ternary::{TernaryLinear, TernaryLinearConfig, TernaryQuant};

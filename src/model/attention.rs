@@ -1,0 +1,107 @@
+//! Causal self-attention with grouped-query heads, QK-Norm and RoPE (spec section 2).
+
+use burn::module::{Ignored, Module};
+use burn::tensor::{activation::softmax, backend::Backend, Bool, Tensor};
+
+use crate::config::TritterConfig;
+use crate::model::norm::Norm;
+use crate::model::rope::RotaryEmbedding;
+use crate::ternary::{TernaryLinear, TernaryLinearConfig, TernaryQuant};
+
+/// Builds one projection of a block with the model's quantization settings.
+pub(crate) fn projection<B: Backend>(
+    config: &TritterConfig,
+    quant: TernaryQuant,
+    d_input: usize,
+    d_output: usize,
+    device: &B::Device,
+) -> TernaryLinear<B> {
+    TernaryLinearConfig::new(d_input, d_output)
+        .with_init_std(config.init_std)
+        .with_weight_scale(quant.weight_scale)
+        .with_activation_bits(quant.activation_bits)
+        .init(device)
+}
+
+/// Multi-head attention where query head `h` reads kv head `h / (n_h / n_kv)`.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q_proj: TernaryLinear<B>,
+    pub k_proj: TernaryLinear<B>,
+    pub v_proj: TernaryLinear<B>,
+    pub o_proj: TernaryLinear<B>,
+    /// Per-head norm over `d` applied to q (one weight shared by all heads), if `qk_norm`.
+    pub q_norm: Option<Norm<B>>,
+    /// Per-head norm over `d` applied to k, if `qk_norm`.
+    pub k_norm: Option<Norm<B>>,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub rope: Ignored<RotaryEmbedding>,
+}
+
+impl<B: Backend> Attention<B> {
+    /// A fresh attention block for `config`.
+    pub fn new(config: &TritterConfig, quant: TernaryQuant, device: &B::Device) -> Self {
+        let (h, d) = (config.hidden_size, config.head_dim());
+        let (nh, nkv) = (config.num_heads, config.num_kv_heads);
+        let qk_norm = || config.qk_norm.then(|| Norm::new(config.norm, d, config.norm_eps, device));
+        Self {
+            q_proj: projection(config, quant, h, nh * d, device),
+            k_proj: projection(config, quant, h, nkv * d, device),
+            v_proj: projection(config, quant, h, nkv * d, device),
+            o_proj: projection(config, quant, nh * d, h, device),
+            q_norm: qk_norm(),
+            k_norm: qk_norm(),
+            num_heads: nh,
+            num_kv_heads: nkv,
+            rope: Ignored(RotaryEmbedding { theta: config.rope_theta, head_dim: d }),
+        }
+    }
+
+    /// `x: [B, T, H]` at positions `offset..offset + T`; `mask: [B, 1, T, T]`, true = masked.
+    pub fn forward(&self, x: Tensor<B, 3>, offset: usize, mask: Tensor<B, 4, Bool>) -> Tensor<B, 3> {
+        let [batch, seq, _] = x.dims();
+        let d = self.rope.head_dim;
+        let (nh, nkv) = (self.num_heads, self.num_kv_heads);
+
+        let mut q = self.q_proj.forward(x.clone()).reshape([batch, seq, nh, d]);
+        let mut k = self.k_proj.forward(x.clone()).reshape([batch, seq, nkv, d]);
+        let v = self.v_proj.forward(x).reshape([batch, seq, nkv, d]);
+        if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
+            q = q_norm.forward(q);
+            k = k_norm.forward(k);
+        }
+        let q = self.rope.apply(q, offset).swap_dims(1, 2); // [B, nh, T, d]
+        let k = repeat_kv(self.rope.apply(k, offset).swap_dims(1, 2), nh / nkv);
+        let v = repeat_kv(v.swap_dims(1, 2), nh / nkv);
+
+        let scores = q.matmul(k.transpose()) / (d as f64).sqrt();
+        let scores = scores.mask_fill(mask.expand([batch, nh, seq, seq]), f32::NEG_INFINITY);
+        let out = softmax(scores, 3).matmul(v); // [B, nh, T, d]
+        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, nh * d]))
+    }
+}
+
+/// `[B, n_kv, T, d] -> [B, n_kv · n_rep, T, d]`: each kv head serves `n_rep` consecutive query heads.
+fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [batch, nkv, seq, d] = x.dims();
+    x.reshape([batch, nkv, 1, seq, d]).repeat_dim(2, n_rep).reshape([batch, nkv * n_rep, seq, d])
+}
+
+/// The attention mask `[B, 1, T, T]` (true = masked): keys after the query (causal) and pad
+/// keys. A query may always see itself, so a row is never fully masked (no NaN at pad queries).
+pub fn attention_mask<B: Backend>(ids: &Tensor<B, 2, burn::tensor::Int>, pad_token_id: Option<usize>) -> Tensor<B, 4, Bool> {
+    let [batch, seq] = ids.dims();
+    let device = ids.device();
+    // Burn's `tril_mask` is true outside the lower triangle (diagonal kept): the keys j > i.
+    let causal = Tensor::<B, 2, Bool>::tril_mask([seq, seq], 0, &device).reshape([1, 1, seq, seq]);
+    let Some(pad) = pad_token_id else {
+        return causal.expand([batch, 1, seq, seq]);
+    };
+    let pad_keys = ids.clone().equal_elem(pad as i64).reshape([batch, 1, 1, seq]).expand([batch, 1, seq, seq]);
+    let off_diagonal = Tensor::<B, 2, Bool>::diag_mask([seq, seq], 0, &device).reshape([1, 1, seq, seq]);
+    causal.expand([batch, 1, seq, seq]).bool_or(pad_keys.bool_and(off_diagonal.expand([batch, 1, seq, seq])))
+}

@@ -1,0 +1,34 @@
+//! Gated squared-ReLU MLP: `down(relu(gate(x))² ⊙ up(x))`.
+
+use burn::module::Module;
+use burn::tensor::{activation::relu, backend::Backend, Tensor};
+
+use crate::config::TritterConfig;
+use crate::model::attention::projection;
+use crate::ternary::{TernaryLinear, TernaryQuant};
+
+/// The feed-forward block; `gate`, `up`: `[I, H]`, `down`: `[H, I]`.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub gate_proj: TernaryLinear<B>,
+    pub up_proj: TernaryLinear<B>,
+    pub down_proj: TernaryLinear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// A fresh MLP for `config`.
+    pub fn new(config: &TritterConfig, quant: TernaryQuant, device: &B::Device) -> Self {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        Self {
+            gate_proj: projection(config, quant, h, i, device),
+            up_proj: projection(config, quant, h, i, device),
+            down_proj: projection(config, quant, i, h, device),
+        }
+    }
+
+    /// `[.., H] -> [.., H]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let gate = relu(self.gate_proj.forward(x.clone())).square();
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}

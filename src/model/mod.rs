@@ -1,0 +1,162 @@
+//! `TritterModel`: the decoder-only transformer of spec section 2.
+
+pub mod attention;
+pub mod layer;
+pub mod mlp;
+pub mod norm;
+pub mod rope;
+
+use burn::module::{Ignored, Initializer, Module};
+use burn::nn::{Embedding, EmbeddingConfig};
+use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor};
+
+use crate::config::TritterConfig;
+use crate::error::{Result, TritterError};
+use crate::ternary::{ternary_linear, TernaryLinear, TernaryQuant};
+
+pub use attention::{attention_mask, Attention};
+pub use layer::DecoderLayer;
+pub use mlp::Mlp;
+pub use norm::Norm;
+pub use rope::RotaryEmbedding;
+
+/// Embeddings, layers and final norm; named `model` so tensor paths read `model.layers.{i}...`.
+#[derive(Module, Debug)]
+pub struct TritterBackbone<B: Backend> {
+    pub embed_tokens: Embedding<B>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: Norm<B>,
+}
+
+/// The Tritter language model. Parameter paths are the safetensors names of spec section 4.
+#[derive(Module, Debug)]
+pub struct TritterModel<B: Backend> {
+    pub model: TritterBackbone<B>,
+    /// Separate LM head; `None` when the head is tied to `model.embed_tokens`.
+    pub lm_head: Option<TernaryLinear<B>>,
+    /// How the LM head quantizes (full precision unless `ternary_lm_head`).
+    pub head_quant: Ignored<TernaryQuant>,
+    pub config: Ignored<TritterConfig>,
+}
+
+impl<B: Backend> TritterModel<B> {
+    /// Builds a freshly initialised model (`N(0, init_std)` embeddings and projections, norms at
+    /// 1/0) after validating `config`.
+    pub fn new(config: &TritterConfig, device: &B::Device) -> Result<Self> {
+        config.validate()?;
+        let quant = if config.bitnet {
+            TernaryQuant::bitnet(config.weight_scale, config.activation_bits)
+        } else {
+            TernaryQuant::FULL_PRECISION
+        };
+        let head_quant = if config.ternary_lm_head { quant } else { TernaryQuant::FULL_PRECISION };
+        let init = Initializer::Normal { mean: 0.0, std: config.init_std };
+        let embed_tokens = EmbeddingConfig::new(config.vocab_size, config.hidden_size)
+            .with_initializer(init.clone())
+            .init(device);
+        let layers = (0..config.num_layers).map(|_| DecoderLayer::new(config, quant, device)).collect();
+        let lm_head = (!config.tie_embeddings).then(|| TernaryLinear {
+            weight: init.init_with(
+                [config.vocab_size, config.hidden_size],
+                Some(config.hidden_size),
+                Some(config.vocab_size),
+                device,
+            ),
+            quant: Ignored(head_quant),
+        });
+        Ok(Self {
+            model: TritterBackbone {
+                embed_tokens,
+                layers,
+                norm: Norm::new(config.norm, config.hidden_size, config.norm_eps, device),
+            },
+            lm_head,
+            head_quant: Ignored(head_quant),
+            config: Ignored(config.clone()),
+        })
+    }
+
+    /// The configuration this model was built from.
+    pub fn config(&self) -> &TritterConfig {
+        &self.config
+    }
+
+    /// Number of scalar parameters (equals `config().parameter_count()`).
+    pub fn num_params(&self) -> usize {
+        Module::num_params(self)
+    }
+
+    /// Logits `[B, T, V]` for `input_ids: [B, T]`. The hot path: ids are not checked (an id
+    /// out of range is backend-defined behaviour); use [`Self::forward_checked`] for untrusted input.
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let mask = attention_mask(&input_ids, self.config.pad_token_id);
+        let mut x = self.model.embed_tokens.forward(input_ids);
+        for layer in &self.model.layers {
+            x = layer.forward(x, 0, mask.clone());
+        }
+        self.head(self.model.norm.forward(x))
+    }
+
+    /// The LM head: `x · W_headᵀ` with `W_head = E` when tied.
+    fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => ternary_linear(x, self.model.embed_tokens.weight.val(), &self.head_quant),
+        }
+    }
+
+    /// Mean cross-entropy of `logits[:, :-1]` against `input_ids[:, 1:]`, skipping targets equal
+    /// to `pad_token_id`; shape `[1]`. Sequences need at least 2 tokens (see [`Self::loss_checked`]).
+    pub fn loss(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+        let [batch, seq] = input_ids.dims();
+        let logits = self.forward(input_ids.clone());
+        let n = batch * (seq - 1);
+        let vocab = self.config.vocab_size;
+        let logits = logits.narrow(1, 0, seq - 1).reshape([n, vocab]);
+        let targets = input_ids.narrow(1, 1, seq - 1).reshape([n, 1]);
+        let target_logp = log_softmax(logits, 1).gather(1, targets.clone()).reshape([n]);
+        match self.config.pad_token_id {
+            None => target_logp.mean().neg(),
+            Some(pad) => {
+                let keep = targets.not_equal_elem(pad as i64).float().reshape([n]);
+                let count = keep.clone().sum().clamp_min(1.0);
+                (target_logp * keep).sum().neg() / count
+            }
+        }
+    }
+
+    /// Checks that `input_ids` is non-empty, no longer than `max_seq_len`, and every id is in
+    /// `0..vocab_size`. Reads the ids back to the host.
+    pub fn check_input_ids(&self, input_ids: &Tensor<B, 2, Int>) -> Result<()> {
+        let [batch, seq] = input_ids.dims();
+        if batch == 0 || seq == 0 {
+            return Err(TritterError::InvalidInput(format!("input_ids has shape [{batch}, {seq}]; both must be > 0")));
+        }
+        if seq > self.config.max_seq_len {
+            return Err(TritterError::SequenceTooLong { len: seq, max_seq_len: self.config.max_seq_len });
+        }
+        let ids = input_ids.to_data().convert::<i64>();
+        let ids = ids.as_slice::<i64>().map_err(|e| TritterError::InvalidInput(format!("{e:?}")))?;
+        let vocab_size = self.config.vocab_size;
+        if let Some((index, &id)) = ids.iter().enumerate().find(|(_, &id)| id < 0 || id as u64 >= vocab_size as u64) {
+            return Err(TritterError::TokenOutOfRange { id, batch: index / seq, position: index % seq, vocab_size });
+        }
+        Ok(())
+    }
+
+    /// [`Self::forward`] after [`Self::check_input_ids`].
+    pub fn forward_checked(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
+        self.check_input_ids(&input_ids)?;
+        Ok(self.forward(input_ids))
+    }
+
+    /// [`Self::loss`] after [`Self::check_input_ids`]; also requires at least 2 tokens per row.
+    pub fn loss_checked(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 1>> {
+        self.check_input_ids(&input_ids)?;
+        let seq = input_ids.dims()[1];
+        if seq < 2 {
+            return Err(TritterError::InvalidInput(format!("the loss needs at least 2 tokens per sequence, got {seq}")));
+        }
+        Ok(self.loss(input_ids))
+    }
+}

@@ -1,0 +1,46 @@
+//! Rotary position embedding, rotate-half layout (spec section 2).
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+/// RoPE with base `theta` over heads of `head_dim` (even) features.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RotaryEmbedding {
+    pub theta: f64,
+    pub head_dim: usize,
+}
+
+impl RotaryEmbedding {
+    /// `cos` and `sin` of the angles `p · θ^(-2i/d)` for positions `offset..offset + len` and
+    /// `i < d/2`, computed in f64 and rounded once to f32; each `[len * d/2]`, row-major.
+    pub fn tables(&self, offset: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+        let half = self.head_dim / 2;
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for p in offset..offset + len {
+            for i in 0..half {
+                let freq = self.theta.powf(-2.0 * i as f64 / self.head_dim as f64);
+                let angle = p as f64 * freq;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        (cos, sin)
+    }
+
+    /// Rotates `x: [B, T, heads, d]` at positions `offset..offset + T`:
+    /// `x'[i] = x[i]·cos − x[i+d/2]·sin`, `x'[i+d/2] = x[i+d/2]·cos + x[i]·sin`.
+    pub fn apply<B: Backend>(&self, x: Tensor<B, 4>, offset: usize) -> Tensor<B, 4> {
+        let [_, t, _, d] = x.dims();
+        assert_eq!(d, self.head_dim, "RoPE head dim mismatch");
+        let half = d / 2;
+        let device = x.device();
+        let (cos, sin) = self.tables(offset, t);
+        let cos = Tensor::<B, 4>::from_data(TensorData::new(cos, [1, t, 1, half]), &device);
+        let sin = Tensor::<B, 4>::from_data(TensorData::new(sin, [1, t, 1, half]), &device);
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.narrow(3, half, half);
+        let out1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+        let out2 = x2 * cos + x1 * sin;
+        Tensor::cat(vec![out1, out2], 3)
+    }
+}

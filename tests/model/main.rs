@@ -1,0 +1,13 @@
+//! Integration tests of the core model. One binary, so the suite links once.
+
+mod common;
+mod reference;
+
+mod attention;
+mod checkpoint;
+mod learning;
+mod presets;
+mod reference_f64;
+mod ternary;
+#[cfg(feature = "wgpu")]
+mod wgpu;

@@ -1,0 +1,119 @@
+//! Presets, parameter counts, config validation and JSON files.
+
+use tritter::{MlpNorm, NormKind, TritterConfig, TritterError, TritterModel, WeightScale};
+
+use crate::common::{temp_dir, B};
+
+#[test]
+fn parameter_count_equals_instantiated_count() {
+    let device = Default::default();
+    let mut configs = vec![TritterConfig::test(), TritterConfig::small_100m()];
+    // Variants that change which tensors exist.
+    let mut variant = TritterConfig::test();
+    variant.norm = NormKind::RmsNorm;
+    variant.qk_norm = false;
+    variant.tie_embeddings = false;
+    variant.num_kv_heads = 2;
+    variant.mlp_norm = MlpNorm::Post;
+    configs.push(variant);
+    for config in configs {
+        let model = TritterModel::<B>::new(&config, &device).unwrap();
+        assert_eq!(model.num_params() as u64, config.parameter_count(), "{config:?}");
+    }
+}
+
+#[test]
+fn presets_are_within_ten_percent_of_their_names() {
+    for (name, config, nominal) in TritterConfig::presets() {
+        config.validate().unwrap();
+        let count = config.parameter_count();
+        let (lo, hi) = if name == "test" { (80_000, 150_000) } else { (nominal * 9 / 10, nominal * 11 / 10) };
+        assert!((lo..=hi).contains(&count), "{name}: {count} not in {lo}..={hi}");
+        assert_eq!(TritterConfig::from_preset(name).unwrap(), config);
+    }
+    assert!(matches!(TritterConfig::from_preset("tiny"), Err(TritterError::InvalidConfig { field: "preset", .. })));
+}
+
+#[test]
+fn presets_keep_the_seed_shapes() {
+    let shapes: Vec<(usize, usize, usize)> = TritterConfig::presets()
+        .iter()
+        .map(|(_, c, _)| (c.hidden_size, c.num_layers, c.num_heads))
+        .collect();
+    assert_eq!(shapes, [(64, 2, 2), (768, 12, 12), (1024, 24, 16), (2048, 24, 16), (2560, 26, 20), (4096, 32, 32)]);
+}
+
+fn rejected_field(mutate: impl FnOnce(&mut TritterConfig)) -> &'static str {
+    let mut config = TritterConfig::test();
+    mutate(&mut config);
+    match config.validate() {
+        Err(TritterError::InvalidConfig { field, .. }) => {
+            // Construction must refuse it the same way.
+            let built = TritterModel::<B>::new(&config, &Default::default());
+            assert!(matches!(built, Err(TritterError::InvalidConfig { field: f, .. }) if f == field));
+            field
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_configs_name_the_field() {
+    assert_eq!(rejected_field(|c| c.vocab_size = 0), "vocab_size");
+    assert_eq!(rejected_field(|c| c.hidden_size = 0), "hidden_size");
+    assert_eq!(rejected_field(|c| c.num_layers = 0), "num_layers");
+    assert_eq!(rejected_field(|c| c.intermediate_size = 0), "intermediate_size");
+    assert_eq!(rejected_field(|c| c.max_seq_len = 0), "max_seq_len");
+    assert_eq!(rejected_field(|c| c.num_heads = 3), "num_heads"); // 64 % 3 != 0
+    assert_eq!(rejected_field(|c| c.num_kv_heads = 3), "num_kv_heads"); // 2 % 3 != 0
+    assert_eq!(rejected_field(|c| { c.hidden_size = 66; c.num_heads = 2 }), "num_heads"); // d = 33 is odd
+    assert_eq!(rejected_field(|c| c.weight_scale = WeightScale::PerGroup(48)), "weight_scale");
+    assert_eq!(rejected_field(|c| c.weight_scale = WeightScale::PerGroup(0)), "weight_scale");
+    assert_eq!(rejected_field(|c| c.activation_bits = Some(4)), "activation_bits");
+    assert_eq!(rejected_field(|c| c.pad_token_id = Some(512)), "pad_token_id");
+    assert_eq!(rejected_field(|c| c.init_std = 0.0), "init_std");
+    assert_eq!(rejected_field(|c| c.norm_eps = -1.0), "norm_eps");
+    assert_eq!(rejected_field(|c| c.rope_theta = f64::NAN), "rope_theta");
+    assert_eq!(rejected_field(|c| { c.bitnet = false; c.ternary_lm_head = true }), "ternary_lm_head");
+    // A group size that divides every input dim is accepted.
+    let mut ok = TritterConfig::test();
+    ok.weight_scale = WeightScale::PerGroup(32);
+    ok.validate().unwrap();
+}
+
+#[test]
+fn config_json_round_trip_and_errors() {
+    let dir = temp_dir();
+    let path = dir.path().join("config.json");
+    let mut config = TritterConfig::test();
+    config.weight_scale = WeightScale::PerGroup(32);
+    config.pad_token_id = Some(0);
+    config.to_json_file(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"per_group\": 32"), "{text}");
+    assert!(text.contains("\"norm\": \"layer_norm\""), "{text}");
+    assert_eq!(TritterConfig::from_json_file(&path).unwrap(), config);
+
+    // Fields the spec gives defaults for may be left out.
+    std::fs::write(
+        &path,
+        r#"{"vocab_size": 100, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+            "intermediate_size": 64, "max_seq_len": 16, "tie_embeddings": true}"#,
+    )
+    .unwrap();
+    let minimal = TritterConfig::from_json_file(&path).unwrap();
+    assert_eq!((minimal.rope_theta, minimal.norm, minimal.bitnet, minimal.activation_bits), (500000.0, NormKind::LayerNorm, true, Some(8)));
+    assert_eq!((minimal.weight_scale, minimal.init_std, minimal.qk_norm), (WeightScale::PerTensor, 0.02, true));
+
+    // A typo is an error naming the file and the field, not silently ignored.
+    std::fs::write(&path, text.replace("\"hidden_size\"", "\"hiden_size\"")).unwrap();
+    let err = TritterConfig::from_json_file(&path).unwrap_err().to_string();
+    assert!(err.contains("config.json") && err.contains("hiden_size"), "{err}");
+    // Valid JSON, invalid config: names the field.
+    std::fs::write(&path, text.replace("\"num_kv_heads\": 1", "\"num_kv_heads\": 3")).unwrap();
+    let err = TritterConfig::from_json_file(&path).unwrap_err().to_string();
+    assert!(err.contains("num_kv_heads"), "{err}");
+    // Missing file.
+    let err = TritterConfig::from_json_file(dir.path().join("nope.json")).unwrap_err().to_string();
+    assert!(err.contains("nope.json"), "{err}");
+}
