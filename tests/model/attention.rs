@@ -10,7 +10,7 @@ use crate::common::{fresh_rng, ids_tensor, random_ids, random_tensor, to_vec, B}
 
 #[test]
 fn changing_token_t_leaves_earlier_logits_unchanged() {
-    let mut rng = fresh_rng("causality");
+    let mut rng = fresh_rng("changing_token_t_leaves_earlier_logits_unchanged");
     let device = Default::default();
     for bitnet in [true, false] {
         let mut config = TritterConfig::test();
@@ -91,7 +91,7 @@ fn rope_matches_hand_computed_values() {
 
 #[test]
 fn rope_preserves_norms_and_depends_on_relative_offset_only() {
-    let mut rng = fresh_rng("rope");
+    let mut rng = fresh_rng("rope_preserves_norms_and_depends_on_relative_offset_only");
     let device = Default::default();
     let d = 2 * rng.random_range(2..33);
     let rope = RotaryEmbedding { theta: 10_000.0, head_dim: d };
@@ -156,7 +156,7 @@ fn attention_of(num_kv_heads: usize, bitnet: bool) -> (TritterConfig, Attention<
 
 #[test]
 fn mha_equals_per_head_attention() {
-    let mut rng = fresh_rng("mha");
+    let mut rng = fresh_rng("mha_equals_per_head_attention");
     for bitnet in [false, true] {
         let (config, attn) = attention_of(4, bitnet);
         let x = random_tensor::<B, 3>(&mut rng, [2, 9, config.hidden_size], 1.0, &Default::default());
@@ -173,7 +173,7 @@ fn mha_equals_per_head_attention() {
 fn gqa_query_heads_share_their_kv_head() {
     // A GQA block equals an MHA block whose k/v projections repeat each kv head's rows for the
     // n_h / n_kv query heads that read it (h reads kv head h / (n_h / n_kv)).
-    let mut rng = fresh_rng("gqa");
+    let mut rng = fresh_rng("gqa_query_heads_share_their_kv_head");
     let device = Default::default();
     for num_kv in [1, 2] {
         let (config, gqa) = attention_of(num_kv, false);

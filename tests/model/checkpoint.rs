@@ -45,7 +45,7 @@ fn file_tensor_names(path: &Path) -> Vec<String> {
 
 #[test]
 fn round_trip_is_bit_exact_with_spec_names() {
-    let mut rng = fresh_rng("checkpoint-round-trip");
+    let mut rng = fresh_rng("round_trip_is_bit_exact_with_spec_names");
     let device = Default::default();
     for (norm, tie) in [(NormKind::LayerNorm, true), (NormKind::RmsNorm, false)] {
         let mut config = TritterConfig::test();

@@ -35,7 +35,7 @@ impl<Bk: AutodiffBackend> ModuleVisitor<Bk> for GradientCensus<'_, Bk> {
 
 #[test]
 fn every_parameter_receives_a_gradient() {
-    let mut rng = fresh_rng("gradients");
+    let mut rng = fresh_rng("every_parameter_receives_a_gradient");
     let device = Default::default();
     for tie_embeddings in [true, false] {
         let mut config = TritterConfig::test();
@@ -62,7 +62,7 @@ fn every_parameter_receives_a_gradient() {
 
 #[test]
 fn overfits_a_fixed_batch() {
-    let mut rng = fresh_rng("overfit");
+    let mut rng = fresh_rng("overfits_a_fixed_batch");
     let device = Default::default();
     let config = TritterConfig::test();
     assert!(config.bitnet);

@@ -4,10 +4,9 @@ mod common;
 mod reference;
 
 mod attention;
+mod backends;
 mod checkpoint;
 mod learning;
 mod presets;
 mod reference_f64;
 mod ternary;
-#[cfg(feature = "wgpu")]
-mod wgpu;

@@ -36,7 +36,7 @@ fn scales_to_check(rng: &mut StdRng, inp: usize) -> Vec<WeightScale> {
 
 #[test]
 fn ternary_weights_are_gamma_times_minus_one_zero_one() {
-    let mut rng = fresh_rng("ternary-values");
+    let mut rng = fresh_rng("ternary_weights_are_gamma_times_minus_one_zero_one");
     let device = Default::default();
     for (out, inp) in [(1, 1), (3, 7), (17, 48), (33, 96), (5, 130)] {
         let w = random_tensor::<B, 2>(&mut rng, [out, inp], 0.02, &device);
@@ -78,7 +78,7 @@ fn rounding_is_half_to_even() {
 
 #[test]
 fn activation_error_is_at_most_max_over_254_per_token() {
-    let mut rng = fresh_rng("activation-error");
+    let mut rng = fresh_rng("activation_error_is_at_most_max_over_254_per_token");
     let device = Default::default();
     let (tokens, dim) = (rng.random_range(1..20), rng.random_range(1..300));
     let mut values = Vec::with_capacity(tokens * dim);
@@ -111,7 +111,7 @@ fn activation_error_is_at_most_max_over_254_per_token() {
 fn straight_through_gradients_follow_the_spec() {
     // L = Σ y ⊙ G, so ∂L/∂y = G. Spec: ∂L/∂x = G · W̃ and ∂L/∂W = Gᵀ · x̃, with W̃, x̃ the
     // fake-quantized values (recomputed here from the quantizers) and summed over all tokens.
-    let mut rng = fresh_rng("ste");
+    let mut rng = fresh_rng("straight_through_gradients_follow_the_spec");
     let device = Default::default();
     let (batch, seq, inp, out) = (2, 3, 8, 5);
     for scale in [WeightScale::PerTensor, WeightScale::PerRow, WeightScale::PerGroup(4)] {
@@ -156,7 +156,7 @@ fn per_group_quantizer_agrees_with_bitnet_quantize() {
     // bitnet-quantize scales per row and group of 64 by mean|W| with no ε, gives an all-zero
     // group scale 1, and rounds half away from zero. Codes may therefore differ only where
     // round(W/γ) ≠ round(W/(γ + ε)) (recomputed in f64 here), and scales only for zero groups.
-    let mut rng = fresh_rng("bitnet-quantize");
+    let mut rng = fresh_rng("per_group_quantizer_agrees_with_bitnet_quantize");
     let (out, groups) = (rng.random_range(1..40), rng.random_range(1..6));
     let inp = 64 * groups;
     let mut w: Vec<f32> = (0..out * inp).map(|_| normal(&mut rng) * 0.02).collect();
