@@ -13,10 +13,16 @@ use tritter::{TritterConfig, TritterModel};
 
 #[cfg(feature = "cuda")]
 type Inner = tritter::backend::Cuda;
+#[cfg(feature = "cuda")]
+const BACKEND: &str = "CUDA";
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 type Inner = tritter::backend::Wgpu;
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+const BACKEND: &str = "wgpu";
 #[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
 type Inner = tritter::backend::Cpu;
+#[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
+const BACKEND: &str = "the CPU (ndarray)";
 type Train = Autodiff<Inner>;
 
 struct Args {
@@ -81,7 +87,7 @@ fn main() {
     println!(
         "Training the `test` preset ({} parameters, ternary weights, int8 activations) on {}",
         model.num_params(),
-        std::any::type_name::<Inner>().rsplit("::").next().unwrap_or("?")
+        BACKEND
     );
     println!("Data: counting sequences x_t = (a + k·t) mod {}, batch {}×{}", config.vocab_size, args.batch, args.seq);
     let mut optim = AdamWConfig::new().with_beta_2(0.95).with_weight_decay(0.1).init();

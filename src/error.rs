@@ -45,6 +45,18 @@ pub enum TritterError {
     #[error("sequence length {len} exceeds max_seq_len = {max_seq_len}")]
     SequenceTooLong { len: usize, max_seq_len: usize },
 
+    /// A data file or record is malformed; `line` is the line (JSONL, text) or row (parquet).
+    #[error("{}{}: {reason}", path.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Data { path: PathBuf, line: Option<usize>, reason: String },
+
+    /// A tokenizer file cannot be loaded or saved.
+    #[error("tokenizer {}: {reason}", path.display())]
+    Tokenizer { path: PathBuf, reason: String },
+
+    /// The tokenizer produces ids the model has no embedding for.
+    #[error("the tokenizer has {tokenizer} tokens but the model's vocab_size is {model}; use a model with vocab_size >= {tokenizer} or a smaller tokenizer")]
+    VocabMismatch { tokenizer: usize, model: usize },
+
     /// An input tensor is malformed in some other way (e.g. empty).
     #[error("invalid input: {0}")]
     InvalidInput(String),

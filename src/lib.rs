@@ -1,12 +1,14 @@
 //! Tritter: ternary-weight (BitNet b1.58) transformer language models on Burn.
 //!
 //! The model is generic over Burn's `Backend`: the same code trains on the CPU (ndarray),
-//! wgpu and CUDA. See `TRITTER_SPEC.md` (spec) for the exact maths.
+//! wgpu and CUDA. `docs/TRITTER_SPEC.md` (the spec) gives the exact maths.
 
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod error;
+pub mod infer;
 pub mod io;
 pub mod model;
 pub mod ternary;

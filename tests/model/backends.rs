@@ -13,7 +13,7 @@ use crate::reference_f64::random_tiny_config;
 /// Same weights on both backends (moved through a checkpoint); relative logit error ≤ 1e-4.
 /// With bitnet on, two f32 backends may round a value on a rounding tie differently, so as in
 /// the f64 test, draws where the reference passes within 3e-5 of a boundary are skipped.
-fn agrees_with_ndarray<G: Backend>(name: &str, device: &G::Device) {
+fn agrees_with_ndarray<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
     let mut rng = fresh_rng(name);
     for bitnet in [false, true] {
         let mut clean = 0;
@@ -41,10 +41,10 @@ fn agrees_with_ndarray<G: Backend>(name: &str, device: &G::Device) {
             }
             let reference: Vec<f64> = cpu.iter().map(|v| *v as f64).collect();
             let err = max_rel_diff(&got, &reference);
-            assert!(err < 1e-4, "{name}, bitnet={bitnet}: relative error {err:e}");
+            assert!(err < tolerance, "{name}, bitnet={bitnet}: relative error {err:e}");
             let loss_cpu: f32 = model.loss(ids_tensor::<B>(&ids, &Default::default())).into_scalar();
             let loss_other: f32 = other.loss(ids_tensor::<G>(&ids, device)).into_scalar().elem();
-            assert!((loss_cpu - loss_other).abs() < 1e-4 * loss_cpu.abs(), "{name}: loss {loss_cpu} vs {loss_other}");
+            assert!(((loss_cpu - loss_other).abs() as f64) < tolerance * loss_cpu.abs() as f64, "{name}: loss {loss_cpu} vs {loss_other}");
             clean += 1;
             if clean == 3 {
                 break;
@@ -57,12 +57,35 @@ fn agrees_with_ndarray<G: Backend>(name: &str, device: &G::Device) {
 #[cfg(feature = "wgpu")]
 #[test]
 fn ndarray_and_wgpu_agree() {
-    agrees_with_ndarray::<tritter::backend::Wgpu>("wgpu", &Default::default());
+    agrees_with_ndarray::<tritter::backend::Wgpu>("wgpu", &Default::default(), 1e-4);
 }
 
 #[cfg(feature = "cuda")]
 #[test]
 fn ndarray_and_cuda_agree() {
-    agrees_with_ndarray::<tritter::backend::Cuda>("cuda", &Default::default());
+    // Measured on an H100: 3.3e-4 relative with full-precision weights. Burn's CUDA matmul
+    // appears to run f32 on TF32 tensor cores (10-bit mantissa, unit roundoff 4.9e-4); see
+    // `cuda_matmul_precision`, which measures the plain matmul.
+    agrees_with_ndarray::<tritter::backend::Cuda>("cuda", &Default::default(), 3e-3);
+}
+
+/// The relative error of one f32 matmul against f64, so a CUDA tolerance above is explained by
+/// the matmul itself rather than by the model code.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_matmul_precision() {
+    use burn::tensor::{Tensor, TensorData};
+    let mut rng = fresh_rng("cuda_matmul_precision");
+    let device = Default::default();
+    let (m, k, n) = (64, 256, 64);
+    let a: Vec<f32> = (0..m * k).map(|_| crate::common::normal(&mut rng)).collect();
+    let b: Vec<f32> = (0..k * n).map(|_| crate::common::normal(&mut rng)).collect();
+    let ta = Tensor::<tritter::backend::Cuda, 2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
+    let tb = Tensor::<tritter::backend::Cuda, 2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
+    let got = to_vec(ta.matmul(tb));
+    let want: Vec<f64> = (0..m * n).map(|i| (0..k).map(|j| a[(i / n) * k + j] as f64 * b[j * n + i % n] as f64).sum()).collect();
+    let err = max_rel_diff(&got, &want);
+    eprintln!("cuda f32 matmul {m}x{k}x{n}: max relative error {err:e} (f32 accumulation gives ~1e-7, TF32 ~1e-3)");
+    assert!(err < 3e-3, "cuda matmul error {err:e}");
 }
 

@@ -1,0 +1,15 @@
+//! Data: tokenizers, document sources, the token cache, Burn datasets and the generated tasks.
+
+pub mod bpe;
+pub mod corpus;
+pub mod dataset;
+pub mod generated;
+pub mod source;
+pub mod tokenizer;
+
+pub use bpe::{train_bpe, train_bpe_on, BpeOptions};
+pub use corpus::{open_corpus, prepare_corpus, split_of, CorpusIndex, PrepareOptions, PrepareProgress, Split, TokenCorpus, TokenStream};
+pub use dataset::{DataSpec, TokenBatch, TokenBatcher, TokenWindows, WeightedMixture};
+pub use generated::{generate_tasks, write_task_corpus, Task, TaskExample};
+pub use source::{for_each_document, list_files, SourceOptions, SourceStats, TextSplit};
+pub use tokenizer::{SpecialIds, Tokenizer};

@@ -1,0 +1,5 @@
+//! Inference: greedy generation and task evaluation.
+
+pub mod greedy;
+
+pub use greedy::{generate_greedy, task_accuracy, TaskAccuracy};
