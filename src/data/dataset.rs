@@ -72,7 +72,7 @@ impl std::str::FromStr for DataSpec {
 }
 
 /// Several window datasets mixed by weight: an epoch has as many windows as all parts together,
-/// and part `i` contributes `round(total · wᵢ / Σw)` of them, drawn without repetition from a
+/// and part `i` contributes `total · wᵢ / Σw` of them (largest-remainder rounding), drawn without repetition from a
 /// seeded permutation of its windows and cycled when it is upsampled. Deterministic for a seed.
 pub struct WeightedMixture<D> {
     parts: Vec<D>,
@@ -88,10 +88,10 @@ impl<D: Dataset<Vec<u32>>> WeightedMixture<D> {
         if parts.is_empty() || total == 0 {
             return Err(TritterError::InvalidInput("a mixture needs at least one non-empty part".into()));
         }
+        let counts = apportion(total, &parts.iter().map(|(_, w)| *w / weight_sum).collect::<Vec<_>>());
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut order = Vec::with_capacity(total);
-        for (i, (dataset, weight)) in parts.iter().enumerate() {
-            let count = (total as f64 * weight / weight_sum).round() as usize;
+        for (i, ((dataset, weight), count)) in parts.iter().zip(counts).enumerate() {
             if dataset.is_empty() {
                 if count > 0 {
                     return Err(TritterError::InvalidInput(format!("mixture part {i} has weight {weight} but no windows")));
@@ -104,6 +104,20 @@ impl<D: Dataset<Vec<u32>>> WeightedMixture<D> {
         }
         Ok(Self { parts: parts.into_iter().map(|(d, _)| d).collect(), order })
     }
+}
+
+/// Splits `total` into integer counts proportional to `shares` (summing to 1) that add up to
+/// exactly `total`: floors first, then one more for the largest remainders.
+fn apportion(total: usize, shares: &[f64]) -> Vec<usize> {
+    let exact: Vec<f64> = shares.iter().map(|s| total as f64 * s).collect();
+    let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+    let mut by_remainder: Vec<usize> = (0..shares.len()).collect();
+    by_remainder.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+    let missing = total.saturating_sub(counts.iter().sum());
+    for &i in by_remainder.iter().take(missing) {
+        counts[i] += 1;
+    }
+    counts
 }
 
 impl<D: Dataset<Vec<u32>>> Dataset<Vec<u32>> for WeightedMixture<D> {

@@ -4,6 +4,7 @@ mod common;
 mod reference;
 
 mod attention;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod backends;
 mod checkpoint;
 mod learning;
