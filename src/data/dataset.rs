@@ -141,6 +141,15 @@ pub struct TokenBatch<B: Backend> {
 #[derive(Debug, Clone, Default)]
 pub struct TokenBatcher;
 
+impl TokenBatcher {
+    /// The first `count` windows of `dataset` (fewer if it is smaller) as one batch, e.g. a
+    /// fixed validation batch.
+    pub fn batch_of<B: Backend>(&self, dataset: &impl Dataset<Vec<u32>>, count: usize, device: &B::Device) -> TokenBatch<B> {
+        let items: Vec<Vec<u32>> = (0..count.min(dataset.len())).filter_map(|i| dataset.get(i)).collect();
+        self.batch(items, device)
+    }
+}
+
 impl<B: Backend> Batcher<B, Vec<u32>, TokenBatch<B>> for TokenBatcher {
     fn batch(&self, items: Vec<Vec<u32>>, device: &B::Device) -> TokenBatch<B> {
         let window = items.first().map_or(0, Vec::len);
