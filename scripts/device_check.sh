@@ -11,9 +11,7 @@ log="$out/device_check.txt"
 {
     echo "== machine"; date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc
     echo "== CUDA test (ndarray vs cuda) and the full suite"
-    ./device-bin/model-test --test-threads=4 2>&1 | grep -E "^test |test result|panicked|error" 
-    echo "== example train on CUDA, default flags"
-    ./device-bin/train --out "$out/run-default" 2>&1 | tail -8
-    echo "== example train on CUDA, batch 64 x 256, 200 steps"
-    ./device-bin/train --batch 64 --seq 256 --steps 200 --out "$out/run-big" 2>&1 | tail -4
+    ./device-bin/model-test --test-threads=4 --nocapture 2>&1 | grep -E "^test |test result|panicked|error|cuda f32 matmul|relative error"
+    echo "== example train on CUDA: generated tasks, batch 128 x 64, 600 steps"
+    ./device-bin/train --batch 128 --steps 600 --out "$out/run-tasks" 2>&1 | tail -14
 } 2>&1 | tee "$log"

@@ -1,0 +1,186 @@
+//! The `tritter` command line: data preparation and tokenizer training (more subcommands come
+//! with training and inference).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use tritter::data::{prepare_corpus, train_bpe_on, write_task_corpus, BpeOptions, DataSpec, PrepareOptions, SourceOptions, TextSplit, Tokenizer};
+
+#[derive(Parser)]
+#[command(name = "tritter", version, about = "Ternary-weight (BitNet b1.58) language models on Burn")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tokenizer tools.
+    #[command(subcommand)]
+    Tokenizer(TokenizerCommand),
+    /// Data tools.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenizerCommand {
+    /// Train a byte-level BPE tokenizer on your files and save it as tokenizer.json.
+    Train {
+        /// A file or a directory of them (.jsonl, .txt, .parquet, optionally .gz).
+        #[arg(long)]
+        data: PathBuf,
+        /// Vocabulary size, the 4 special tokens and 256 bytes included.
+        #[arg(long, default_value_t = 8192)]
+        vocab_size: usize,
+        /// Pairs seen fewer times are not merged.
+        #[arg(long, default_value_t = 2)]
+        min_frequency: u64,
+        /// Where to write the tokenizer.
+        #[arg(long, default_value = "tokenizer.json")]
+        out: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Tokenize a corpus into the binary token cache (reused while nothing changes).
+    Prepare {
+        /// A file or directory, optionally `PATH:WEIGHT`; repeatable.
+        #[arg(long, required = true)]
+        data: Vec<DataSpec>,
+        /// A Hugging Face tokenizer.json; the byte-level tokenizer when omitted.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Fraction of documents held out for validation.
+        #[arg(long, default_value_t = 0.01)]
+        val_fraction: f64,
+        /// Where token caches live.
+        #[arg(long, default_value = "runs/cache")]
+        cache_dir: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Write the built-in generated task corpus (addition, copy, reverse, count, sort) as JSONL.
+    Generate {
+        #[arg(long, default_value = "data/tasks.jsonl")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum SplitArg {
+    /// Each text file is one document.
+    File,
+    /// Each blank-line-separated paragraph is a document.
+    Paragraph,
+}
+
+#[derive(Args)]
+struct SourceArgs {
+    /// JSONL key / parquet column with the text (default: the first of text, content, code,
+    /// solution, output, response, input, question).
+    #[arg(long)]
+    text_field: Option<String>,
+    /// How plain-text files become documents.
+    #[arg(long, value_enum, default_value = "file")]
+    text_split: SplitArg,
+    /// Skip malformed records (counted in the summary) instead of stopping at the first.
+    #[arg(long)]
+    skip_bad_records: bool,
+}
+
+impl SourceArgs {
+    fn options(&self) -> SourceOptions {
+        SourceOptions {
+            text_field: self.text_field.clone(),
+            text_split: match self.text_split {
+                SplitArg::File => TextSplit::File,
+                SplitArg::Paragraph => TextSplit::Paragraph,
+            },
+            skip_bad_records: self.skip_bad_records,
+            ..Default::default()
+        }
+    }
+}
+
+fn spinner(message: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+fn run(cli: Cli) -> tritter::Result<()> {
+    match cli.command {
+        Command::Tokenizer(TokenizerCommand::Train { data, vocab_size, min_frequency, out, source }) => {
+            let options = BpeOptions { vocab_size, min_frequency, show_progress: true };
+            let started = Instant::now();
+            let (tokenizer, stats) = train_bpe_on(&data, &source.options(), &options)?;
+            if stats.skipped_records > 0 {
+                println!("skipped {} bad records", stats.skipped_records);
+            }
+            tokenizer.save(&out)?;
+            println!(
+                "Trained a {}-token BPE tokenizer on {} documents in {:.1?}: {}",
+                tokenizer.vocab_size(),
+                stats.documents,
+                started.elapsed(),
+                out.display()
+            );
+        }
+        Command::Data(DataCommand::Prepare { data, tokenizer, val_fraction, cache_dir, source }) => {
+            let tokenizer = match &tokenizer {
+                Some(path) => Tokenizer::from_file(path)?,
+                None => Tokenizer::bytes(),
+            };
+            let options = PrepareOptions { source: source.options(), val_fraction, cache_dir };
+            for spec in &data {
+                let started = Instant::now();
+                let bar = spinner(&format!("tokenizing {}", spec.path.display()));
+                let corpus = prepare_corpus(&spec.path, &tokenizer, &options, &mut |p| {
+                    let rate = p.text_bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_message(format!("tokenizing {}: {} documents, {} ({}/s)", spec.path.display(), p.documents, HumanBytes(p.text_bytes), HumanBytes(rate as u64)));
+                })?;
+                bar.finish_and_clear();
+                let i = &corpus.index;
+                println!(
+                    "{} (weight {}): {} documents ({} skipped), {} train / {} validation tokens, {} {}",
+                    spec.path.display(),
+                    spec.weight,
+                    i.stats.documents,
+                    i.stats.skipped_records,
+                    i.train_tokens,
+                    i.val_tokens,
+                    if corpus.reused { "reused cache" } else { "cached in" },
+                    corpus.dir.display()
+                );
+            }
+        }
+        Command::Data(DataCommand::Generate { out, count, seed }) => {
+            write_task_corpus(&out, seed, count)?;
+            println!("Wrote {count} generated task examples to {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
