@@ -183,3 +183,34 @@ fn batches_flow_through_burns_data_loader() {
     }
     assert_eq!(seen, total);
 }
+
+/// A vocabulary over 65536 ids is stored as u32 (and read back exactly).
+#[test]
+fn large_vocabularies_use_u32_tokens() {
+    let dir = temp_dir();
+    let n = 70_000;
+    let mut vocab = serde_json::Map::new();
+    for i in 0..n {
+        vocab.insert(format!("w{i}"), serde_json::json!(i));
+    }
+    vocab.insert("<unk>".into(), serde_json::json!(n));
+    vocab.insert("<eos>".into(), serde_json::json!(n + 1));
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": { "type": "WhitespaceSplit" }, "post_processor": null, "decoder": null,
+        "model": { "type": "WordLevel", "vocab": vocab, "unk_token": "<unk>" }
+    });
+    let tokenizer_path = write(dir.path(), "tokenizer.json", json.to_string());
+    let tokenizer = Tokenizer::from_file(&tokenizer_path).unwrap();
+    assert_eq!(tokenizer.vocab_size(), n + 2);
+    assert_eq!(tokenizer.special_ids().eos, n as u32 + 1);
+    let docs: Vec<String> = vec!["w1 w69999 w65536".into(), "w65535 nope".into()];
+    let path = write(dir.path(), "docs.jsonl", jsonl("text", &docs));
+    let corpus = prepare_corpus(&path, &tokenizer, &options(&dir.path().join("cache"), 0.0), &mut |_| {}).unwrap();
+    assert_eq!(corpus.index.width, tritter::data::corpus::TokenWidth::U32);
+    let mut tokens = Vec::new();
+    corpus.train.read_into(0, corpus.train.len(), &mut tokens);
+    let eos = n as u32 + 1;
+    assert_eq!(tokens, [1, 69_999, 65_536, eos, 65_535, n as u32, eos]);
+    assert_eq!(std::fs::metadata(corpus.dir.join("train.bin")).unwrap().len(), 7 * 4);
+}
