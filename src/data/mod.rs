@@ -3,6 +3,7 @@
 pub mod bpe;
 pub mod corpus;
 pub mod dataset;
+pub mod fast_bpe;
 pub mod generated;
 pub mod source;
 pub mod tokenizer;

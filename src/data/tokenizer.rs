@@ -2,6 +2,9 @@
 //! byte-level fallback, behind one type whose special-token ids come from the tokenizer itself.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::data::fast_bpe::FastByteLevelBpe;
 
 use crate::error::{Result, TritterError};
 
@@ -33,8 +36,8 @@ pub enum Tokenizer {
     /// 4 special tokens (ids 0..4, [`SPECIAL_TOKENS`]) then the 256 byte values (ids 4..260).
     /// Round-trips any UTF-8 text exactly.
     Bytes,
-    /// A Hugging Face tokenizer.
-    Hf { tokenizer: Box<tokenizers::Tokenizer>, special: SpecialIds },
+    /// A Hugging Face tokenizer, with a fast path for byte-level BPE (see [`FastByteLevelBpe`]).
+    Hf { tokenizer: Box<tokenizers::Tokenizer>, special: SpecialIds, fast: Option<Arc<FastByteLevelBpe>> },
 }
 
 /// Offset of byte `b` in the byte tokenizer: id = b + BYTE_OFFSET.
@@ -62,7 +65,8 @@ impl Tokenizer {
         })?;
         let pad = tokenizer.get_padding().map(|p| p.pad_id).or_else(|| find(&PAD_NAMES)).unwrap_or(eos);
         let special = SpecialIds { eos, pad, bos: find(&BOS_NAMES), unk: find(&["<unk>", "[UNK]"]) };
-        Ok(Tokenizer::Hf { tokenizer: Box::new(tokenizer), special })
+        let fast = FastByteLevelBpe::for_tokenizer(&tokenizer).map(Arc::new);
+        Ok(Tokenizer::Hf { tokenizer: Box::new(tokenizer), special, fast })
     }
 
     /// Saves a Hugging Face tokenizer as `tokenizer.json` (atomically). The byte tokenizer has
@@ -107,14 +111,32 @@ impl Tokenizer {
         Ok(())
     }
 
-    /// Token ids of `text` (no special tokens added).
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+    /// Token ids of `text` (no special tokens added) through the `tokenizers` crate alone,
+    /// bypassing the fast path; the reference the fast path is tested against.
+    pub fn encode_reference(&self, text: &str) -> Result<Vec<u32>> {
         match self {
-            Tokenizer::Bytes => Ok(text.bytes().map(|b| b as u32 + BYTE_OFFSET).collect()),
+            Tokenizer::Bytes => self.encode(text),
             Tokenizer::Hf { tokenizer, .. } => tokenizer
                 .encode_fast(text, false)
                 .map(|e| e.get_ids().to_vec())
                 .map_err(|e| TritterError::InvalidInput(format!("tokenizer failed: {e}"))),
+        }
+    }
+
+    /// Whether encoding takes the fast byte-level BPE path.
+    pub fn has_fast_path(&self) -> bool {
+        matches!(self, Tokenizer::Hf { fast: Some(_), .. })
+    }
+
+    /// Token ids of `text` (no special tokens added).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match self {
+            Tokenizer::Bytes => Ok(text.bytes().map(|b| b as u32 + BYTE_OFFSET).collect()),
+            Tokenizer::Hf { tokenizer, fast, .. } => {
+                let fast = fast.as_ref().and_then(|f| f.encode(tokenizer.get_model(), text));
+                fast.unwrap_or_else(|| tokenizer.encode_fast(text, false).map(|e| e.get_ids().to_vec()))
+                    .map_err(|e| TritterError::InvalidInput(format!("tokenizer failed: {e}")))
+            }
         }
     }
 

@@ -83,3 +83,24 @@ fn bad_tokenizer_files_are_named_errors() {
     assert!(matches!(err, TritterError::Tokenizer { .. }) && err.to_string().contains("tokenizer.json"), "{err}");
     assert!(train_bpe(["a"].iter(), &BpeOptions { vocab_size: 100, ..Default::default() }).is_err());
 }
+
+/// The fast byte-level BPE path gives exactly the ids of the `tokenizers` crate's own encoder,
+/// on random Unicode text full of whitespace runs, contractions, digits and punctuation.
+#[test]
+fn fast_bpe_path_equals_the_tokenizers_crate() {
+    let mut rng = fresh_rng("fast_bpe_path_equals_the_tokenizers_crate");
+    let mut corpus: Vec<String> = (0..300).map(|_| unicode_text(&mut rng, 40)).collect();
+    corpus.push("it's we're they've I'm you'll he'd 123 4567  x\t\ty \n\n z   ".into());
+    let tokenizer = train_bpe(corpus.iter(), &BpeOptions { vocab_size: 700, ..Default::default() }).unwrap();
+    assert!(tokenizer.has_fast_path());
+    let tricky = [
+        "", " ", "  ", "a  b", "a \n b", "a\n\nb", "end  ", "\t\tx", "'s's 't'", "x's  'll", "1 2  3   4", "!!  ??", " \u{3000}x",
+        "a\u{a0}\u{a0}b", "<eos> inside", "x<pad>y",
+    ];
+    for text in tricky.iter().map(|s| s.to_string()).chain((0..300).map(|_| {
+        let words = rng.random_range(0..80);
+        unicode_text(&mut rng, words)
+    })) {
+        assert_eq!(tokenizer.encode(&text).unwrap(), tokenizer.encode_reference(&text).unwrap(), "{text:?}");
+    }
+}
