@@ -4,6 +4,7 @@
 //!
 //! `cargo bench --bench data_prep` (criterion statistics, then a section of BENCHMARKS.md).
 
+#[path = "support/results.rs"]
 mod results;
 
 use std::io::Write;
