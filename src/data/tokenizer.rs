@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::data::fast_bpe::FastByteLevelBpe;
-
 use crate::error::{Result, TritterError};
 
 /// The special tokens Tritter trains with, in the order the byte tokenizer and BPE training
@@ -132,11 +131,10 @@ impl Tokenizer {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         match self {
             Tokenizer::Bytes => Ok(text.bytes().map(|b| b as u32 + BYTE_OFFSET).collect()),
-            Tokenizer::Hf { tokenizer, fast, .. } => {
-                let fast = fast.as_ref().and_then(|f| f.encode(tokenizer.get_model(), text));
-                fast.unwrap_or_else(|| tokenizer.encode_fast(text, false).map(|e| e.get_ids().to_vec()))
-                    .map_err(|e| TritterError::InvalidInput(format!("tokenizer failed: {e}")))
-            }
+            Tokenizer::Hf { tokenizer, fast, .. } => match fast.as_ref().and_then(|f| f.encode(tokenizer.get_model(), text)) {
+                Some(ids) => ids.map_err(|e| TritterError::InvalidInput(format!("tokenizer failed: {e}"))),
+                None => self.encode_reference(text),
+            },
         }
     }
 
