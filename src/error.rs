@@ -57,6 +57,18 @@ pub enum TritterError {
     #[error("the tokenizer has {tokenizer} tokens but the model's vocab_size is {model}; use a model with vocab_size >= {tokenizer} or a smaller tokenizer")]
     VocabMismatch { tokenizer: usize, model: usize },
 
+    /// The loss or the gradients stopped being finite during training.
+    #[error("the loss or gradients are not finite at step {step} (loss {loss}); training stopped{}", checkpoint.as_ref().map(|c| format!(", the last good checkpoint is {}", c.display())).unwrap_or_else(|| ", no checkpoint was saved yet".into()))]
+    NonFinite { step: usize, loss: f32, checkpoint: Option<PathBuf> },
+
+    /// The hybrid predictive trainer reported an error.
+    #[error("hybrid trainer: {0}")]
+    Hybrid(String),
+
+    /// A resumed run asks for settings its checkpoint cannot continue with.
+    #[error("cannot resume from {}: {reason}", path.display())]
+    ResumeMismatch { path: PathBuf, reason: String },
+
     /// An input tensor is malformed in some other way (e.g. empty).
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -12,6 +12,7 @@ pub mod infer;
 pub mod io;
 pub mod model;
 pub mod ternary;
+pub mod train;
 
 pub use config::{MlpNorm, NormKind, TritterConfig, WeightScale};
 pub use error::{Result, TritterError};

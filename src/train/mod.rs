@@ -1,0 +1,24 @@
+//! Training: a burn-train `Learner` run through Tritter's own learning strategy (step
+//! checkpoints, exact resume, accumulation, global-norm clipping, non-finite handling) or the
+//! hybrid predictive trainer.
+
+pub mod config;
+pub mod grads;
+pub mod hybrid;
+pub mod metrics;
+pub mod optimizer;
+pub mod order;
+pub mod render;
+pub mod run;
+pub mod schedule;
+pub mod state;
+pub mod step;
+pub mod strategy;
+
+pub use config::{HybridOptions, NonFinitePolicy, TrainConfig};
+pub use hybrid::{create_trainer_with_config, HybridStats};
+pub use run::{train, Dashboard, TrainData, TrainOptions, TrainOutcome};
+pub use schedule::WarmupCosine;
+pub use state::{load_run_checkpoint, resolve_run_checkpoint, RunState};
+pub use step::LmOutput;
+pub use strategy::TaskEval;

@@ -1,0 +1,73 @@
+//! AdamW behind a shared handle: burn-train's `Learner` owns its optimizer and offers no getter,
+//! but a step checkpoint needs the optimizer state. The Learner and the training strategy hold
+//! clones of one `SharedOptimizer`.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, MultiGradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::optim::LearningRate;
+
+use crate::model::TritterModel;
+use crate::train::config::TrainConfig;
+
+/// Burn's AdamW for a Tritter model.
+pub type TritterAdamW<B> = OptimizerAdaptor<AdamW, TritterModel<B>, B>;
+
+/// AdamW with the run's β, ε and weight decay. Clipping is global-norm and done by the
+/// training loop (Burn's own clipping is per tensor).
+pub fn adamw<B: AutodiffBackend>(config: &TrainConfig) -> TritterAdamW<B> {
+    AdamWConfig::new()
+        .with_beta_1(config.beta1)
+        .with_beta_2(config.beta2)
+        .with_epsilon(config.epsilon)
+        .with_weight_decay(config.weight_decay)
+        .init()
+}
+
+/// An optimizer whose clones share one state.
+#[derive(Clone)]
+pub struct SharedOptimizer<O> {
+    inner: Arc<Mutex<O>>,
+}
+
+impl<O> SharedOptimizer<O> {
+    pub fn new(optimizer: O) -> Self {
+        Self { inner: Arc::new(Mutex::new(optimizer)) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, O> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<M, B, O> Optimizer<M, B> for SharedOptimizer<O>
+where
+    M: AutodiffModule<B>,
+    B: AutodiffBackend,
+    O: Optimizer<M, B>,
+{
+    type Record = O::Record;
+
+    fn step(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
+        self.lock().step(lr, module, grads)
+    }
+
+    fn step_multi(&mut self, lr: LearningRate, module: M, grads: MultiGradientsParams) -> M {
+        self.lock().step_multi(lr, module, grads)
+    }
+
+    fn to_record(&self) -> Self::Record {
+        self.lock().to_record()
+    }
+
+    fn load_record(self, record: Self::Record) -> Self {
+        {
+            let mut inner = self.lock();
+            *inner = inner.clone().load_record(record);
+        }
+        self
+    }
+}

@@ -1,0 +1,228 @@
+//! `train`: one call that sets up burn-train (data loaders, metrics, dashboard, Learner) and runs
+//! Tritter's strategy, fresh or resumed from a step checkpoint.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataset::Dataset;
+use burn::optim::Optimizer;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::train::metric::{LearningRateMetric, LossMetric};
+use burn::train::{Interrupter, Learner, SupervisedTraining, TrainingStrategy};
+
+use crate::config::TritterConfig;
+use crate::data::TokenBatcher;
+use crate::error::{Result, TritterError};
+use crate::infer::TaskAccuracy;
+use crate::model::TritterModel;
+use crate::train::config::TrainConfig;
+use crate::train::hybrid::HybridStats;
+use crate::train::metrics::{PerplexityFromLoss, TaskAccuracy as TaskAccuracyMetric, TokensPerSecond};
+use crate::train::optimizer::{adamw, SharedOptimizer};
+use crate::train::order::EpochOrder;
+use crate::train::render::{LineRenderer, LineSink};
+use crate::train::schedule::WarmupCosine;
+use crate::train::state::{load_run_checkpoint, RunState};
+use crate::train::strategy::{RunReport, TaskEval, TritterStrategy};
+
+/// Token windows of `seq_len + 1` ids for training and validation.
+pub struct TrainData {
+    pub train: Arc<dyn Dataset<Vec<u32>>>,
+    pub valid: Arc<dyn Dataset<Vec<u32>>>,
+    /// Held-out generated tasks to score at each evaluation.
+    pub tasks: Option<TaskEval>,
+}
+
+/// How progress is shown.
+pub enum Dashboard {
+    /// burn-train's terminal dashboard when stdout is a terminal, else lines every 50 steps to
+    /// the sink.
+    Auto(LineSink),
+    /// burn-train's terminal dashboard.
+    Tui,
+    /// One line per `every` steps and per evaluation, handed to `sink`.
+    Lines { every: usize, sink: LineSink },
+    /// Nothing (metrics still go to the run directory's logs).
+    Quiet,
+}
+
+/// Where and how a run happens.
+pub struct TrainOptions {
+    /// Checkpoints (`checkpoints/step-…`), burn-train's metric logs and the final model.
+    pub run_dir: PathBuf,
+    /// A run directory or step checkpoint to continue from.
+    pub resume: Option<PathBuf>,
+    pub dashboard: Dashboard,
+    /// Stops the run cleanly (a checkpoint is saved) when triggered, e.g. from Ctrl-C.
+    pub interrupter: Option<Interrupter>,
+}
+
+/// The result of [`train`].
+pub struct TrainOutcome<B: Backend> {
+    /// The trained model, without autodiff.
+    pub model: TritterModel<B>,
+    pub state: RunState,
+    /// Training loss per step run by this call.
+    pub losses: Vec<(usize, f32)>,
+    /// Validation loss after each evaluation.
+    pub validation: Vec<(usize, f32)>,
+    pub tasks: Option<TaskAccuracy>,
+    /// The newest step checkpoint (resume from it, or load `…/model` as a model).
+    pub checkpoint: Option<PathBuf>,
+    pub interrupted: bool,
+    pub elapsed: Duration,
+    pub hybrid: Option<HybridStats>,
+    /// The step this call started from (0 unless resumed).
+    pub resumed_from: usize,
+}
+
+/// Settings a resumed run must share with its checkpoint (they define the data order).
+fn check_resumable(saved: &TrainConfig, now: &TrainConfig, path: &std::path::Path) -> Result<()> {
+    for (field, a, b) in [
+        ("batch_size", saved.batch_size as u64, now.batch_size as u64),
+        ("grad_accum", saved.grad_accum as u64, now.grad_accum as u64),
+        ("seq_len", saved.seq_len as u64, now.seq_len as u64),
+        ("seed", saved.seed, now.seed),
+    ] {
+        if a != b {
+            return Err(TritterError::ResumeMismatch {
+                path: path.to_path_buf(),
+                reason: format!("{field} was {a} in the checkpoint but is {b} now (it fixes the data order)"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Trains a model of `model_config` (ignored when resuming: the checkpoint's config is used)
+/// under `config` on `data`. `B` is the autodiff backend, e.g. `Autodiff<Cpu>`, or
+/// `Autodiff<Cpu, BalancedCheckpointing>` for gradient checkpointing.
+pub fn train<B: AutodiffBackend>(
+    model_config: &TritterConfig,
+    config: &TrainConfig,
+    data: TrainData,
+    options: TrainOptions,
+    device: &B::Device,
+) -> Result<TrainOutcome<B::InnerBackend>> {
+    config.validate()?;
+    let started = Instant::now();
+    let optimizer = SharedOptimizer::new(adamw::<B>(config));
+    let (model, start) = match &options.resume {
+        Some(path) => {
+            let checkpoint = load_run_checkpoint::<B, _>(path, device)?;
+            check_resumable(&checkpoint.state.train_config, config, &checkpoint.dir)?;
+            let _ = optimizer.clone().load_record(checkpoint.optimizer);
+            let state = RunState { train_config: config.clone(), ..checkpoint.state };
+            if state.step >= config.steps {
+                return Err(TritterError::ResumeMismatch {
+                    path: checkpoint.dir,
+                    reason: format!("it is at step {} already and the run has steps = {}", state.step, config.steps),
+                });
+            }
+            tracing::info!(dir = %checkpoint.dir.display(), step = state.step, "resuming");
+            (checkpoint.model, state)
+        }
+        None => {
+            model_config.validate()?;
+            B::seed(device, config.seed);
+            let model = TritterModel::<B>::new(model_config, device)?;
+            let state = RunState {
+                step: 0,
+                samples: 0,
+                backward_passes: 0,
+                skipped_steps: 0,
+                last_loss: f32::NAN,
+                train_config: config.clone(),
+                param_ids: Default::default(),
+            };
+            (model, state)
+        }
+    };
+    let window = config.seq_len + 1;
+    if window > model.config().max_seq_len {
+        return Err(TritterError::InvalidConfig {
+            field: "seq_len",
+            reason: format!("seq_len + 1 = {window} exceeds the model's max_seq_len = {}", model.config().max_seq_len),
+        });
+    }
+    if data.train.is_empty() {
+        return Err(TritterError::InvalidInput("the training data has no windows".into()));
+    }
+    if let Some(first) = data.train.get(0) {
+        if first.len() != window {
+            return Err(TritterError::InvalidInput(format!(
+                "training windows hold {} tokens but seq_len + 1 = {window}",
+                first.len()
+            )));
+        }
+    }
+
+    let total_samples = config.steps * config.batch_size * config.grad_accum;
+    let order = EpochOrder::new(data.train.clone(), total_samples, config.seed);
+    let loader_train = DataLoaderBuilder::<B, _, _>::new(TokenBatcher)
+        .batch_size(config.batch_size)
+        .set_device(device.clone())
+        .build(order);
+    let loader_valid = DataLoaderBuilder::<B::InnerBackend, _, _>::new(TokenBatcher)
+        .batch_size(config.batch_size)
+        .set_device(device.clone())
+        .build(data.valid.clone());
+
+    let report = Arc::new(Mutex::new(RunReport::default()));
+    let resumed_from = start.step;
+    let strategy = TritterStrategy::<B> {
+        device: device.clone(),
+        config: config.clone(),
+        run_dir: options.run_dir.clone(),
+        start,
+        optimizer: optimizer.clone(),
+        tasks: data.tasks,
+        report: report.clone(),
+    };
+    let periods = match config.eval_every {
+        0 => 1,
+        every => config.steps.div_ceil(every),
+    };
+    let mut training = SupervisedTraining::new(&options.run_dir, loader_train, loader_valid)
+        .metrics((LossMetric::new(), PerplexityFromLoss::default()))
+        .metric_train_numeric(LearningRateMetric::new())
+        .metric_train_numeric(TokensPerSecond::default())
+        .metric_valid_numeric(TaskAccuracyMetric::default())
+        .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)))
+        .with_application_logger(None)
+        .num_epochs(periods);
+    if let Some(interrupter) = options.interrupter {
+        training = training.with_interrupter(interrupter);
+    }
+    training = match options.dashboard {
+        Dashboard::Tui => training,
+        Dashboard::Auto(_) if std::io::stdout().is_terminal() => training,
+        Dashboard::Auto(sink) => training.renderer(LineRenderer::new(50, sink)),
+        Dashboard::Lines { every, sink } => training.renderer(LineRenderer::new(every, sink)),
+        Dashboard::Quiet => training.renderer(LineRenderer::new(usize::MAX, Box::new(|_| {}))),
+    };
+    let schedule = WarmupCosine::new(config.learning_rate, config.min_lr_ratio, config.warmup_steps, config.steps);
+    let result = training.launch(Learner::new(model, optimizer, schedule));
+    drop(result.renderer); // restores the terminal after the dashboard
+
+    let mut report = std::mem::take(&mut *report.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(error) = report.error.take() {
+        return Err(error);
+    }
+    let state = report.state.ok_or_else(|| TritterError::InvalidInput("training ended without a state".into()))?;
+    Ok(TrainOutcome {
+        model: result.model,
+        state,
+        losses: report.losses,
+        validation: report.validation,
+        tasks: report.tasks,
+        checkpoint: report.last_checkpoint,
+        interrupted: report.interrupted,
+        elapsed: started.elapsed(),
+        hybrid: report.hybrid,
+        resumed_from,
+    })
+}

@@ -1,0 +1,282 @@
+//! The training loop, as a burn-train custom learning strategy: AdamW steps with gradient
+//! accumulation, global-norm clipping and the non-finite policy, evaluation periods, step
+//! checkpoints and exact resume, or the hybrid predictive trainer's phases; all reported
+//! through burn-train's event processor so its metrics, dashboard and logs work.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use burn::data::dataloader::Progress;
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{GradientsAccumulator, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
+use burn::train::{
+    EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent, LearnerItem,
+    LearningComponentsMarker, SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader,
+    TrainingComponents, ValidLoader,
+};
+
+use crate::data::{TaskExample, Tokenizer};
+use crate::error::{Result, TritterError};
+use crate::infer::{task_accuracy, TaskAccuracy};
+use crate::model::TritterModel;
+use crate::train::config::{NonFinitePolicy, TrainConfig};
+use crate::train::grads::{clip_global_norm, scale_grads};
+use crate::train::hybrid::{HybridRun, HybridStats};
+use crate::train::optimizer::{SharedOptimizer, TritterAdamW};
+use crate::train::schedule::WarmupCosine;
+use crate::train::state::{param_ids, save_run_checkpoint, RunState};
+use crate::train::step::LmOutput;
+
+/// burn-train's component types for a Tritter run.
+pub type Components<B> = LearningComponentsMarker<B, WarmupCosine, TritterModel<B>, SharedOptimizer<TritterAdamW<B>>>;
+
+/// Held-out generated tasks to score at each evaluation (greedy exact match).
+#[derive(Clone)]
+pub struct TaskEval {
+    pub tokenizer: Tokenizer,
+    pub examples: Vec<TaskExample>,
+}
+
+/// What the loop leaves behind for the caller of `launch`.
+#[derive(Default)]
+pub struct RunReport {
+    pub state: Option<RunState>,
+    pub error: Option<TritterError>,
+    /// Training loss of every step of this process (resumed runs start at the resume step).
+    pub losses: Vec<(usize, f32)>,
+    /// Validation loss after each evaluation period.
+    pub validation: Vec<(usize, f32)>,
+    pub tasks: Option<TaskAccuracy>,
+    pub last_checkpoint: Option<PathBuf>,
+    pub interrupted: bool,
+    pub hybrid: Option<HybridStats>,
+}
+
+pub(crate) struct TritterStrategy<B: AutodiffBackend> {
+    pub device: B::Device,
+    pub config: TrainConfig,
+    pub run_dir: PathBuf,
+    pub start: RunState,
+    pub optimizer: SharedOptimizer<TritterAdamW<B>>,
+    pub tasks: Option<TaskEval>,
+    pub report: Arc<Mutex<RunReport>>,
+}
+
+type EventProcessor<B> = SupervisedTrainingEventProcessor<Components<B>>;
+
+impl<B: AutodiffBackend> SupervisedLearningStrategy<Components<B>> for TritterStrategy<B> {
+    fn fit(
+        &self,
+        components: TrainingComponents<Components<B>>,
+        mut learner: Learner<Components<B>>,
+        dataloader_train: TrainLoader<Components<B>>,
+        dataloader_valid: ValidLoader<Components<B>>,
+        _starting_epoch: usize,
+    ) -> (TritterModel<B>, EventProcessor<B>) {
+        let mut events = components.event_processor;
+        let result = self.run(&mut learner, &mut events, &components.interrupter, dataloader_train, dataloader_valid);
+        if let Err(error) = result {
+            tracing::error!(%error, "training stopped");
+            self.report().error = Some(error);
+        }
+        (learner.model(), events)
+    }
+}
+
+impl<B: AutodiffBackend> TritterStrategy<B> {
+    fn report(&self) -> std::sync::MutexGuard<'_, RunReport> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of evaluation periods (burn-train "epochs") in the run.
+    fn periods(&self) -> usize {
+        match self.config.eval_every {
+            0 => 1,
+            every => self.config.steps.div_ceil(every),
+        }
+    }
+
+    fn period_of(&self, step: usize) -> usize {
+        match self.config.eval_every {
+            0 => 1,
+            every => (step.max(1) - 1) / every + 1,
+        }
+    }
+
+    fn run(
+        &self,
+        learner: &mut Learner<Components<B>>,
+        events: &mut EventProcessor<B>,
+        interrupter: &Interrupter,
+        dataloader_train: TrainLoader<Components<B>>,
+        dataloader_valid: ValidLoader<Components<B>>,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        let mut state = self.start.clone();
+        learner.load_scheduler(state.step);
+        let total_samples = cfg.steps * cfg.batch_size * cfg.grad_accum;
+        let loader = dataloader_train.to_device(&self.device).slice(state.samples, total_samples);
+        let mut batches = loader.iter();
+        let mut hybrid = match &cfg.hybrid {
+            Some(options) => Some(HybridRun::new(learner.model(), self.optimizer.clone(), cfg, options)?),
+            None => None,
+        };
+        let mut non_finite_in_row = 0;
+
+        while state.step < cfg.steps {
+            if interrupter.should_stop() {
+                self.report().interrupted = true;
+                tracing::info!(step = state.step, reason = ?interrupter.get_message(), "training interrupted");
+                break;
+            }
+            learner.lr_step();
+            let lr = learner.lr_current();
+            let mut next_batch = || {
+                batches.next().ok_or_else(|| {
+                    TritterError::InvalidInput(format!("training data ran out after {} samples", state.samples))
+                })
+            };
+
+            let (loss, tokens, finite_grads) = match hybrid.as_mut() {
+                Some(hybrid) => {
+                    let batch = next_batch()?;
+                    let step = hybrid.step(batch, lr)?;
+                    state.backward_passes += step.backward as usize;
+                    (step.loss, step.tokens, true)
+                }
+                None => {
+                    let model = learner.model();
+                    let mut accumulator = GradientsAccumulator::new();
+                    let mut losses = Vec::with_capacity(cfg.grad_accum);
+                    let mut tokens = 0;
+                    for _ in 0..cfg.grad_accum {
+                        let out = learner.train_step(next_batch()?);
+                        state.backward_passes += 1;
+                        tokens += out.item.tokens;
+                        losses.push(out.item.loss);
+                        accumulator.accumulate(&model, out.grads);
+                    }
+                    let mut grads = accumulator.grads();
+                    if cfg.grad_accum > 1 {
+                        grads = scale_grads(&model, grads, 1.0 / cfg.grad_accum as f64);
+                    }
+                    let (grads, norm) = clip_global_norm(&model, grads, cfg.grad_clip);
+                    let loss = Tensor::cat(losses, 0).mean();
+                    let value: f32 = loss.clone().into_scalar().elem();
+                    let finite = value.is_finite() && norm.is_finite();
+                    if finite {
+                        learner.optimizer_step(grads);
+                    }
+                    (loss, tokens, finite)
+                }
+            };
+            state.samples += cfg.batch_size * if hybrid.is_some() { 1 } else { cfg.grad_accum };
+            state.step += 1;
+            let value: f32 = loss.clone().into_scalar().elem();
+            state.last_loss = value;
+
+            if !(value.is_finite() && finite_grads) {
+                non_finite_in_row += 1;
+                state.skipped_steps += 1;
+                let checkpoint = self.report().last_checkpoint.clone();
+                let error = TritterError::NonFinite { step: state.step, loss: value, checkpoint };
+                match cfg.on_non_finite {
+                    NonFinitePolicy::Stop => return Err(error),
+                    NonFinitePolicy::Skip if non_finite_in_row > cfg.max_skipped_steps => return Err(error),
+                    NonFinitePolicy::Skip => tracing::warn!(%error, "skipping the update"),
+                }
+            } else {
+                non_finite_in_row = 0;
+            }
+            if let Some(hybrid) = &hybrid {
+                // Keep the Learner's model (what checkpoints and validation read) current.
+                learner.load_model(hybrid.model().into_record());
+            }
+            self.report().losses.push((state.step, value));
+
+            let progress = Progress { items_processed: state.samples, items_total: total_samples };
+            let (period, periods) = (self.period_of(state.step), self.periods());
+            let item = LearnerItem::new(LmOutput::new(loss, tokens), progress, period, periods, state.step, Some(lr));
+            events.process_train(LearnerEvent::ProcessedItem(item));
+
+            let end_of_period = state.step == cfg.steps || (cfg.eval_every > 0 && state.step % cfg.eval_every == 0);
+            if end_of_period {
+                events.process_train(LearnerEvent::EndEpoch(period));
+                self.evaluate(learner, events, &dataloader_valid, period, periods, state.step)?;
+            }
+            if state.step == cfg.steps || (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0) {
+                self.checkpoint(learner, &state)?;
+            }
+        }
+        if let Some(hybrid) = hybrid {
+            self.report().hybrid = Some(hybrid.stats());
+        }
+        if self.report().interrupted && state.step > 0 {
+            self.checkpoint(learner, &state)?;
+        }
+        self.report().state = Some(state);
+        Ok(())
+    }
+
+    fn checkpoint(&self, learner: &Learner<Components<B>>, state: &RunState) -> Result<()> {
+        let model = learner.model();
+        let state = RunState { param_ids: param_ids(&model), ..state.clone() };
+        let dir =
+            save_run_checkpoint(&self.run_dir, &model, self.optimizer.to_record(), &state, self.config.keep_checkpoints)?;
+        self.report().last_checkpoint = Some(dir);
+        Ok(())
+    }
+
+    /// Validation loss over the first `eval_batches` batches, plus task accuracy when asked.
+    fn evaluate(
+        &self,
+        learner: &Learner<Components<B>>,
+        events: &mut EventProcessor<B>,
+        dataloader_valid: &ValidLoader<Components<B>>,
+        period: usize,
+        periods: usize,
+        step: usize,
+    ) -> Result<()> {
+        let model = learner.model().valid();
+        let items = (self.config.eval_batches * self.config.batch_size).min(dataloader_valid.num_items());
+        let mut outputs = Vec::new();
+        if items > 0 {
+            let loader = dataloader_valid.slice(0, items);
+            let mut batches = loader.iter();
+            while let Some(batch) = batches.next() {
+                let rows = batch.input_ids.dims()[0];
+                outputs.push((rows, InferenceStep::step(&model, batch)));
+            }
+        }
+        let mut tasks = None;
+        if let Some(eval) = &self.tasks {
+            let accuracy = task_accuracy(&model, &eval.tokenizer, &eval.examples)?;
+            tasks = Some((accuracy.correct, accuracy.total));
+            self.report().tasks = Some(accuracy);
+        }
+        if outputs.is_empty() && tasks.is_none() {
+            return Ok(());
+        }
+        let mut mean = 0.0;
+        for (_, out) in &outputs {
+            mean += out.loss.clone().into_scalar().elem::<f64>() / outputs.len() as f64;
+        }
+        if !outputs.is_empty() {
+            self.report().validation.push((step, mean as f32));
+        }
+        if let (Some((_, last)), Some(tasks)) = (outputs.last_mut(), tasks) {
+            last.tasks = Some(tasks);
+        }
+        let total = outputs.iter().map(|(rows, _)| rows).sum::<usize>().max(1);
+        let mut done = 0;
+        for (rows, out) in outputs {
+            done += rows;
+            let progress = Progress { items_processed: done, items_total: total };
+            events.process_valid(LearnerEvent::ProcessedItem(LearnerItem::new(out, progress, period, periods, step, None)));
+        }
+        events.process_valid(LearnerEvent::EndEpoch(period));
+        Ok(())
+    }
+}
