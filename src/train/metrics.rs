@@ -96,7 +96,7 @@ pub struct TokensPerSecond {
 
 impl Default for TokensPerSecond {
     fn default() -> Self {
-        Self { name: Arc::new("Tokens/s".into()), start: None, tokens: 0, current: 0.0 }
+        Self { name: Arc::new("Tokens per second".into()), start: None, tokens: 0, current: 0.0 }
     }
 }
 

@@ -1,13 +1,17 @@
-//! The `tritter` command line: data preparation and tokenizer training (more subcommands come
-//! with training and inference).
+//! The `tritter` command line: training, data preparation and tokenizer training.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
-use tritter::data::{prepare_corpus, train_bpe_on, write_task_corpus, BpeOptions, DataSpec, PrepareOptions, SourceOptions, TextSplit, Tokenizer};
+use clap::{Parser, Subcommand};
+use indicatif::HumanBytes;
+use tritter::data::{prepare_corpus, train_bpe_on, write_task_corpus, BpeOptions, DataSpec, PrepareOptions, Tokenizer};
+
+mod common;
+mod train;
+
+use common::{spinner, SourceArgs};
 
 #[derive(Parser)]
 #[command(name = "tritter", version, about = "Ternary-weight (BitNet b1.58) language models on Burn")]
@@ -18,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a model (built-in generated tasks by default, or your data) with checkpoints,
+    /// resume, a live dashboard and the hybrid predictive trainer as an option.
+    Train(Box<train::TrainArgs>),
     /// Tokenizer tools.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
@@ -77,52 +84,9 @@ enum DataCommand {
     },
 }
 
-#[derive(Copy, Clone, ValueEnum)]
-enum SplitArg {
-    /// Each text file is one document.
-    File,
-    /// Each blank-line-separated paragraph is a document.
-    Paragraph,
-}
-
-#[derive(Args)]
-struct SourceArgs {
-    /// JSONL key / parquet column with the text (default: the first of text, content, code,
-    /// solution, output, response, input, question).
-    #[arg(long)]
-    text_field: Option<String>,
-    /// How plain-text files become documents.
-    #[arg(long, value_enum, default_value = "file")]
-    text_split: SplitArg,
-    /// Skip malformed records (counted in the summary) instead of stopping at the first.
-    #[arg(long)]
-    skip_bad_records: bool,
-}
-
-impl SourceArgs {
-    fn options(&self) -> SourceOptions {
-        SourceOptions {
-            text_field: self.text_field.clone(),
-            text_split: match self.text_split {
-                SplitArg::File => TextSplit::File,
-                SplitArg::Paragraph => TextSplit::Paragraph,
-            },
-            skip_bad_records: self.skip_bad_records,
-            ..Default::default()
-        }
-    }
-}
-
-fn spinner(message: &str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
-    bar.set_message(message.to_string());
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
-}
-
 fn run(cli: Cli) -> tritter::Result<()> {
     match cli.command {
+        Command::Train(args) => train::run(*args)?,
         Command::Tokenizer(TokenizerCommand::Train { data, vocab_size, min_frequency, out, source }) => {
             let options = BpeOptions { vocab_size, min_frequency, show_progress: true };
             let started = Instant::now();

@@ -1,0 +1,50 @@
+//! Pieces the `tritter` subcommands (and `examples/train.rs`) share.
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use tritter::data::{SourceOptions, TextSplit};
+
+#[derive(Copy, Clone, ValueEnum)]
+pub enum SplitArg {
+    /// Each text file is one document.
+    File,
+    /// Each blank-line-separated paragraph is a document.
+    Paragraph,
+}
+
+#[derive(Args)]
+pub struct SourceArgs {
+    /// JSONL key / parquet column with the text (default: the first of text, content, code,
+    /// solution, output, response, input, question).
+    #[arg(long)]
+    pub text_field: Option<String>,
+    /// How plain-text files become documents.
+    #[arg(long, value_enum, default_value = "file")]
+    pub text_split: SplitArg,
+    /// Skip malformed records (counted in the summary) instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad_records: bool,
+}
+
+impl SourceArgs {
+    pub fn options(&self) -> SourceOptions {
+        SourceOptions {
+            text_field: self.text_field.clone(),
+            text_split: match self.text_split {
+                SplitArg::File => TextSplit::File,
+                SplitArg::Paragraph => TextSplit::Paragraph,
+            },
+            skip_bad_records: self.skip_bad_records,
+            ..Default::default()
+        }
+    }
+}
+
+pub fn spinner(message: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+

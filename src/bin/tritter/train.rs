@@ -1,0 +1,333 @@
+//! `tritter train` (also `cargo run --example train`): trains a model on the built-in generated
+//! tasks or on your files, with burn-train's dashboard, step checkpoints and resume.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+use burn::data::dataset::Dataset;
+use clap::{Args, ValueEnum};
+use indicatif::HumanBytes;
+use tritter::backend::Autodiff;
+use tritter::data::{
+    generate_tasks, prepare_corpus, write_task_corpus, DataSpec, PrepareOptions, TokenWindows, Tokenizer,
+    WeightedMixture,
+};
+use tritter::train::{train, Dashboard, HybridOptions, NonFinitePolicy, TaskEval, TrainConfig, TrainData, TrainOptions, TrainOutcome};
+use tritter::{TritterConfig, TritterError};
+
+use crate::common::{spinner, SourceArgs};
+
+#[cfg(feature = "cuda")]
+type Inner = tritter::backend::Cuda;
+#[cfg(feature = "cuda")]
+const BACKEND: &str = "CUDA";
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+type Inner = tritter::backend::Wgpu;
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+const BACKEND: &str = "wgpu";
+#[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
+type Inner = tritter::backend::Cpu;
+#[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
+const BACKEND: &str = "the CPU (ndarray)";
+
+#[derive(Copy, Clone, ValueEnum)]
+pub enum DashboardArg {
+    /// The terminal dashboard on a terminal, plain lines otherwise.
+    Auto,
+    Tui,
+    Lines,
+    Quiet,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+pub enum NonFiniteArg {
+    Stop,
+    Skip,
+}
+
+/// Options of a training run. Flags override `--config`; the merged settings are saved as
+/// `OUT/train_config.json`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Model preset (test, small_100m, medium_500m, large_1b, xlarge_3b, huge_7b).
+    #[arg(long, default_value = "test")]
+    pub preset: String,
+    /// A model config JSON instead of a preset.
+    #[arg(long)]
+    pub model_config: Option<PathBuf>,
+    /// A training config JSON (see TrainConfig); flags given here override its fields.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Training data: a file or directory (.jsonl, .txt, .parquet, .gz), `PATH:WEIGHT` to mix
+    /// several; repeatable. Default: the built-in generated tasks.
+    #[arg(long)]
+    pub data: Vec<DataSpec>,
+    /// A Hugging Face tokenizer.json; the byte-level tokenizer when omitted.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Run directory: checkpoints, metric logs, the final model.
+    #[arg(long, default_value = "runs/train")]
+    pub out: PathBuf,
+    /// Continue from a run directory or step checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Sequences per micro-batch.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Tokens per sequence.
+    #[arg(long)]
+    pub seq: Option<usize>,
+    /// Peak learning rate (default 1e-2 for the test preset, else 1e-3).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Micro-batches per optimizer step.
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Global gradient-norm clip (0 disables).
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Evaluate every N steps (0: at the end only).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Save a resumable checkpoint every N steps (0: at the end only).
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    #[arg(long, value_enum)]
+    pub on_non_finite: Option<NonFiniteArg>,
+    /// Recompute activations in the backward pass to save memory.
+    #[arg(long)]
+    pub grad_checkpointing: bool,
+    /// Use the hybrid predictive trainer (Full / Predict / Correct phases).
+    #[arg(long)]
+    pub hybrid: bool,
+    /// Held-out generated tasks scored at each evaluation (generated data only).
+    #[arg(long, default_value_t = 200)]
+    pub task_examples: usize,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub dashboard: DashboardArg,
+    /// Fraction of documents held out for validation.
+    #[arg(long, default_value_t = 0.02)]
+    pub val_fraction: f64,
+    /// Where token caches live.
+    #[arg(long, default_value = "runs/cache")]
+    pub cache_dir: PathBuf,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+impl TrainArgs {
+    fn train_config(&self) -> tritter::Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(path) => TrainConfig::from_json_file(path)?,
+            None => TrainConfig {
+                steps: 1500,
+                warmup_steps: 75,
+                eval_every: 500,
+                checkpoint_every: 500,
+                learning_rate: if self.preset == "test" && self.model_config.is_none() { 1e-2 } else { 1e-3 },
+                ..TrainConfig::default()
+            },
+        };
+        if let Some(v) = self.steps {
+            c.steps = v;
+            if self.warmup.is_none() && self.config.is_none() {
+                c.warmup_steps = v / 20;
+            }
+        }
+        macro_rules! set {
+            ($($flag:ident => $field:ident),*) => { $(if let Some(v) = self.$flag { c.$field = v; })* };
+        }
+        set!(batch => batch_size, seq => seq_len, lr => learning_rate, warmup => warmup_steps, grad_accum => grad_accum,
+             weight_decay => weight_decay, seed => seed, eval_every => eval_every, checkpoint_every => checkpoint_every);
+        if let Some(clip) = self.grad_clip {
+            c.grad_clip = (clip > 0.0).then_some(clip);
+        }
+        if let Some(policy) = self.on_non_finite {
+            c.on_non_finite = match policy {
+                NonFiniteArg::Stop => NonFinitePolicy::Stop,
+                NonFiniteArg::Skip => NonFinitePolicy::Skip,
+            };
+        }
+        c.grad_checkpointing |= self.grad_checkpointing;
+        if self.hybrid && c.hybrid.is_none() {
+            c.hybrid = Some(HybridOptions::default());
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn windows_of(
+    path: &Path,
+    tokenizer: &Tokenizer,
+    options: &PrepareOptions,
+    seq_len: usize,
+) -> tritter::Result<(TokenWindows, TokenWindows)> {
+    let started = Instant::now();
+    let bar = spinner(&format!("tokenizing {}", path.display()));
+    let corpus = prepare_corpus(path, tokenizer, options, &mut |p| {
+        let rate = p.text_bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("tokenizing {}: {} documents ({}/s)", path.display(), p.documents, HumanBytes(rate as u64)));
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "Data: {} — {} train / {} validation tokens{}",
+        path.display(),
+        corpus.index.train_tokens,
+        corpus.index.val_tokens,
+        if corpus.reused { " (cached)" } else { "" }
+    );
+    let pad = tokenizer.special_ids().pad;
+    Ok((
+        TokenWindows::new(Arc::new(corpus.train), seq_len, pad),
+        TokenWindows::new(Arc::new(corpus.validation), seq_len, pad),
+    ))
+}
+
+/// Runs `tritter train`; prints progress and a summary.
+pub fn run(args: TrainArgs) -> tritter::Result<()> {
+    let config = args.train_config()?;
+    let tokenizer = match &args.tokenizer {
+        Some(path) => Tokenizer::from_file(path)?,
+        None => Tokenizer::bytes(),
+    };
+    let mut model_config = match &args.model_config {
+        Some(path) => TritterConfig::from_json_file(path)?,
+        None => TritterConfig::from_preset(&args.preset)?,
+    };
+    model_config.pad_token_id = Some(tokenizer.special_ids().pad as usize);
+    tokenizer.check_fits(model_config.vocab_size)?;
+    std::fs::create_dir_all(&args.out).map_err(|source| TritterError::Io {
+        action: "cannot create run directory",
+        path: args.out.clone(),
+        source,
+    })?;
+    config.to_json_file(args.out.join("train_config.json"))?;
+
+    let options = PrepareOptions { source: args.source.options(), val_fraction: args.val_fraction, cache_dir: args.cache_dir.clone() };
+    let generated = args.data.is_empty();
+    let (train_set, valid_set): (Arc<dyn Dataset<Vec<u32>>>, Arc<dyn Dataset<Vec<u32>>>) = if generated {
+        let path = args.cache_dir.join("generated-tasks.jsonl");
+        if !path.exists() {
+            write_task_corpus(&path, 1, 50_000)?;
+        }
+        let (train, valid) = windows_of(&path, &tokenizer, &options, config.seq_len)?;
+        (Arc::new(train), Arc::new(valid))
+    } else {
+        let mut train_parts = Vec::new();
+        let mut valid_parts = Vec::new();
+        for spec in &args.data {
+            let (train, valid) = windows_of(&spec.path, &tokenizer, &options, config.seq_len)?;
+            train_parts.push((train, spec.weight));
+            valid_parts.push((valid, spec.weight));
+        }
+        let valid_parts: Vec<_> = valid_parts.into_iter().filter(|(v, _)| !v.is_empty()).collect();
+        let valid: Arc<dyn Dataset<Vec<u32>>> = if valid_parts.is_empty() {
+            Arc::new(burn::data::dataset::InMemDataset::new(Vec::<Vec<u32>>::new()))
+        } else {
+            Arc::new(WeightedMixture::new(valid_parts, config.seed)?)
+        };
+        (Arc::new(WeightedMixture::new(train_parts, config.seed)?), valid)
+    };
+    let tasks = (generated && args.task_examples > 0).then(|| TaskEval {
+        tokenizer: tokenizer.clone(),
+        examples: generate_tasks(1, args.task_examples, true),
+    });
+
+    let params = model_config.parameter_count();
+    eprintln!(
+        "Model: {} ({} parameters, ternary weights, int8 activations) on {BACKEND}{}",
+        args.model_config.as_ref().map_or(args.preset.clone(), |p| p.display().to_string()),
+        params,
+        if config.grad_checkpointing { ", gradient checkpointing" } else { "" }
+    );
+    eprintln!(
+        "Training: {} steps × {} tokens, lr {:.1e} (warmup {}, cosine to {:.0}%), AdamW β=({}, {}) wd {}, clip {:?}{}",
+        config.steps,
+        config.tokens_per_step(),
+        config.learning_rate,
+        config.warmup_steps,
+        config.min_lr_ratio * 100.0,
+        config.beta1,
+        config.beta2,
+        config.weight_decay,
+        config.grad_clip,
+        if config.hybrid.is_some() { ", hybrid predictive trainer" } else { "" }
+    );
+    let sink = || -> tritter::train::render::LineSink { Box::new(|line: &str| eprintln!("{line}")) };
+    let dashboard = match args.dashboard {
+        DashboardArg::Auto => Dashboard::Auto(sink()),
+        DashboardArg::Tui => Dashboard::Tui,
+        DashboardArg::Lines => Dashboard::Lines { every: 50, sink: sink() },
+        DashboardArg::Quiet => Dashboard::Quiet,
+    };
+    let data = TrainData { train: train_set, valid: valid_set, tasks };
+    let options = TrainOptions { run_dir: args.out.clone(), resume: args.resume.clone(), dashboard, interrupter: None };
+    let device = Default::default();
+    let outcome = if config.grad_checkpointing {
+        train::<Autodiff<Inner, BalancedCheckpointing>>(&model_config, &config, data, options, &device)?
+    } else {
+        train::<Autodiff<Inner>>(&model_config, &config, data, options, &device)?
+    };
+    summarize(&args, &config, &outcome)
+}
+
+fn summarize<B: burn::tensor::backend::Backend>(
+    args: &TrainArgs,
+    config: &TrainConfig,
+    outcome: &TrainOutcome<B>,
+) -> tritter::Result<()> {
+    let final_dir = args.out.join("model");
+    outcome.model.save_checkpoint(&final_dir)?;
+    let steps = outcome.state.step - outcome.resumed_from;
+    let tokens = steps * config.tokens_per_step();
+    let secs = outcome.elapsed.as_secs_f64();
+    println!();
+    if outcome.interrupted {
+        println!("Interrupted at step {}.", outcome.state.step);
+    }
+    println!(
+        "Trained {steps} steps{} in {secs:.1} s ({:.0} tokens/s), {} backward passes.",
+        if outcome.resumed_from > 0 { format!(" (resumed at step {})", outcome.resumed_from) } else { String::new() },
+        tokens as f64 / secs.max(1e-9),
+        outcome.state.backward_passes,
+    );
+    if let (Some((_, first)), Some((_, last))) = (outcome.losses.first(), outcome.losses.last()) {
+        print!("Loss: {first:.3} -> {last:.3}");
+        match outcome.validation.last() {
+            Some((_, val)) => println!(", validation {val:.3} (perplexity {:.2})", val.exp()),
+            None => println!(),
+        }
+    }
+    if outcome.state.skipped_steps > 0 {
+        println!("Skipped {} steps with non-finite loss or gradients.", outcome.state.skipped_steps);
+    }
+    if let Some(stats) = &outcome.hybrid {
+        println!(
+            "Hybrid phases: warmup {}, full {}, predict {}, correct {}; backward passes {} of {} steps; predicted updates moved the weights by {:.3e} (L2, summed)",
+            stats.warmup_steps, stats.full_steps, stats.predict_steps, stats.correct_steps, stats.backward_passes,
+            steps, stats.predicted_update_norm
+        );
+    }
+    if let Some(tasks) = &outcome.tasks {
+        println!("Held-out task accuracy (exact match, greedy): {:.1}% of {}", 100.0 * tasks.accuracy(), tasks.total);
+        for (task, (correct, total)) in &tasks.per_task {
+            println!("  {:<8} {correct:>3}/{total}", task.name());
+        }
+    }
+    if let Some(checkpoint) = &outcome.checkpoint {
+        println!("Resumable checkpoint: {} (continue with --resume {})", checkpoint.display(), args.out.display());
+    }
+    println!("Model: {}/ (config.json + model.safetensors)", final_dir.display());
+    Ok(())
+}
