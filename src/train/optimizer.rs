@@ -71,3 +71,6 @@ where
         self
     }
 }
+
+/// The saved state of [`TritterAdamW`] (what step checkpoints hold).
+pub type TritterAdamWRecord<B> = <TritterAdamW<B> as Optimizer<TritterModel<B>, B>>::Record;

@@ -55,6 +55,9 @@ pub struct TrainOptions {
     pub run_dir: PathBuf,
     /// A run directory or step checkpoint to continue from.
     pub resume: Option<PathBuf>,
+    /// Start a fresh run from these weights (a model checkpoint directory) instead of a random
+    /// initialisation, e.g. to fine-tune; its config replaces `model_config`.
+    pub init: Option<PathBuf>,
     pub dashboard: Dashboard,
     /// Stops the run cleanly (a checkpoint is saved) when triggered, e.g. from Ctrl-C.
     pub interrupter: Option<Interrupter>,
@@ -126,9 +129,14 @@ pub fn train<B: AutodiffBackend>(
             (checkpoint.model, state)
         }
         None => {
-            model_config.validate()?;
-            B::seed(device, config.seed);
-            let model = TritterModel::<B>::new(model_config, device)?;
+            let model = match &options.init {
+                Some(dir) => TritterModel::<B>::load_checkpoint(dir, device)?,
+                None => {
+                    model_config.validate()?;
+                    B::seed(device, config.seed);
+                    TritterModel::<B>::new(model_config, device)?
+                }
+            };
             let state = RunState {
                 step: 0,
                 samples: 0,

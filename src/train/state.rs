@@ -47,19 +47,31 @@ fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Er
     move |source| TritterError::Io { action, path: path.to_path_buf(), source }
 }
 
-struct IdCollector(BTreeMap<String, u64>);
+#[derive(Default)]
+struct IdCollector {
+    path: Vec<String>,
+    ids: BTreeMap<String, u64>,
+}
 
 impl<B: Backend> ModuleVisitor<B> for IdCollector {
-    fn visit_float_with_path<const D: usize>(&mut self, path: &[String], id: ParamId, _: &Tensor<B, D>) {
-        self.0.insert(path.join("."), id.val());
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.ids.insert(self.path.join("."), param.id.val());
     }
 }
 
-/// Parameter path → id of every float parameter.
+/// Parameter path (e.g. `model.layers.0.self_attn.q_proj.weight`) → id of every float parameter.
 pub fn param_ids<B: Backend, M: Module<B>>(model: &M) -> BTreeMap<String, u64> {
-    let mut collector = IdCollector(BTreeMap::new());
+    let mut collector = IdCollector::default();
     model.visit(&mut collector);
-    collector.0
+    collector.ids
 }
 
 struct IdSetter<'a> {

@@ -71,8 +71,12 @@ pub struct TrainArgs {
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
     /// Continue from a run directory or step checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "init")]
     pub resume: Option<PathBuf>,
+    /// Start from the weights of a model directory (config.json + model.safetensors), e.g. to
+    /// fine-tune, instead of a random initialisation.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     #[arg(long)]
     pub steps: Option<usize>,
     /// Sequences per micro-batch.
@@ -272,7 +276,7 @@ pub fn run(args: TrainArgs) -> tritter::Result<()> {
         DashboardArg::Quiet => Dashboard::Quiet,
     };
     let data = TrainData { train: train_set, valid: valid_set, tasks };
-    let options = TrainOptions { run_dir: args.out.clone(), resume: args.resume.clone(), dashboard, interrupter: None };
+    let options = TrainOptions { run_dir: args.out.clone(), resume: args.resume.clone(), init: args.init.clone(), dashboard, interrupter: None };
     let device = Default::default();
     let outcome = if config.grad_checkpointing {
         train::<Autodiff<Inner, BalancedCheckpointing>>(&model_config, &config, data, options, &device)?
