@@ -36,7 +36,7 @@ pub struct HybridOptions {
 
 impl Default for HybridOptions {
     fn default() -> Self {
-        Self { warmup_steps: 50, full_steps: 10, max_predict_steps: 10, confidence_threshold: 0.6, history: 4 }
+        Self { warmup_steps: 50, full_steps: 2, max_predict_steps: 10, confidence_threshold: 0.6, history: 8 }
     }
 }
 

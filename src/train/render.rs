@@ -27,17 +27,26 @@ impl LineRenderer {
         Self { every: every.max(1), sink, names: HashMap::new(), train: BTreeMap::new(), valid: BTreeMap::new() }
     }
 
-    fn record(names: &HashMap<MetricId, String>, into: &mut BTreeMap<String, String>, state: MetricState) {
+    /// Records a metric: its latest batch value for training lines, its running value over the
+    /// evaluation (`running`) for validation lines.
+    fn record(names: &HashMap<MetricId, String>, into: &mut BTreeMap<String, String>, state: MetricState, running: bool) {
         let (entry, value) = match state {
             MetricState::Generic(entry) => (entry, None),
             MetricState::Numeric(entry, value) => (entry, Some(value.current())),
         };
         let Some(name) = names.get(&entry.metric_id) else { return };
+        let formatted = &entry.serialized_entry.formatted;
+        // Burn formats numeric metrics as "epoch <running> - batch <current>".
+        if running {
+            let epoch = formatted.strip_prefix("epoch ").and_then(|f| f.split(" - batch").next());
+            into.insert(name.clone(), epoch.unwrap_or(formatted).trim().to_string());
+            return;
+        }
         let text = match value {
             Some(v) if name == "Learning Rate" => format!("{v:.2e}"),
             Some(v) if v.abs() >= 1000.0 => format!("{v:.0}"),
             Some(v) => format!("{v:.3}"),
-            None => entry.serialized_entry.formatted,
+            None => formatted.clone(),
         };
         into.insert(name.clone(), text);
     }
@@ -49,11 +58,11 @@ impl LineRenderer {
 
 impl MetricsRendererTraining for LineRenderer {
     fn update_train(&mut self, state: MetricState) {
-        Self::record(&self.names, &mut self.train, state);
+        Self::record(&self.names, &mut self.train, state, false);
     }
 
     fn update_valid(&mut self, state: MetricState) {
-        Self::record(&self.names, &mut self.valid, state);
+        Self::record(&self.names, &mut self.valid, state, true);
     }
 
     fn render_train(&mut self, item: TrainingProgress) {

@@ -114,6 +114,21 @@ pub struct TrainArgs {
     /// Use the hybrid predictive trainer (Full / Predict / Correct phases).
     #[arg(long)]
     pub hybrid: bool,
+    /// Hybrid: full (backpropagated) steps before the first prediction.
+    #[arg(long)]
+    pub hybrid_warmup: Option<usize>,
+    /// Hybrid: full steps per cycle (fewer = more predicted steps).
+    #[arg(long)]
+    pub hybrid_full_steps: Option<usize>,
+    /// Hybrid: longest run of predicted steps.
+    #[arg(long)]
+    pub hybrid_max_predict: Option<usize>,
+    /// Hybrid: predictor confidence needed to predict.
+    #[arg(long)]
+    pub hybrid_confidence: Option<f32>,
+    /// Hybrid: optimizer updates averaged into each predicted step.
+    #[arg(long)]
+    pub hybrid_history: Option<usize>,
     /// Held-out generated tasks scored at each evaluation (generated data only).
     #[arg(long, default_value_t = 200)]
     pub task_examples: usize,
@@ -163,8 +178,29 @@ impl TrainArgs {
             };
         }
         c.grad_checkpointing |= self.grad_checkpointing;
-        if self.hybrid && c.hybrid.is_none() {
+        let tuned = [self.hybrid_warmup, self.hybrid_full_steps, self.hybrid_max_predict, self.hybrid_history]
+            .iter()
+            .any(Option::is_some)
+            || self.hybrid_confidence.is_some();
+        if (self.hybrid || tuned) && c.hybrid.is_none() {
             c.hybrid = Some(HybridOptions::default());
+        }
+        if let Some(h) = c.hybrid.as_mut() {
+            if let Some(v) = self.hybrid_warmup {
+                h.warmup_steps = v;
+            }
+            if let Some(v) = self.hybrid_full_steps {
+                h.full_steps = v;
+            }
+            if let Some(v) = self.hybrid_max_predict {
+                h.max_predict_steps = v;
+            }
+            if let Some(v) = self.hybrid_confidence {
+                h.confidence_threshold = v;
+            }
+            if let Some(v) = self.hybrid_history {
+                h.history = v;
+            }
         }
         c.validate()?;
         Ok(c)
