@@ -60,6 +60,18 @@ impl<B: Backend> Attention<B> {
 
     /// `x: [B, T, H]` at positions `offset..offset + T`; `mask: [B, 1, T, T]`, true = masked.
     pub fn forward(&self, x: Tensor<B, 3>, offset: usize, mask: Tensor<B, 4, Bool>) -> Tensor<B, 3> {
+        self.forward_cached(x, offset, mask, None)
+    }
+
+    /// Like [`Self::forward`], attending also to the keys and values in `cache` (the positions
+    /// before `offset`), which it then extends with this call's. `mask: [B, 1, T, offset + T]`.
+    pub fn forward_cached(
+        &self,
+        x: Tensor<B, 3>,
+        offset: usize,
+        mask: Tensor<B, 4, Bool>,
+        cache: Option<&mut Option<LayerCache<B>>>,
+    ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
         let d = self.rope.head_dim;
         let (nh, nkv) = (self.num_heads, self.num_kv_heads);
@@ -72,14 +84,31 @@ impl<B: Backend> Attention<B> {
             k = k_norm.forward(k);
         }
         let q = self.rope.apply(q, offset).swap_dims(1, 2); // [B, nh, T, d]
-        let k = repeat_kv(self.rope.apply(k, offset).swap_dims(1, 2), nh / nkv);
-        let v = repeat_kv(v.swap_dims(1, 2), nh / nkv);
+        let mut k = self.rope.apply(k, offset).swap_dims(1, 2); // [B, nkv, T, d]
+        let mut v = v.swap_dims(1, 2);
+        if let Some(slot) = cache {
+            if let Some(past) = slot.take() {
+                k = Tensor::cat(vec![past.k, k], 2);
+                v = Tensor::cat(vec![past.v, v], 2);
+            }
+            *slot = Some(LayerCache { k: k.clone(), v: v.clone() });
+        }
+        let keys = k.dims()[2];
+        let (k, v) = (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv));
 
         let scores = q.matmul(k.transpose()) / (d as f64).sqrt();
-        let scores = scores.mask_fill(mask.expand([batch, nh, seq, seq]), f32::NEG_INFINITY);
+        let scores = scores.mask_fill(mask.expand([batch, nh, seq, keys]), f32::NEG_INFINITY);
         let out = softmax(scores, 3).matmul(v); // [B, nh, T, d]
         self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, nh * d]))
     }
+}
+
+/// Keys and values of one layer for the positions seen so far, `[B, n_kv, T, d]`: the cache
+/// holds the `n_kv` kv heads, not the `n_h` query heads they serve.
+#[derive(Debug, Clone)]
+pub struct LayerCache<B: Backend> {
+    pub k: Tensor<B, 4>,
+    pub v: Tensor<B, 4>,
 }
 
 /// `[B, n_kv, T, d] -> [B, n_kv · n_rep, T, d]`: each kv head serves `n_rep` consecutive query heads.

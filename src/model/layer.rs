@@ -4,7 +4,7 @@ use burn::module::{Ignored, Module};
 use burn::tensor::{backend::Backend, Bool, Tensor};
 
 use crate::config::{MlpNorm, TritterConfig};
-use crate::model::attention::Attention;
+use crate::model::attention::{Attention, LayerCache};
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
 use crate::ternary::TernaryQuant;
@@ -33,9 +33,16 @@ impl<B: Backend> DecoderLayer<B> {
         }
     }
 
-    /// `[B, T, H] -> [B, T, H]` at positions `offset..offset + T`.
-    pub fn forward(&self, x: Tensor<B, 3>, offset: usize, mask: Tensor<B, 4, Bool>) -> Tensor<B, 3> {
-        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), offset, mask);
+    /// `[B, T, H] -> [B, T, H]` at positions `offset..offset + T`; with a `cache`, attention also
+    /// reads (and then extends) the keys and values of the earlier positions.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        offset: usize,
+        mask: Tensor<B, 4, Bool>,
+        cache: Option<&mut Option<LayerCache<B>>>,
+    ) -> Tensor<B, 3> {
+        let x = x.clone() + self.self_attn.forward_cached(self.input_layernorm.forward(x), offset, mask, cache);
         match *self.mlp_norm {
             MlpNorm::Pre => x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x)),
             MlpNorm::Post => self.post_attention_layernorm.forward(x.clone() + self.mlp.forward(x)),

@@ -1,6 +1,7 @@
 //! `TritterModel`: the decoder-only transformer of spec section 2.
 
 pub mod attention;
+pub mod cache;
 pub mod layer;
 pub mod mlp;
 pub mod norm;
@@ -14,7 +15,8 @@ use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
 use crate::ternary::{ternary_linear, TernaryLinear, TernaryQuant};
 
-pub use attention::{attention_mask, Attention};
+pub use attention::{attention_mask, Attention, LayerCache};
+pub use cache::KvCache;
 pub use layer::DecoderLayer;
 pub use mlp::Mlp;
 pub use norm::Norm;
@@ -92,7 +94,7 @@ impl<B: Backend> TritterModel<B> {
         let mask = attention_mask(&input_ids, self.config.pad_token_id);
         let mut x = self.model.embed_tokens.forward(input_ids);
         for layer in &self.model.layers {
-            x = layer.forward(x, 0, mask.clone());
+            x = layer.forward(x, 0, mask.clone(), None);
         }
         self.head(self.model.norm.forward(x))
     }

@@ -7,6 +7,7 @@ mod attention;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod backends;
 mod checkpoint;
+mod generation;
 mod learning;
 mod presets;
 mod reference_f64;

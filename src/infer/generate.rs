@@ -1,0 +1,132 @@
+//! Text generation with the KV cache: the prompt in one forward pass (prefill), then one token
+//! per step; batched prompts of different lengths, sampling, stop tokens, streaming.
+
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TritterError};
+use crate::infer::sampling::{Sampler, SamplingConfig};
+use crate::model::{KvCache, TritterModel};
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    pub sampling: SamplingConfig,
+    /// Generation of a row ends at any of these (not included in the output).
+    pub stop_tokens: Vec<u32>,
+    /// When prompt + new tokens exceed `max_seq_len`: keep the last half of the context and go
+    /// on (true) or fail with `SequenceTooLong` before starting (false).
+    pub slide_window: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_new_tokens: 64, sampling: SamplingConfig::default(), stop_tokens: Vec::new(), slide_window: false }
+    }
+}
+
+/// Left-pads `rows` to equal length with `pad` into a `[B, T]` tensor.
+fn left_padded<B: Backend>(rows: &[&[u32]], pad: u32, device: &B::Device) -> Tensor<B, 2, Int> {
+    let len = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(rows.len() * len);
+    for row in rows {
+        ids.extend(std::iter::repeat_n(pad as i64, len - row.len()));
+        ids.extend(row.iter().map(|&t| t as i64));
+    }
+    Tensor::from_data(TensorData::new(ids, [rows.len(), len]), device)
+}
+
+/// The last position's logits of each row, on the host.
+fn last_logits<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
+    let [batch, seq, vocab] = logits.dims();
+    let last = logits.slice([0..batch, seq - 1..seq, 0..vocab]).reshape([batch, vocab]);
+    let values: Vec<f32> = last.into_data().convert::<f32>().to_vec().expect("f32 logits");
+    values.chunks(vocab).map(<[f32]>::to_vec).collect()
+}
+
+/// Continues each prompt; `on_token(row, token)` is called as each token is produced. Prompts of
+/// different lengths are left-padded and run as one batch: pad keys are masked and RoPE only
+/// sees relative positions, so each row attends to its own tokens exactly as it would alone.
+/// Returns the new tokens of every row (without the stop token).
+pub fn generate<B: Backend>(
+    model: &TritterModel<B>,
+    prompts: &[Vec<u32>],
+    options: &GenerateOptions,
+    on_token: &mut dyn FnMut(usize, u32),
+) -> Result<Vec<Vec<u32>>> {
+    let config = model.config();
+    let device = model.devices().into_iter().next().unwrap_or_default();
+    let mut sampler = Sampler::new(options.sampling)?;
+    if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
+        return Err(TritterError::InvalidInput("every prompt needs at least one token".into()));
+    }
+    for (batch, prompt) in prompts.iter().enumerate() {
+        if let Some((position, &id)) = prompt.iter().enumerate().find(|(_, &id)| id as usize >= config.vocab_size) {
+            return Err(TritterError::TokenOutOfRange { id: id as i64, batch, position, vocab_size: config.vocab_size });
+        }
+    }
+    let lengths_differ = prompts.iter().any(|p| p.len() != prompts[0].len());
+    let pad = match config.pad_token_id {
+        Some(pad) => pad as u32,
+        None if lengths_differ => {
+            return Err(TritterError::InvalidInput(
+                "prompts of different lengths need a model with pad_token_id".into(),
+            ))
+        }
+        None => 0,
+    };
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let max_len = config.max_seq_len;
+    if !options.slide_window && longest + options.max_new_tokens > max_len {
+        return Err(TritterError::SequenceTooLong { len: longest + options.max_new_tokens, max_seq_len: max_len });
+    }
+
+    let mut sequences: Vec<Vec<u32>> = prompts.to_vec();
+    let mut new: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    let mut done = vec![false; prompts.len()];
+    let window = |seqs: &[Vec<u32>], keep: usize| -> Vec<Vec<u32>> {
+        seqs.iter().map(|s| s[s.len().saturating_sub(keep)..].to_vec()).collect()
+    };
+    let start = window(&sequences, max_len);
+    let mut cache = KvCache::new(model);
+    let rows: Vec<&[u32]> = start.iter().map(Vec::as_slice).collect();
+    let mut logits = last_logits(model.forward_cached(left_padded(&rows, pad, &device), &mut cache)?);
+
+    for _ in 0..options.max_new_tokens {
+        let mut next = Vec::with_capacity(prompts.len());
+        for (row, row_logits) in logits.iter().enumerate() {
+            if done[row] {
+                next.push(pad);
+                continue;
+            }
+            let token = sampler.sample(row_logits);
+            if options.stop_tokens.contains(&token) {
+                done[row] = true;
+                next.push(pad);
+                continue;
+            }
+            sequences[row].push(token);
+            new[row].push(token);
+            on_token(row, token);
+            next.push(token);
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        if cache.len() + 1 > max_len {
+            // Slide: keep the last half of each row's context and prefill it again.
+            let kept = window(&sequences, (max_len / 2).max(1));
+            cache = KvCache::new(model);
+            let rows: Vec<&[u32]> = kept.iter().map(Vec::as_slice).collect();
+            logits = last_logits(model.forward_cached(left_padded(&rows, pad, &device), &mut cache)?);
+            continue;
+        }
+        let ids: Vec<i64> = next.iter().map(|&t| t as i64).collect();
+        let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prompts.len(), 1]), &device);
+        logits = last_logits(model.forward_cached(input, &mut cache)?);
+    }
+    Ok(new)
+}
