@@ -76,8 +76,11 @@ fn accumulated_micro_batches_equal_one_big_batch() {
     let windows = arithmetic_windows(&mut rng, 64, 16);
     let valid = arithmetic_windows(&mut rng, 4, 16);
     // Both runs start from the same saved weights (the global RNG is shared by parallel tests).
+    // Without ternary rounding, so float-rounding differences between the two summation orders
+    // stay at rounding level instead of flipping quantized weights.
+    let model = tritter::TritterConfig { bitnet: false, ..model_config() };
     let init = tempfile::tempdir().unwrap();
-    TritterModel::<B>::new(&model_config(), &Default::default()).unwrap().save_checkpoint(init.path()).unwrap();
+    TritterModel::<B>::new(&model, &Default::default()).unwrap().save_checkpoint(init.path()).unwrap();
     let run = |batch_size: usize, grad_accum: usize| {
         let dir = tempfile::tempdir().unwrap();
         let config = tritter::train::TrainConfig { batch_size, grad_accum, ..train_config(seed, 3) };
@@ -87,7 +90,7 @@ fn accumulated_micro_batches_equal_one_big_batch() {
             tasks: None,
         };
         let options = tritter::train::TrainOptions { init: Some(init.path().to_path_buf()), ..options(dir.path(), None) };
-        train::<AD>(&model_config(), &config, data, options, &Default::default()).unwrap()
+        train::<AD>(&model, &config, data, options, &Default::default()).unwrap()
     };
     let big = run(8, 1);
     let accumulated = run(2, 4);

@@ -4,6 +4,21 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tritter::data::{SourceOptions, TextSplit};
 
+/// The backend the cargo features pick: CUDA, else wgpu, else the CPU.
+#[cfg(feature = "cuda")]
+pub type Inner = tritter::backend::Cuda;
+#[cfg(feature = "cuda")]
+pub const BACKEND: &str = "CUDA";
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+pub type Inner = tritter::backend::Wgpu;
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+pub const BACKEND: &str = "wgpu";
+#[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
+pub type Inner = tritter::backend::Cpu;
+#[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
+pub const BACKEND: &str = "the CPU (ndarray)";
+
+
 #[derive(Copy, Clone, ValueEnum)]
 pub enum SplitArg {
     /// Each text file is one document.

@@ -1,4 +1,5 @@
-//! The `tritter` command line: training, data preparation and tokenizer training.
+//! The `tritter` command line: training, generation, evaluation, data preparation and tokenizer
+//! training.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use indicatif::HumanBytes;
 use tritter::data::{prepare_corpus, train_bpe_on, write_task_corpus, BpeOptions, DataSpec, PrepareOptions, Tokenizer};
 
 mod common;
+mod infer;
 mod train;
 
 use common::{spinner, SourceArgs};
@@ -25,6 +27,10 @@ enum Command {
     /// Train a model (built-in generated tasks by default, or your data) with checkpoints,
     /// resume, a live dashboard and the hybrid predictive trainer as an option.
     Train(Box<train::TrainArgs>),
+    /// Generate text from a trained model (KV cache, greedy or sampled, streamed).
+    Generate(infer::GenerateArgs),
+    /// Measure a model: perplexity on a dataset, exact match on held-out generated tasks.
+    Eval(infer::EvalArgs),
     /// Tokenizer tools.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
@@ -87,6 +93,8 @@ enum DataCommand {
 fn run(cli: Cli) -> tritter::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(*args)?,
+        Command::Generate(args) => infer::run_generate(args)?,
+        Command::Eval(args) => infer::run_eval(args)?,
         Command::Tokenizer(TokenizerCommand::Train { data, vocab_size, min_frequency, out, source }) => {
             let options = BpeOptions { vocab_size, min_frequency, show_progress: true };
             let started = Instant::now();

@@ -17,20 +17,7 @@ use tritter::data::{
 use tritter::train::{train, Dashboard, HybridOptions, NonFinitePolicy, TaskEval, TrainConfig, TrainData, TrainOptions, TrainOutcome};
 use tritter::{TritterConfig, TritterError};
 
-use crate::common::{spinner, SourceArgs};
-
-#[cfg(feature = "cuda")]
-type Inner = tritter::backend::Cuda;
-#[cfg(feature = "cuda")]
-const BACKEND: &str = "CUDA";
-#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-type Inner = tritter::backend::Wgpu;
-#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-const BACKEND: &str = "wgpu";
-#[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
-type Inner = tritter::backend::Cpu;
-#[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
-const BACKEND: &str = "the CPU (ndarray)";
+use crate::common::{spinner, SourceArgs, Inner, BACKEND};
 
 #[derive(Copy, Clone, ValueEnum)]
 pub enum DashboardArg {
