@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TritterError};
-use crate::io::write_atomic;
+use crate::io::{read_json, write_json};
 
 /// Which normalisation every norm of the model uses (block, final and QK norms alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,21 +296,13 @@ impl TritterConfig {
 
     /// Reads and validates a JSON config.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| TritterError::Io {
-            action: "cannot read config",
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config: Self = serde_json::from_str(&text)
-            .map_err(|source| TritterError::ConfigParse { path: path.to_path_buf(), source })?;
+        let config: Self = read_json(path.as_ref(), "cannot read config")?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Writes the config as pretty JSON, atomically.
+    /// Writes pretty JSON, atomically.
     pub fn to_json_file(&self, path: impl AsRef<Path>) -> Result<()> {
-        let json = serde_json::to_string_pretty(self).expect("a config always serialises");
-        write_atomic(path.as_ref(), json.as_bytes())
+        write_json(path.as_ref(), self)
     }
 }

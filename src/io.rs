@@ -29,3 +29,15 @@ pub(crate) fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
         TritterError::Io { action: "cannot rename into place", path: path.to_path_buf(), source }
     })
 }
+
+/// Reads a JSON file into `T`; errors name the file (and serde's line and column).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, action: &'static str) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| TritterError::Io { action, path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|source| TritterError::ConfigParse { path: path.to_path_buf(), source })
+}
+
+/// Writes `value` as pretty JSON, atomically.
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_string_pretty(value).expect("configs always serialise");
+    write_atomic(path, json.as_bytes())
+}

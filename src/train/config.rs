@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TritterError};
-use crate::io::write_atomic;
+use crate::io::{read_json, write_json};
 
 /// What to do when the loss or the gradients are not finite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,21 +179,13 @@ impl TrainConfig {
 
     /// Reads and validates a JSON file; unknown fields are errors.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| TritterError::Io {
-            action: "cannot read training config",
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config: Self = serde_json::from_str(&text)
-            .map_err(|source| TritterError::ConfigParse { path: path.to_path_buf(), source })?;
+        let config: Self = read_json(path.as_ref(), "cannot read training config")?;
         config.validate()?;
         Ok(config)
     }
 
     /// Writes pretty JSON, atomically.
     pub fn to_json_file(&self, path: impl AsRef<Path>) -> Result<()> {
-        let json = serde_json::to_string_pretty(self).expect("a training config always serialises");
-        write_atomic(path.as_ref(), json.as_bytes())
+        write_json(path.as_ref(), self)
     }
 }
