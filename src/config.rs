@@ -281,6 +281,40 @@ impl TritterConfig {
         Ok(())
     }
 
+    /// `[out, in]` of every ternary projection (q, k, v, o, gate, up, down per layer; the LM
+    /// head with `ternary_lm_head`); empty when `bitnet` is off.
+    pub fn ternary_matrices(&self) -> Vec<[usize; 2]> {
+        if !self.bitnet {
+            return Vec::new();
+        }
+        let (h, d, i) = (self.hidden_size, self.head_dim(), self.intermediate_size);
+        let (nh, nkv) = (self.num_heads, self.num_kv_heads);
+        let layer = [[nh * d, h], [nkv * d, h], [nkv * d, h], [h, nh * d], [i, h], [i, h], [h, i]];
+        let mut all: Vec<[usize; 2]> = (0..self.num_layers).flat_map(|_| layer).collect();
+        if self.ternary_lm_head {
+            all.push([self.vocab_size, h]);
+        }
+        all
+    }
+
+    /// Bytes of the packed inference form (spec section 3): each ternary row as 2-bit codes,
+    /// 16 per `u32`, plus its f32 scales; every other parameter at `rest_bytes` per value
+    /// (4 for f32, 2 for f16).
+    pub fn packed_size_bytes(&self, rest_bytes: u64) -> u64 {
+        let mut ternary_params = 0u64;
+        let mut packed = 0u64;
+        for [rows, cols] in self.ternary_matrices() {
+            ternary_params += (rows * cols) as u64;
+            let scales = match self.weight_scale {
+                WeightScale::PerTensor => 1,
+                WeightScale::PerRow => rows,
+                WeightScale::PerGroup(n) => rows * cols.div_ceil(n),
+            };
+            packed += (rows * cols.div_ceil(16) * 4 + scales * 4) as u64;
+        }
+        packed + (self.parameter_count() - ternary_params) * rest_bytes
+    }
+
     /// Exact number of parameters of the instantiated `TritterModel`.
     pub fn parameter_count(&self) -> u64 {
         let (v, h, i) = (self.vocab_size as u64, self.hidden_size as u64, self.intermediate_size as u64);

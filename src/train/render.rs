@@ -44,7 +44,7 @@ impl LineRenderer {
         }
         let text = match value {
             Some(v) if name == "Learning Rate" => format!("{v:.2e}"),
-            Some(v) if v.abs() >= 1000.0 => format!("{v:.0}"),
+            Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
             Some(v) => format!("{v:.3}"),
             None => formatted.clone(),
         };

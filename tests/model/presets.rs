@@ -117,3 +117,21 @@ fn config_json_round_trip_and_errors() {
     let err = TritterConfig::from_json_file(dir.path().join("nope.json")).unwrap_err().to_string();
     assert!(err.contains("nope.json"), "{err}");
 }
+
+#[test]
+fn packed_size_is_two_bits_per_ternary_weight_plus_scales() {
+    let config = TritterConfig::test();
+    let (h, d, i) = (config.hidden_size, config.head_dim(), config.intermediate_size);
+    let (nh, nkv) = (config.num_heads, config.num_kv_heads);
+    let per_layer = h * nh * d * 2 + h * nkv * d * 2 + 3 * h * i;
+    let ternary = (config.num_layers * per_layer) as u64;
+    assert_eq!(config.ternary_matrices().iter().map(|[r, c]| (r * c) as u64).sum::<u64>(), ternary);
+    // Every dimension of the test preset is a multiple of 16: exactly 2 bits per weight, plus one
+    // f32 scale per matrix (per-tensor scales), plus f32 for the rest.
+    assert!(config.ternary_matrices().iter().all(|[_, c]| c % 16 == 0));
+    let matrices = 7 * config.num_layers as u64;
+    let expected = ternary / 4 + 4 * matrices + (config.parameter_count() - ternary) * 4;
+    assert_eq!(config.packed_size_bytes(4), expected);
+    let off = TritterConfig { bitnet: false, ..config.clone() };
+    assert_eq!(off.packed_size_bytes(4), off.parameter_count() * 4);
+}

@@ -10,6 +10,7 @@ use indicatif::HumanBytes;
 use tritter::data::{prepare_corpus, train_bpe_on, write_task_corpus, BpeOptions, DataSpec, PrepareOptions, Tokenizer};
 
 mod common;
+mod info;
 mod infer;
 mod train;
 
@@ -31,6 +32,8 @@ enum Command {
     Generate(infer::GenerateArgs),
     /// Measure a model: perplexity on a dataset, exact match on held-out generated tasks.
     Eval(infer::EvalArgs),
+    /// Parameters and memory (training, packed inference) of a preset or config.
+    Info(info::InfoArgs),
     /// Tokenizer tools.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
@@ -95,6 +98,7 @@ fn run(cli: Cli) -> tritter::Result<()> {
         Command::Train(args) => train::run(*args)?,
         Command::Generate(args) => infer::run_generate(args)?,
         Command::Eval(args) => infer::run_eval(args)?,
+        Command::Info(args) => info::run_info(args)?,
         Command::Tokenizer(TokenizerCommand::Train { data, vocab_size, min_frequency, out, source }) => {
             let options = BpeOptions { vocab_size, min_frequency, show_progress: true };
             let started = Instant::now();
