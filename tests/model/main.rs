@@ -8,6 +8,7 @@ mod attention;
 mod backends;
 mod checkpoint;
 mod generation;
+mod packing;
 mod learning;
 mod presets;
 mod reference_f64;

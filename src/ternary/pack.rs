@@ -1,0 +1,91 @@
+//! The packed inference form of a ternary weight (spec section 3): each row of `Wq ∈ {-1, 0, 1}`
+//! as 2-bit codes `value + 1`, 16 per `u32` (code `j` of a word in bits `2j..2j+2`, rows padded
+//! to a whole word with code 1 = value 0), plus the absmean scales γ.
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+use crate::config::WeightScale;
+use crate::error::{Result, TritterError};
+use crate::ternary::quant::quantize_weight_absmean;
+
+/// Ternary values per `u32` word.
+pub const CODES_PER_WORD: usize = 16;
+
+/// A ternary matrix `[rows, cols]` as 2-bit codes and its scales.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedTernary {
+    pub rows: usize,
+    pub cols: usize,
+    /// `rows × words_per_row` words, row-major.
+    pub codes: Vec<u32>,
+    /// γ per scale group, `[rows_of_scales, groups]` row-major (see [`crate::ternary::absmean_scales`]).
+    pub scales: Vec<f32>,
+    pub weight_scale: WeightScale,
+}
+
+impl PackedTernary {
+    /// Words per packed row.
+    pub fn words_per_row(cols: usize) -> usize {
+        cols.div_ceil(CODES_PER_WORD)
+    }
+
+    /// Packs ternary `values` (`rows × cols`, each -1, 0 or 1) with their `scales`.
+    pub fn from_values(values: &[i8], rows: usize, cols: usize, scales: Vec<f32>, weight_scale: WeightScale) -> Result<Self> {
+        if values.len() != rows * cols {
+            return Err(TritterError::InvalidInput(format!("{} values for a {rows}×{cols} matrix", values.len())));
+        }
+        let words = Self::words_per_row(cols);
+        let mut codes = vec![0x5555_5555u32; rows * words]; // every code 1 = value 0
+        for (r, row) in values.chunks(cols.max(1)).enumerate().take(rows) {
+            for (c, &v) in row.iter().enumerate() {
+                if !(-1..=1).contains(&v) {
+                    return Err(TritterError::InvalidInput(format!("value {v} at ({r}, {c}) is not ternary")));
+                }
+                let word = &mut codes[r * words + c / CODES_PER_WORD];
+                let shift = 2 * (c % CODES_PER_WORD);
+                *word = (*word & !(0b11 << shift)) | (((v + 1) as u32) << shift);
+            }
+        }
+        Ok(Self { rows, cols, codes, scales, weight_scale })
+    }
+
+    /// Quantizes a latent weight `[out, in]` (absmean, as the training forward does) and packs it.
+    pub fn quantize<B: Backend>(w: Tensor<B, 2>, weight_scale: WeightScale) -> Result<Self> {
+        let [rows, cols] = w.dims();
+        let (codes, gamma) = quantize_weight_absmean(w, weight_scale);
+        let values: Vec<i8> = codes.into_data().convert::<f32>().to_vec::<f32>().expect("f32").iter().map(|&v| v as i8).collect();
+        let scales = gamma.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
+        Self::from_values(&values, rows, cols, scales, weight_scale)
+    }
+
+    /// The ternary values, `rows × cols`.
+    pub fn values(&self) -> Vec<i8> {
+        let words = Self::words_per_row(self.cols);
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for r in 0..self.rows {
+            for c in 0..self.cols {
+                let word = self.codes[r * words + c / CODES_PER_WORD];
+                out.push(((word >> (2 * (c % CODES_PER_WORD))) & 0b11) as i8 - 1);
+            }
+        }
+        out
+    }
+
+    /// `γ · Wq` as an f32 tensor `[rows, cols]`: what the fake-quantized training forward uses.
+    pub fn dequantize<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
+        let values = self.values();
+        let gamma = |r: usize, c: usize| match self.weight_scale {
+            WeightScale::PerTensor => self.scales[0],
+            WeightScale::PerRow => self.scales[r],
+            WeightScale::PerGroup(n) => self.scales[r * self.cols.div_ceil(n) + c / n],
+        };
+        let data: Vec<f32> =
+            values.iter().enumerate().map(|(i, &v)| v as f32 * gamma(i / self.cols, i % self.cols)).collect();
+        Tensor::from_data(TensorData::new(data, [self.rows, self.cols]), device)
+    }
+
+    /// Bytes of codes and scales.
+    pub fn size_bytes(&self) -> usize {
+        4 * (self.codes.len() + self.scales.len())
+    }
+}
