@@ -2,6 +2,10 @@
 //!
 //! The model is generic over Burn's `Backend`: the same code trains on the CPU (ndarray),
 //! wgpu and CUDA. `docs/TRITTER_SPEC.md` (the spec) gives the exact maths.
+//!
+//! `model` and `ternary` hold the network, `data` the tokenizers and corpora, `train` the
+//! burn-train based training loop (checkpoints, resume, hybrid predictive training) and
+//! `infer` cached generation, sampling and evaluation.
 
 pub mod backend;
 pub mod checkpoint;

@@ -156,6 +156,9 @@ impl TrainConfig {
             }
         }
         if let Some(hybrid) = &self.hybrid {
+            if self.grad_accum > 1 {
+                return bad("grad_accum", "gradient accumulation is not supported with the hybrid trainer".into());
+            }
             if hybrid.full_steps == 0 {
                 return bad("hybrid.full_steps", "must be greater than 0".into());
             }

@@ -38,6 +38,7 @@ fn invalid_train_configs_name_the_field() {
         ("beta2", TrainConfig { beta2: 1.0, ..TrainConfig::default() }),
         ("grad_clip", TrainConfig { grad_clip: Some(0.0), ..TrainConfig::default() }),
         ("min_lr_ratio", TrainConfig { min_lr_ratio: 1.5, ..TrainConfig::default() }),
+        ("grad_accum", TrainConfig { grad_accum: 2, hybrid: Some(HybridOptions::default()), ..TrainConfig::default() }),
         (
             "hybrid.full_steps",
             TrainConfig { hybrid: Some(HybridOptions { full_steps: 0, ..HybridOptions::default() }), ..TrainConfig::default() },
