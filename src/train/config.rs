@@ -175,6 +175,14 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// Evaluation periods in the run (burn-train's "epochs"): one per `eval_every` steps.
+    pub fn eval_periods(&self) -> usize {
+        match self.eval_every {
+            0 => 1,
+            every => self.steps.div_ceil(every),
+        }
+    }
+
     /// Tokens per optimizer step (micro-batch × accumulation × sequence).
     pub fn tokens_per_step(&self) -> usize {
         self.batch_size * self.grad_accum * self.seq_len

@@ -364,6 +364,8 @@ pub fn create_trainer_with_config<B: AutodiffBackend>(
 /// One hybrid step as the training loop sees it.
 pub struct HybridStep<B: Backend> {
     pub loss: Tensor<B, 1>,
+    /// `loss` as a number.
+    pub value: f32,
     pub tokens: usize,
     pub backward: bool,
     pub phase: Phase,
@@ -407,6 +409,7 @@ impl<B: AutodiffBackend> HybridRun<B> {
         }
         Ok(HybridStep {
             loss: Tensor::from_floats([result.loss], &device),
+            value: result.loss,
             tokens,
             backward: result.phase.computes_backward(),
             phase: result.phase,

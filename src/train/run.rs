@@ -190,10 +190,6 @@ pub fn train<B: AutodiffBackend>(
         tasks: data.tasks,
         report: report.clone(),
     };
-    let periods = match config.eval_every {
-        0 => 1,
-        every => config.steps.div_ceil(every),
-    };
     let mut training = SupervisedTraining::new(&options.run_dir, loader_train, loader_valid)
         .metrics((LossMetric::new(), PerplexityFromLoss::default()))
         .metric_train_numeric(LearningRateMetric::new())
@@ -201,7 +197,7 @@ pub fn train<B: AutodiffBackend>(
         .metric_valid_numeric(TaskAccuracyMetric::default())
         .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)))
         .with_application_logger(None)
-        .num_epochs(periods);
+        .num_epochs(config.eval_periods());
     if let Some(interrupter) = options.interrupter {
         training = training.with_interrupter(interrupter);
     }

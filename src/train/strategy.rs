@@ -90,14 +90,6 @@ impl<B: AutodiffBackend> TritterStrategy<B> {
         self.report.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Number of evaluation periods (burn-train "epochs") in the run.
-    fn periods(&self) -> usize {
-        match self.config.eval_every {
-            0 => 1,
-            every => self.config.steps.div_ceil(every),
-        }
-    }
-
     fn period_of(&self, step: usize) -> usize {
         match self.config.eval_every {
             0 => 1,
@@ -139,12 +131,13 @@ impl<B: AutodiffBackend> TritterStrategy<B> {
                 })
             };
 
-            let (loss, tokens, finite_grads) = match hybrid.as_mut() {
+            // The step's mean loss (for the metrics) and its value, read back once.
+            let (loss, value, tokens, finite_grads) = match hybrid.as_mut() {
                 Some(hybrid) => {
                     let batch = next_batch()?;
                     let step = hybrid.step(batch, lr)?;
                     state.backward_passes += step.backward as usize;
-                    (step.loss, step.tokens, true)
+                    (step.loss, step.value, step.tokens, true)
                 }
                 None => {
                     let model = learner.model();
@@ -165,16 +158,14 @@ impl<B: AutodiffBackend> TritterStrategy<B> {
                     let (grads, norm) = clip_global_norm(&model, grads, cfg.grad_clip);
                     let loss = Tensor::cat(losses, 0).mean();
                     let value: f32 = loss.clone().into_scalar().elem();
-                    let finite = value.is_finite() && norm.is_finite();
-                    if finite {
+                    if value.is_finite() && norm.is_finite() {
                         learner.optimizer_step(grads);
                     }
-                    (loss, tokens, finite)
+                    (loss, value, tokens, norm.is_finite())
                 }
             };
             state.samples += cfg.batch_size * if hybrid.is_some() { 1 } else { cfg.grad_accum };
             state.step += 1;
-            let value: f32 = loss.clone().into_scalar().elem();
             state.last_loss = value;
 
             if !(value.is_finite() && finite_grads) {
@@ -197,7 +188,7 @@ impl<B: AutodiffBackend> TritterStrategy<B> {
             self.report().losses.push((state.step, value));
 
             let progress = Progress { items_processed: state.samples, items_total: total_samples };
-            let (period, periods) = (self.period_of(state.step), self.periods());
+            let (period, periods) = (self.period_of(state.step), self.config.eval_periods());
             let item = LearnerItem::new(LmOutput::new(loss, tokens), progress, period, periods, state.step, Some(lr));
             events.process_train(LearnerEvent::ProcessedItem(item));
 
