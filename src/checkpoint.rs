@@ -27,7 +27,7 @@ impl<B: Backend> TritterModel<B> {
         })?;
         let weights = dir.join(WEIGHTS_FILE);
         let tmp = temp_path(&weights);
-        let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
+        let mut store = SafetensorsStore::from_file(&tmp).overwrite(true).skip_enum_variants(true);
         self.save_into(&mut store).map_err(|e| store_error(&weights, e))?;
         rename_into_place(&tmp, &weights)?;
         self.config().to_json_file(dir.join(CONFIG_FILE))?;
@@ -56,23 +56,48 @@ impl<B: Backend> TritterModel<B> {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "file does not exist"),
             });
         }
+        if let Some(model) = load_if_packed(&config, &weights, device)? {
+            tracing::debug!(dir = %dir.display(), "loaded packed checkpoint");
+            return Ok(model);
+        }
         let mut model = Self::new(&config, device)?;
-        let mut store = SafetensorsStore::from_file(&weights).validate(false).allow_partial(true);
+        let mut store = SafetensorsStore::from_file(&weights).validate(false).allow_partial(true).skip_enum_variants(true);
         let result = model.load_from(&mut store).map_err(|e| store_error(&weights, e))?;
-
-        if let Some(error) = result.errors.into_iter().next() {
-            return Err(apply_error(weights, error));
-        }
-        if !result.missing.is_empty() {
-            let tensor = result.missing.into_iter().map(|(path, _)| path).collect::<Vec<_>>().join(", ");
-            return Err(TritterError::MissingTensor { path: weights, tensor });
-        }
-        if !result.unused.is_empty() {
-            return Err(TritterError::UnexpectedTensors { path: weights, tensors: result.unused });
-        }
-        tracing::debug!(dir = %dir.display(), tensors = result.applied.len(), "loaded checkpoint");
+        check_apply(&weights, result)?;
+        tracing::debug!(dir = %dir.display(), "loaded checkpoint");
         Ok(model)
     }
+}
+
+/// The packed model if `weights` is a packed file (it has `...weight_packed` tensors).
+fn load_if_packed<B: Backend>(config: &TritterConfig, weights: &Path, device: &B::Device) -> Result<Option<TritterModel<B>>> {
+    let file = std::fs::File::open(weights).map_err(|source| TritterError::Io { action: "cannot open weights", path: weights.to_path_buf(), source })?;
+    // SAFETY: the map is read-only and dropped before this function returns; a file changed
+    // underneath would give wrong values, not unsoundness in safe code reading bytes.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|source| TritterError::Io { action: "cannot map weights", path: weights.to_path_buf(), source })?;
+    let tensors = safetensors::SafeTensors::deserialize(&map)
+        .map_err(|e| TritterError::CorruptCheckpoint { path: weights.to_path_buf(), reason: e.to_string() })?;
+    if !crate::export::packed::is_packed_file(&tensors) {
+        return Ok(None);
+    }
+    crate::export::packed::load_packed(config, weights, &tensors, device).map(Some)
+}
+
+/// Turns what burn-store reports after applying tensors into our errors: every tensor the
+/// config implies must have been found with its shape, and no other tensor may be in the file.
+pub(crate) fn check_apply(weights: &Path, result: burn_store::ApplyResult) -> Result<()> {
+    if let Some(error) = result.errors.into_iter().next() {
+        return Err(apply_error(weights.to_path_buf(), error));
+    }
+    if !result.missing.is_empty() {
+        let tensor = result.missing.into_iter().map(|(path, _)| path).collect::<Vec<_>>().join(", ");
+        return Err(TritterError::MissingTensor { path: weights.to_path_buf(), tensor });
+    }
+    if !result.unused.is_empty() {
+        return Err(TritterError::UnexpectedTensors { path: weights.to_path_buf(), tensors: result.unused });
+    }
+    Ok(())
 }
 
 fn store_error(path: &Path, error: SafetensorsStoreError) -> TritterError {

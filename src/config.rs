@@ -297,6 +297,20 @@ impl TritterConfig {
         all
     }
 
+    /// `[out, in]` of the projection with tensor-name prefix `name` (`...q_proj`, `lm_head`, ...).
+    pub fn projection_shape(&self, name: &str) -> [usize; 2] {
+        let (h, d, i) = (self.hidden_size, self.head_dim(), self.intermediate_size);
+        let (nh, nkv) = (self.num_heads, self.num_kv_heads);
+        match name.rsplit('.').next().unwrap_or(name) {
+            "q_proj" => [nh * d, h],
+            "k_proj" | "v_proj" => [nkv * d, h],
+            "o_proj" => [h, nh * d],
+            "gate_proj" | "up_proj" => [i, h],
+            "down_proj" => [h, i],
+            _ => [self.vocab_size, h],
+        }
+    }
+
     /// Bytes of the packed inference form (spec section 3): each ternary row as 2-bit codes,
     /// 16 per `u32`, plus its f32 scales; every other parameter at `rest_bytes` per value
     /// (4 for f32, 2 for f16).

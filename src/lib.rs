@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod infer;
 pub mod io;
 pub mod model;

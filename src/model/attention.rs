@@ -6,7 +6,7 @@ use burn::tensor::{activation::softmax, backend::Backend, Bool, Tensor};
 use crate::config::TritterConfig;
 use crate::model::norm::Norm;
 use crate::model::rope::RotaryEmbedding;
-use crate::ternary::{TernaryLinear, TernaryLinearConfig, TernaryQuant};
+use crate::ternary::{Projection, TernaryLinearConfig, TernaryQuant};
 
 /// Builds one projection of a block with the model's quantization settings.
 pub(crate) fn projection<B: Backend>(
@@ -15,21 +15,22 @@ pub(crate) fn projection<B: Backend>(
     d_input: usize,
     d_output: usize,
     device: &B::Device,
-) -> TernaryLinear<B> {
+) -> Projection<B> {
     TernaryLinearConfig::new(d_input, d_output)
         .with_init_std(config.init_std)
         .with_weight_scale(quant.weight_scale)
         .with_activation_bits(quant.activation_bits)
         .init(device)
+        .into()
 }
 
 /// Multi-head attention where query head `h` reads kv head `h / (n_h / n_kv)`.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
-    pub q_proj: TernaryLinear<B>,
-    pub k_proj: TernaryLinear<B>,
-    pub v_proj: TernaryLinear<B>,
-    pub o_proj: TernaryLinear<B>,
+    pub q_proj: Projection<B>,
+    pub k_proj: Projection<B>,
+    pub v_proj: Projection<B>,
+    pub o_proj: Projection<B>,
     /// Per-head norm over `d` applied to q (one weight shared by all heads), if `qk_norm`.
     pub q_norm: Option<Norm<B>>,
     /// Per-head norm over `d` applied to k, if `qk_norm`.

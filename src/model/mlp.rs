@@ -5,14 +5,14 @@ use burn::tensor::{activation::relu, backend::Backend, Tensor};
 
 use crate::config::TritterConfig;
 use crate::model::attention::projection;
-use crate::ternary::{TernaryLinear, TernaryQuant};
+use crate::ternary::{Projection, TernaryQuant};
 
 /// The feed-forward block; `gate`, `up`: `[I, H]`, `down`: `[H, I]`.
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
-    pub gate_proj: TernaryLinear<B>,
-    pub up_proj: TernaryLinear<B>,
-    pub down_proj: TernaryLinear<B>,
+    pub gate_proj: Projection<B>,
+    pub up_proj: Projection<B>,
+    pub down_proj: Projection<B>,
 }
 
 impl<B: Backend> Mlp<B> {

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod layer;
 pub mod mlp;
 pub mod norm;
+pub mod packed;
 pub mod rope;
 
 use burn::module::{Ignored, Initializer, Module};
@@ -13,7 +14,7 @@ use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor};
 
 use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
-use crate::ternary::{ternary_linear, TernaryLinear, TernaryQuant};
+use crate::ternary::{ternary_linear, Projection, TernaryLinear, TernaryQuant};
 
 pub use attention::{attention_mask, Attention, LayerCache};
 pub use cache::KvCache;
@@ -35,7 +36,7 @@ pub struct TritterBackbone<B: Backend> {
 pub struct TritterModel<B: Backend> {
     pub model: TritterBackbone<B>,
     /// Separate LM head; `None` when the head is tied to `model.embed_tokens`.
-    pub lm_head: Option<TernaryLinear<B>>,
+    pub lm_head: Option<Projection<B>>,
     /// How the LM head quantizes (full precision unless `ternary_lm_head`).
     pub head_quant: Ignored<TernaryQuant>,
     pub config: Ignored<TritterConfig>,
@@ -65,7 +66,7 @@ impl<B: Backend> TritterModel<B> {
                 device,
             ),
             quant: Ignored(head_quant),
-        });
+        }.into());
         Ok(Self {
             model: TritterBackbone {
                 embed_tokens,

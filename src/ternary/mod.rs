@@ -1,12 +1,21 @@
-//! BitNet b1.58 ternary layers (spec section 3): quantizers and the `TernaryLinear` module.
+//! BitNet b1.58 ternary layers (spec section 3): quantizers, the trainable `TernaryLinear`, its
+//! packed inference form `PackedLinear`, and the backend ops behind the packed form.
 
+pub mod backend;
+pub mod cpu_kernel;
 pub mod linear;
 pub mod pack;
+pub mod packed_linear;
+pub mod projection;
 pub mod quant;
 
+pub use backend::TernaryBackend;
+pub use cpu_kernel::CpuKernel;
 pub use linear::{ternary_linear, TernaryLinear, TernaryLinearConfig, TernaryQuant};
 pub use pack::{PackedTernary, CODES_PER_WORD};
+pub use packed_linear::{reference_packed_matmul, unpack_codes, PackedLinear};
+pub use projection::Projection;
 pub use quant::{
     absmean_scales, fake_quantize_activation, fake_quantize_weight, quantize_activation_int8,
-    quantize_weight_absmean, ACTIVATION_EPS, WEIGHT_EPS,
+    quantize_weight_absmean, scale_codes, ACTIVATION_EPS, WEIGHT_EPS,
 };

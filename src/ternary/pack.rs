@@ -84,6 +84,15 @@ impl PackedTernary {
         Tensor::from_data(TensorData::new(data, [self.rows, self.cols]), device)
     }
 
+    /// Shape of [`Self::scales`]: `[1, 1]` per tensor, `[rows, 1]` per row, `[rows, cols / N]` per group.
+    pub fn scale_shape(&self) -> [usize; 2] {
+        match self.weight_scale {
+            WeightScale::PerTensor => [1, 1],
+            WeightScale::PerRow => [self.rows, 1],
+            WeightScale::PerGroup(n) => [self.rows, self.cols.div_ceil(n)],
+        }
+    }
+
     /// Bytes of codes and scales.
     pub fn size_bytes(&self) -> usize {
         4 * (self.codes.len() + self.scales.len())

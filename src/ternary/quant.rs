@@ -44,9 +44,14 @@ pub fn quantize_weight_absmean<B: Backend>(w: Tensor<B, 2>, scale: WeightScale) 
 
 /// `W̃ = γ · Wq`: the ternary weight the forward pass multiplies with, shaped like `w`.
 pub fn fake_quantize_weight<B: Backend>(w: Tensor<B, 2>, scale: WeightScale) -> Tensor<B, 2> {
-    let dims = w.dims();
-    let [rows, groups, len] = group_shape(dims, scale);
     let (codes, gamma) = quantize_weight_absmean(w, scale);
+    scale_codes(codes, gamma, scale)
+}
+
+/// `γ · Wq` from the codes `[out, in]` and scales (shaped as [`absmean_scales`] says).
+pub fn scale_codes<B: Backend>(codes: Tensor<B, 2>, gamma: Tensor<B, 2>, scale: WeightScale) -> Tensor<B, 2> {
+    let dims = codes.dims();
+    let [rows, groups, len] = group_shape(dims, scale);
     (codes.reshape([rows, groups, len]) * gamma.reshape([rows, groups, 1])).reshape(dims)
 }
 

@@ -47,6 +47,19 @@ fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Er
     move |source| TritterError::Io { action, path: path.to_path_buf(), source }
 }
 
+/// Paths skip enum variants (`Projection::Latent`), as the checkpoints' tensor names do.
+fn enter(path: &mut Vec<String>, name: &str, container: &str) {
+    if !container.starts_with("Enum:") {
+        path.push(name.to_string());
+    }
+}
+
+fn exit(path: &mut Vec<String>, container: &str) {
+    if !container.starts_with("Enum:") {
+        path.pop();
+    }
+}
+
 #[derive(Default)]
 struct IdCollector {
     path: Vec<String>,
@@ -54,12 +67,12 @@ struct IdCollector {
 }
 
 impl<B: Backend> ModuleVisitor<B> for IdCollector {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container: &str) {
+        enter(&mut self.path, name, container);
     }
 
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _: &str, container: &str) {
+        exit(&mut self.path, container);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -81,12 +94,12 @@ struct IdSetter<'a> {
 }
 
 impl<B: Backend> ModuleMapper<B> for IdSetter<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container: &str) {
+        enter(&mut self.path, name, container);
     }
 
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _: &str, container: &str) {
+        exit(&mut self.path, container);
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {

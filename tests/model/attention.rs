@@ -4,6 +4,7 @@ use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 use tritter::model::{attention_mask, Attention, RotaryEmbedding};
+use tritter::ternary::Projection;
 use tritter::{TernaryQuant, TritterConfig, TritterError, TritterModel};
 
 use crate::common::{fresh_rng, ids_tensor, random_ids, random_tensor, to_vec, B};
@@ -185,10 +186,11 @@ fn gqa_query_heads_share_their_kv_head() {
                 (0..config.num_heads).map(|h| w.val().narrow(0, (h / n_rep) * d, d)).collect();
             Param::from_tensor(Tensor::cat(heads, 0))
         };
-        mha.q_proj.weight = Param::from_tensor(gqa.q_proj.weight.val());
-        mha.o_proj.weight = Param::from_tensor(gqa.o_proj.weight.val());
-        mha.k_proj.weight = repeat(&gqa.k_proj.weight);
-        mha.v_proj.weight = repeat(&gqa.v_proj.weight);
+        let weight = |p: &Projection<B>| p.latent().unwrap().weight.clone();
+        mha.q_proj.latent_mut().unwrap().weight = Param::from_tensor(weight(&gqa.q_proj).val());
+        mha.o_proj.latent_mut().unwrap().weight = Param::from_tensor(weight(&gqa.o_proj).val());
+        mha.k_proj.latent_mut().unwrap().weight = repeat(&weight(&gqa.k_proj));
+        mha.v_proj.latent_mut().unwrap().weight = repeat(&weight(&gqa.v_proj));
         let x = random_tensor::<B, 3>(&mut rng, [1, 6, config.hidden_size], 1.0, &device);
         let mask = attention_mask(&ids_tensor::<B>(&[vec![0; 6]], &device), None);
         let a = to_vec(gqa.forward(x.clone(), 0, mask.clone()));

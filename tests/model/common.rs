@@ -67,7 +67,7 @@ pub fn temp_dir() -> tempfile::TempDir {
 /// Every float parameter of a module as `(spec name, shape, values)`, in visiting order.
 pub fn named_params<Bk: Backend, M: burn_store::ModuleSnapshot<Bk>>(module: &M) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     module
-        .collect(None, None, false)
+        .collect(None, None, true)
         .into_iter()
         .map(|s| {
             let values = s.to_data().unwrap().convert::<f32>().to_vec().unwrap();

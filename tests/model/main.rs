@@ -8,6 +8,8 @@ mod attention;
 mod backends;
 mod checkpoint;
 mod generation;
+mod packed_kernel;
+mod packed_model;
 mod packing;
 mod learning;
 mod presets;

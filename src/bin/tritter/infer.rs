@@ -15,7 +15,7 @@ use tritter::{TritterError, TritterModel};
 use crate::common::{spinner, Inner, SourceArgs, BACKEND};
 
 /// A model directory, or a run directory (its final `model/`, else its latest checkpoint).
-fn model_dir(path: &Path) -> tritter::Result<PathBuf> {
+pub fn model_dir(path: &Path) -> tritter::Result<PathBuf> {
     if !path.is_dir() {
         return Err(TritterError::Io {
             action: "cannot open model directory",
@@ -32,9 +32,13 @@ fn model_dir(path: &Path) -> tritter::Result<PathBuf> {
     Ok(resolve_run_checkpoint(path)?.join("model"))
 }
 
-fn load(model: &Path, tokenizer: &Option<PathBuf>) -> tritter::Result<(TritterModel<Inner>, Tokenizer)> {
+/// Loads a model (packing it in memory when `packed` is set and it is not packed yet) and the tokenizer.
+fn load(model: &Path, tokenizer: &Option<PathBuf>, packed: bool) -> tritter::Result<(TritterModel<Inner>, Tokenizer)> {
     let dir = model_dir(model)?;
-    let model = TritterModel::<Inner>::load_checkpoint(&dir, &Default::default())?;
+    let mut model = TritterModel::<Inner>::load_checkpoint(&dir, &Default::default())?;
+    if packed && !model.is_packed() {
+        model = model.into_packed()?;
+    }
     let tokenizer = match tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
         None => Tokenizer::bytes(),
@@ -71,10 +75,14 @@ pub struct GenerateArgs {
     /// Do not stop at the end-of-sequence token.
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Pack the ternary weights in memory first (2-bit codes, the packed kernel); packed
+    /// checkpoints are always used packed.
+    #[arg(long)]
+    pub packed: bool,
 }
 
 pub fn run_generate(args: GenerateArgs) -> tritter::Result<()> {
-    let (model, tokenizer) = load(&args.model, &args.tokenizer)?;
+    let (model, tokenizer) = load(&args.model, &args.tokenizer, args.packed)?;
     let eos = tokenizer.special_ids().eos;
     let prompts: Vec<Vec<u32>> = args
         .prompt
@@ -150,12 +158,15 @@ pub struct EvalArgs {
     pub max_windows: usize,
     #[arg(long, default_value = "runs/cache")]
     pub cache_dir: PathBuf,
+    /// Pack the ternary weights in memory first (as `generate --packed`).
+    #[arg(long)]
+    pub packed: bool,
     #[command(flatten)]
     pub source: SourceArgs,
 }
 
 pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
-    let (model, tokenizer) = load(&args.model, &args.tokenizer)?;
+    let (model, tokenizer) = load(&args.model, &args.tokenizer, args.packed)?;
     if args.seq + 1 > model.config().max_seq_len {
         return Err(TritterError::InvalidConfig {
             field: "seq",

@@ -10,6 +10,7 @@ use indicatif::HumanBytes;
 use tritter::data::{prepare_corpus, train_bpe_on, write_task_corpus, BpeOptions, DataSpec, PrepareOptions, Tokenizer};
 
 mod common;
+mod export;
 mod info;
 mod infer;
 mod train;
@@ -32,6 +33,9 @@ enum Command {
     Generate(infer::GenerateArgs),
     /// Measure a model: perplexity on a dataset, exact match on held-out generated tasks.
     Eval(infer::EvalArgs),
+    /// Convert a trained model to its packed inference form (2-bit ternary weights), or export
+    /// its ternary layers as bitnet-quantize TernaryWeight values.
+    Export(export::ExportArgs),
     /// Parameters and memory (training, packed inference) of a preset or config.
     Info(info::InfoArgs),
     /// Tokenizer tools.
@@ -98,6 +102,7 @@ fn run(cli: Cli) -> tritter::Result<()> {
         Command::Train(args) => train::run(*args)?,
         Command::Generate(args) => infer::run_generate(args)?,
         Command::Eval(args) => infer::run_eval(args)?,
+        Command::Export(args) => export::run_export(args)?,
         Command::Info(args) => info::run_info(args)?,
         Command::Tokenizer(TokenizerCommand::Train { data, vocab_size, min_frequency, out, source }) => {
             let options = BpeOptions { vocab_size, min_frequency, show_progress: true };

@@ -1,0 +1,182 @@
+//! Packed checkpoints (spec section 4): `config.json` + `model.safetensors` where each ternary
+//! projection is `...weight_packed` (u32 `[out, ⌈in/16⌉]`) + `...weight_scale` (f32) instead of
+//! its latent weight; the other tensors keep their names, in f32 or f16.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::module::ParamId;
+use burn::tensor::{backend::Backend, TensorData};
+use burn_store::{ModuleSnapshot, TensorSnapshot};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::config::TritterConfig;
+use crate::error::{Result, TritterError};
+use crate::io::{rename_into_place, temp_path};
+use crate::model::TritterModel;
+use crate::ternary::{PackedLinear, PackedTernary, Projection};
+
+/// Suffix of a packed projection's codes.
+pub const PACKED_SUFFIX: &str = ".weight_packed";
+/// Suffix of a packed projection's scales.
+pub const SCALE_SUFFIX: &str = ".weight_scale";
+
+/// How the full-precision tensors (embeddings, norms, full-precision LM head) are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FloatFormat {
+    #[default]
+    F32,
+    F16,
+}
+
+/// What a packed checkpoint holds, in bytes of tensor data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PackedSize {
+    /// Ternary weights (`out × in` summed over the packed projections).
+    pub ternary_weights: u64,
+    /// Bytes of their codes and scales.
+    pub ternary_bytes: u64,
+    /// Bytes of the other tensors.
+    pub float_bytes: u64,
+}
+
+impl PackedSize {
+    /// Bits per ternary weight, codes and scales included (spec goal: ≤ 2.1).
+    pub fn bits_per_ternary_weight(&self) -> f64 {
+        8.0 * self.ternary_bytes as f64 / self.ternary_weights.max(1) as f64
+    }
+}
+
+impl<B: Backend> TritterModel<B> {
+    /// Writes a packed checkpoint directory (the model must be packed, see
+    /// [`TritterModel::into_packed`]); the weights file is written atomically.
+    pub fn save_packed_checkpoint(&self, dir: impl AsRef<Path>, floats: FloatFormat) -> Result<PackedSize> {
+        let dir = dir.as_ref();
+        if !self.is_packed() {
+            return Err(TritterError::InvalidInput("the model is not packed; call into_packed first".into()));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|source| TritterError::Io { action: "cannot create checkpoint directory", path: dir.to_path_buf(), source })?;
+
+        let mut size = PackedSize { ternary_weights: 0, ternary_bytes: 0, float_bytes: 0 };
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        for snapshot in self.collect(None, None, true) {
+            let data = snapshot.to_data().map_err(|e| TritterError::InvalidInput(format!("{e:?}")))?;
+            let values = data.convert::<f32>().into_vec::<f32>().expect("f32");
+            let (dtype, bytes) = match floats {
+                FloatFormat::F32 => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
+                FloatFormat::F16 => (Dtype::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
+            };
+            size.float_bytes += bytes.len() as u64;
+            tensors.push((snapshot.full_path(), dtype, snapshot.shape.clone(), bytes));
+        }
+        for (name, packed) in self.packed_weights() {
+            let codes: Vec<u8> = packed.codes.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let scales: Vec<u8> = packed.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+            size.ternary_weights += (packed.rows * packed.cols) as u64;
+            size.ternary_bytes += (codes.len() + scales.len()) as u64;
+            let words = PackedTernary::words_per_row(packed.cols);
+            tensors.push((format!("{name}{PACKED_SUFFIX}"), Dtype::U32, vec![packed.rows, words], codes));
+            tensors.push((format!("{name}{SCALE_SUFFIX}"), Dtype::F32, packed.scale_shape().to_vec(), scales));
+        }
+
+        let weights = dir.join(WEIGHTS_FILE);
+        let tmp = temp_path(&weights);
+        let views = tensors
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                let view = TensorView::new(*dtype, shape.clone(), bytes).expect("byte length matches shape");
+                (name.clone(), view)
+            })
+            .collect::<Vec<_>>();
+        let metadata = HashMap::from([("format".to_string(), "tritter-packed".to_string())]);
+        safetensors::serialize_to_file(views, Some(metadata), &tmp)
+            .map_err(|e| TritterError::CorruptCheckpoint { path: tmp.clone(), reason: e.to_string() })?;
+        rename_into_place(&tmp, &weights)?;
+        self.config().to_json_file(dir.join(CONFIG_FILE))?;
+        tracing::debug!(dir = %dir.display(), bits = size.bits_per_ternary_weight(), "saved packed checkpoint");
+        Ok(size)
+    }
+}
+
+/// Whether a weights file holds packed projections.
+pub(crate) fn is_packed_file(tensors: &SafeTensors) -> bool {
+    tensors.names().iter().any(|n| n.ends_with(PACKED_SUFFIX))
+}
+
+/// Builds the packed model from a packed weights file: every ternary projection from its codes
+/// and scales, every other tensor (f32 or f16) applied by name.
+pub(crate) fn load_packed<B: Backend>(config: &TritterConfig, path: &Path, file: &SafeTensors, device: &B::Device) -> Result<TritterModel<B>> {
+    let model = TritterModel::<B>::new(config, device)?; // latent weights are lazy: never allocated
+    let mut model = model.try_map_projections(|name, projection| {
+        let Projection::Latent(linear) = &projection else { return Ok(projection) };
+        let Some(weight_scale) = linear.quant.weight_scale else { return Ok(projection) };
+        let [rows, cols] = config.projection_shape(name);
+        let mut packed = PackedTernary { rows, cols, codes: Vec::new(), scales: Vec::new(), weight_scale };
+        let code_name = format!("{name}{PACKED_SUFFIX}");
+        packed.codes = read_words(path, file, &code_name, &[rows, PackedTernary::words_per_row(cols)])?;
+        if let Some(bad) = packed.codes.iter().position(|w| (w & (w >> 1) & 0x5555_5555) != 0) {
+            let reason = format!("word {bad} holds code 3 (codes are 0, 1, 2)");
+            return Err(TritterError::TensorLoad { path: path.to_path_buf(), tensor: code_name, reason });
+        }
+        packed.scales = read_floats(path, file, &format!("{name}{SCALE_SUFFIX}"), Some(&packed.scale_shape()))?;
+        Ok(Projection::Packed(PackedLinear::new(packed, linear.quant.activation_bits, device)))
+    })?;
+
+    let mut snapshots = Vec::new();
+    for name in file.names() {
+        if name.ends_with(PACKED_SUFFIX) || name.ends_with(SCALE_SUFFIX) {
+            continue;
+        }
+        let shape = file.tensor(name).map(|t| t.shape().to_vec()).unwrap_or_default();
+        let values = read_floats(path, file, name, None)?;
+        let stack = name.split('.').map(str::to_string).collect::<Vec<_>>();
+        let containers = vec![String::new(); stack.len()];
+        snapshots.push(TensorSnapshot::from_data(TensorData::new(values, shape), stack, containers, ParamId::new()));
+    }
+    let result = model.apply(snapshots, None, None, true);
+    crate::checkpoint::check_apply(path, result)?;
+    Ok(model)
+}
+
+fn tensor<'a>(path: &Path, file: &'a SafeTensors, name: &str) -> Result<TensorView<'a>> {
+    file.tensor(name).map_err(|_| TritterError::MissingTensor { path: path.to_path_buf(), tensor: name.to_string() })
+}
+
+fn check_shape(path: &Path, name: &str, view: &TensorView, expected: &[usize]) -> Result<()> {
+    if view.shape() != expected {
+        return Err(TritterError::ShapeMismatch {
+            path: path.to_path_buf(),
+            tensor: name.to_string(),
+            expected: expected.to_vec(),
+            found: view.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+fn wrong_dtype(path: &Path, name: &str, view: &TensorView, expected: &str) -> TritterError {
+    TritterError::TensorLoad { path: path.to_path_buf(), tensor: name.to_string(), reason: format!("dtype {:?}, expected {expected}", view.dtype()) }
+}
+
+fn read_words(path: &Path, file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<u32>> {
+    let view = tensor(path, file, name)?;
+    check_shape(path, name, &view, shape)?;
+    if view.dtype() != Dtype::U32 {
+        return Err(wrong_dtype(path, name, &view, "U32"));
+    }
+    Ok(view.data().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+fn read_floats(path: &Path, file: &SafeTensors, name: &str, shape: Option<&[usize]>) -> Result<Vec<f32>> {
+    let view = tensor(path, file, name)?;
+    if let Some(shape) = shape {
+        check_shape(path, name, &view, shape)?;
+    }
+    match view.dtype() {
+        Dtype::F32 => Ok(view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
+        Dtype::F16 => Ok(view.data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
+        _ => Err(wrong_dtype(path, name, &view, "F32 or F16")),
+    }
+}

@@ -1,0 +1,278 @@
+//! The CPU kernel of the packed inference form: `y = (int8(x) · Wqᵀ) · γ / s` straight from the
+//! 2-bit codes of a [`PackedTernary`], accumulated in integers, never building an f32 weight.
+//!
+//! Why it is fast: code `c = value + 1 ∈ {0, 1, 2}` is an unsigned byte once masked out of its
+//! word, so `Σ c·q` is what x86's `maddubs` (u8 × i8 → i16 pairs) computes, 32 lanes at a time,
+//! and `Σ value·q = Σ c·q − Σ q` needs only the per-token sum `Σ q`. Byte `i` of a 128-column
+//! block (8 words) holds the codes of columns `4i .. 4i + 4`, so shifting the block by `2k` and
+//! masking yields the codes of columns `4i + k`; the activations are permuted once per token to
+//! match (`xp[32k + i] = q[4i + k]`), shared by every row. No multiplies by weights happen in the
+//! portable path either: it is the same sum in plain integer code.
+
+use rayon::prelude::*;
+
+use crate::config::WeightScale;
+use crate::ternary::pack::{PackedTernary, CODES_PER_WORD};
+use crate::ternary::quant::ACTIVATION_EPS;
+
+/// Columns per block: 8 words of 16 codes, one 256-bit load.
+const BLOCK: usize = 128;
+const WORDS_PER_BLOCK: usize = BLOCK / CODES_PER_WORD;
+/// Output rows per parallel task.
+const ROWS_PER_TASK: usize = 32;
+
+/// Which inner loop runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuKernel {
+    /// Plain Rust, any CPU.
+    Portable,
+    /// x86-64 AVX2 (`maddubs`), chosen at run time when the CPU has it.
+    Avx2,
+}
+
+impl CpuKernel {
+    /// The fastest kernel this CPU supports.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Self::Avx2;
+        }
+        Self::Portable
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_available(self) -> bool {
+        match self {
+            Self::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Self::Avx2 => false,
+        }
+    }
+}
+
+/// One token's int8 activation in the kernel's layout.
+struct QuantizedToken {
+    /// Block-permuted codes, zero past `cols`, length = blocks · 128.
+    permuted: Vec<i8>,
+    /// Plain codes, for segments that do not start on a word.
+    plain: Vec<i8>,
+    /// `Σ q` per scale segment.
+    segment_sums: Vec<i32>,
+    /// The scale `s = 127 / max(max|x|, ε)`.
+    scale: f32,
+}
+
+/// Per-token absmax int8 quantization exactly as [`crate::ternary::quantize_activation_int8`]
+/// computes it (round half to even, clamp to i8), laid out for the kernel.
+fn quantize_token(x: &[f32], blocks: usize, segment: usize) -> QuantizedToken {
+    let absmax = x.iter().fold(0f32, |m, v| m.max(v.abs())).max(ACTIVATION_EPS);
+    let scale = 127.0 / absmax;
+    let plain: Vec<i8> = x.iter().map(|&v| (v * scale).round_ties_even().clamp(-128.0, 127.0) as i8).collect();
+    let mut permuted = vec![0i8; blocks * BLOCK];
+    for (c, &q) in plain.iter().enumerate() {
+        let (block, within) = (c / BLOCK, c % BLOCK);
+        permuted[block * BLOCK + 32 * (within % 4) + within / 4] = q;
+    }
+    let segment_sums = plain.chunks(segment).map(|s| s.iter().map(|&q| q as i32).sum()).collect();
+    QuantizedToken { permuted, plain, segment_sums, scale }
+}
+
+/// `Σ code·q` over whole words `words` of a row whose first word is word `first` of the row.
+fn code_dot_words(kernel: CpuKernel, words: &[u32], first: usize, xp: &[i8]) -> i32 {
+    let mut sum = 0i32;
+    let mut w = 0;
+    // Leading words up to a block boundary, then whole blocks, then the tail.
+    while w < words.len() && (first + w) % WORDS_PER_BLOCK != 0 {
+        sum += code_dot_word(words[w], first + w, xp);
+        w += 1;
+    }
+    let whole = (words.len() - w) / WORDS_PER_BLOCK;
+    if whole > 0 {
+        let start_block = (first + w) / WORDS_PER_BLOCK;
+        let block_words = &words[w..w + whole * WORDS_PER_BLOCK];
+        let block_x = &xp[start_block * BLOCK..(start_block + whole) * BLOCK];
+        sum += match kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx2` is only used after `is_available` confirmed the CPU feature.
+            CpuKernel::Avx2 => unsafe { code_dot_blocks_avx2(block_words, block_x) },
+            _ => code_dot_blocks_portable(block_words, block_x),
+        };
+        w += whole * WORDS_PER_BLOCK;
+    }
+    for (i, &word) in words[w..].iter().enumerate() {
+        sum += code_dot_word(word, first + w + i, xp);
+    }
+    sum
+}
+
+/// `Σ code·q` of one word (word index `word_index` in its row) against the permuted codes.
+fn code_dot_word(word: u32, word_index: usize, xp: &[i8]) -> i32 {
+    let block = &xp[(word_index / WORDS_PER_BLOCK) * BLOCK..];
+    let byte0 = 4 * (word_index % WORDS_PER_BLOCK);
+    let mut sum = 0i32;
+    for b in 0..4 {
+        let byte = (word >> (8 * b)) as u8;
+        for k in 0..4 {
+            sum += ((byte >> (2 * k)) & 3) as i32 * block[32 * k + byte0 + b] as i32;
+        }
+    }
+    sum
+}
+
+/// `Σ code·q` over whole blocks, plain Rust (the compiler vectorises the inner loop).
+fn code_dot_blocks_portable(words: &[u32], xp: &[i8]) -> i32 {
+    let mut sum = 0i32;
+    for (block_words, block_x) in words.chunks_exact(WORDS_PER_BLOCK).zip(xp.chunks_exact(BLOCK)) {
+        let mut bytes = [0u8; 32];
+        for (w, word) in block_words.iter().enumerate() {
+            bytes[4 * w..4 * w + 4].copy_from_slice(&word.to_le_bytes());
+        }
+        for k in 0..4 {
+            let x = &block_x[32 * k..32 * k + 32];
+            sum += bytes.iter().zip(x).map(|(&b, &q)| ((b >> (2 * k)) & 3) as i32 * q as i32).sum::<i32>();
+        }
+    }
+    sum
+}
+
+/// `Σ code·q` over whole blocks with AVX2: per block one 32-byte load of codes, four
+/// shift-and-mask decodes and four `maddubs` against the permuted activations.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn code_dot_blocks_avx2(words: &[u32], xp: &[i8]) -> i32 {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(words.len() / WORDS_PER_BLOCK * BLOCK, xp.len());
+    let mask = _mm256_set1_epi8(3);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_si256();
+    for b in 0..words.len() / WORDS_PER_BLOCK {
+        let v = _mm256_loadu_si256(words.as_ptr().add(b * WORDS_PER_BLOCK) as *const __m256i);
+        let x = xp.as_ptr().add(b * BLOCK) as *const __m256i;
+        let c0 = _mm256_and_si256(v, mask);
+        let c1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), mask);
+        let c2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+        let c3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), mask);
+        // Each i16 lane: at most 4 pairs of 2 · 128, no saturation.
+        let p01 = _mm256_add_epi16(
+            _mm256_maddubs_epi16(c0, _mm256_loadu_si256(x)),
+            _mm256_maddubs_epi16(c1, _mm256_loadu_si256(x.add(1))),
+        );
+        let p23 = _mm256_add_epi16(
+            _mm256_maddubs_epi16(c2, _mm256_loadu_si256(x.add(2))),
+            _mm256_maddubs_epi16(c3, _mm256_loadu_si256(x.add(3))),
+        );
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(p01, p23), ones));
+    }
+    let sum128 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    let sum64 = _mm_add_epi32(sum128, _mm_shuffle_epi32(sum128, 0b01_00_11_10));
+    let sum32 = _mm_add_epi32(sum64, _mm_shuffle_epi32(sum64, 0b10_11_00_01));
+    _mm_cvtsi128_si32(sum32)
+}
+
+/// Columns per scale segment: the whole row unless scales are per group.
+fn segment_len(p: &PackedTernary) -> usize {
+    match p.weight_scale {
+        WeightScale::PerGroup(n) => n,
+        WeightScale::PerTensor | WeightScale::PerRow => p.cols.max(1),
+    }
+}
+
+/// γ of row `r`, segment `g`.
+fn gamma(p: &PackedTernary, r: usize, g: usize, segments: usize) -> f32 {
+    match p.weight_scale {
+        WeightScale::PerTensor => p.scales[0],
+        WeightScale::PerRow => p.scales[r],
+        WeightScale::PerGroup(_) => p.scales[r * segments + g],
+    }
+}
+
+/// `Σ value·q` of row `r` over segment `g` (columns `g·len .. (g+1)·len`).
+fn ternary_dot(kernel: CpuKernel, p: &PackedTernary, r: usize, g: usize, len: usize, token: &QuantizedToken) -> i32 {
+    let words_per_row = PackedTernary::words_per_row(p.cols);
+    let row = &p.codes[r * words_per_row..(r + 1) * words_per_row];
+    let (c0, c1) = (g * len, ((g + 1) * len).min(p.cols));
+    let code_sum = if c0 % CODES_PER_WORD == 0 && (c1 % CODES_PER_WORD == 0 || c1 == p.cols) {
+        // Whole words (a row's last word is padded with value 0, whose q are 0 too).
+        let (w0, w1) = (c0 / CODES_PER_WORD, c1.div_ceil(CODES_PER_WORD));
+        code_dot_words(kernel, &row[w0..w1], w0, &token.permuted)
+    } else {
+        (c0..c1)
+            .map(|c| ((row[c / CODES_PER_WORD] >> (2 * (c % CODES_PER_WORD))) & 3) as i32 * token.plain[c] as i32)
+            .sum()
+    };
+    code_sum - token.segment_sums[g]
+}
+
+/// `out = x · W̃ᵀ` with int8 per-token activations: `x` is `[tokens, cols]` row-major, `out`
+/// `[tokens, rows]`. Equals the fake-quantized forward `x̃ · (γ · Wq)ᵀ` up to float rounding.
+pub fn packed_matmul_int8(kernel: CpuKernel, p: &PackedTernary, x: &[f32], out: &mut [f32]) {
+    assert!(kernel.is_available(), "{kernel:?} is not supported by this CPU");
+    let tokens = check_lengths(p, x, out);
+    let len = segment_len(p);
+    let segments = p.cols.div_ceil(len);
+    let blocks = p.cols.div_ceil(BLOCK);
+    let quantized: Vec<QuantizedToken> = x.chunks(p.cols.max(1)).map(|t| quantize_token(t, blocks, len)).collect();
+    let mut transposed = vec![0f32; p.rows * tokens]; // [rows, tokens]
+    transposed.par_chunks_mut(ROWS_PER_TASK * tokens.max(1)).enumerate().for_each(|(task, out)| {
+        for (i, row_out) in out.chunks_mut(tokens.max(1)).enumerate() {
+            let r = task * ROWS_PER_TASK + i;
+            for (t, token) in quantized.iter().enumerate() {
+                let acc: f32 = (0..segments)
+                    .map(|g| ternary_dot(kernel, p, r, g, len, token) as f32 * gamma(p, r, g, segments))
+                    .sum();
+                row_out[t] = acc / token.scale;
+            }
+        }
+    });
+    transpose_into(&transposed, p.rows, tokens, out);
+}
+
+/// `out = x · W̃ᵀ` with full-precision activations (`activation_bits = None`), shaped as in
+/// [`packed_matmul_int8`].
+pub fn packed_matmul_f32(p: &PackedTernary, x: &[f32], out: &mut [f32]) {
+    let tokens = check_lengths(p, x, out);
+    let len = segment_len(p);
+    let segments = p.cols.div_ceil(len);
+    let words_per_row = PackedTernary::words_per_row(p.cols);
+    let mut transposed = vec![0f32; p.rows * tokens];
+    transposed.par_chunks_mut(ROWS_PER_TASK * tokens.max(1)).enumerate().for_each(|(task, out)| {
+        for (i, row_out) in out.chunks_mut(tokens.max(1)).enumerate() {
+            let r = task * ROWS_PER_TASK + i;
+            let row = &p.codes[r * words_per_row..(r + 1) * words_per_row];
+            for (t, x) in x.chunks(p.cols.max(1)).enumerate() {
+                row_out[t] = (0..segments)
+                    .map(|g| {
+                        let (c0, c1) = (g * len, ((g + 1) * len).min(p.cols));
+                        let dot: f32 = (c0..c1)
+                            .map(|c| {
+                                let code = (row[c / CODES_PER_WORD] >> (2 * (c % CODES_PER_WORD))) & 3;
+                                [-x[c], 0.0, x[c]][code.min(2) as usize]
+                            })
+                            .sum();
+                        dot * gamma(p, r, g, segments)
+                    })
+                    .sum();
+            }
+        }
+    });
+    transpose_into(&transposed, p.rows, tokens, out);
+}
+
+/// Tokens in `x`; panics unless `x` is `[tokens, cols]` and `out` `[tokens, rows]`.
+fn check_lengths(p: &PackedTernary, x: &[f32], out: &[f32]) -> usize {
+    let tokens = x.len() / p.cols.max(1);
+    assert_eq!(tokens * p.cols, x.len(), "activation length {} is not a multiple of {}", x.len(), p.cols);
+    assert_eq!(out.len(), tokens * p.rows, "output length {} for {tokens} tokens × {} rows", out.len(), p.rows);
+    tokens
+}
+
+/// `out[c, r] = a[r, c]` for `a: [rows, cols]`.
+fn transpose_into(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = a[r * cols + c];
+        }
+    }
+}
