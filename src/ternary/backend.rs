@@ -3,17 +3,20 @@
 //! matmul with [`crate::ternary::cpu_kernel`].
 //!
 //! Rust has no specialisation, so the model, generic over `B: Backend`, reaches a backend's
-//! implementation through [`packed_matmul`] / [`packed_linear`]: they compare `B` with the
-//! backends this crate implements the trait for (a safe `Any` downcast) and use the reference
-//! for any other backend.
+//! implementation through [`packed_matmul`], [`packed_linear`] and [`dense_linear`]: they
+//! compare `B` with the backends whose implementation differs from the defaults (a safe `Any`
+//! downcast once the `TypeId`s match) and use the defaults for any other backend. Autodiff
+//! backends always take the defaults, so training runs Burn's own ops and gradients.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
-use crate::ternary::cpu_kernel::{packed_matmul_f32, packed_matmul_int8, CpuKernel};
+use crate::ternary::cpu_kernel::{dense_matmul_f32, packed_matmul_f32, packed_matmul_int8, CpuKernel};
 use crate::ternary::pack::PackedTernary;
+#[cfg(feature = "ndarray")]
+use crate::backend::Cpu;
 use crate::ternary::packed_linear::{reference_packed_matmul, PackedLinear};
 
 /// Ternary ops with reference defaults; implement it to give a backend its own kernels.
@@ -29,10 +32,20 @@ pub trait TernaryBackend: Backend {
     fn packed_matmul(x: Tensor<Self, 2>, w: &PackedLinear<Self>) -> Tensor<Self, 2> {
         reference_packed_matmul(x, w)
     }
+
+    /// `x · wᵀ` for a dense `w: [out, in]` (default: Burn's matmul). The full-precision and
+    /// fake-quantized projections and the LM head go through it.
+    fn dense_linear<const D: usize>(x: Tensor<Self, D>, w: Tensor<Self, 2>) -> Tensor<Self, D> {
+        x.matmul(w.transpose().unsqueeze())
+    }
 }
 
+/// Up to this many tokens the CPU uses its own dense GEMV instead of Burn's matmul.
 #[cfg(feature = "ndarray")]
-impl TernaryBackend for crate::backend::Cpu {
+const CPU_GEMV_MAX_TOKENS: usize = 8;
+
+#[cfg(feature = "ndarray")]
+impl TernaryBackend for Cpu {
     fn packed_linear(packed: Arc<PackedTernary>, activation_bits: Option<u32>, _device: &Self::Device) -> PackedLinear<Self> {
         PackedLinear::host_only(packed, activation_bits)
     }
@@ -49,7 +62,32 @@ impl TernaryBackend for crate::backend::Cpu {
         }
         Tensor::from_data(TensorData::new(y, [tokens, w.packed.rows]), &device)
     }
+
+    /// Small batches (generation) read the weight in place with [`dense_matmul_f32`]; larger
+    /// ones use Burn's matmul.
+    fn dense_linear<const D: usize>(x: Tensor<Self, D>, w: Tensor<Self, 2>) -> Tensor<Self, D> {
+        let mut dims = x.dims();
+        let tokens: usize = dims[..D - 1].iter().product();
+        let [rows, cols] = w.dims();
+        let burn::backend::ndarray::NdArrayTensor::F32(storage) = w.clone().into_primitive().tensor() else {
+            return x.matmul(w.transpose().unsqueeze());
+        };
+        let view = storage.view();
+        let (true, Some(weight)) = (tokens <= CPU_GEMV_MAX_TOKENS, view.as_slice()) else {
+            return x.matmul(w.transpose().unsqueeze());
+        };
+        let device = x.device();
+        let data = x.into_data();
+        let mut y = vec![0f32; tokens * rows];
+        dense_matmul_f32(weight, rows, cols, data.as_slice::<f32>().expect("ndarray f32 tensor"), &mut y);
+        dims[D - 1] = rows;
+        Tensor::from_data(TensorData::new(y, dims), &device)
+    }
 }
+
+/// Training backends take the defaults: Burn's ops, with the straight-through estimator written
+/// in tensor ops ([`crate::ternary::ternary_linear`]).
+impl<B: TernaryBackend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> TernaryBackend for burn::backend::Autodiff<B, C> {}
 
 #[cfg(feature = "wgpu")]
 impl TernaryBackend for crate::backend::Wgpu {}
@@ -57,49 +95,47 @@ impl TernaryBackend for crate::backend::Wgpu {}
 #[cfg(feature = "cuda")]
 impl TernaryBackend for crate::backend::Cuda {}
 
-/// `x · W̃ᵀ` on `B`'s own implementation of [`TernaryBackend::packed_matmul`], or the reference.
+/// Whether `B` is `T`.
+fn is<B: 'static, T: 'static>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<T>()
+}
+
+/// `value` as type `C`, which the caller has checked is its own type.
+fn same<A: 'static, C: 'static>(value: A) -> C {
+    let boxed: Box<dyn Any> = Box::new(value);
+    *boxed.downcast::<C>().unwrap_or_else(|_| unreachable!("checked TypeId"))
+}
+
+fn same_ref<A: 'static, C: 'static>(value: &A) -> &C {
+    (value as &dyn Any).downcast_ref::<C>().unwrap_or_else(|| unreachable!("checked TypeId"))
+}
+
+// The dispatchers below list the backends whose implementation differs from the defaults
+// (a backend given its own kernel gets a line in each).
+
+/// `x · W̃ᵀ` with `B`'s [`TernaryBackend::packed_matmul`], or the reference.
 pub fn packed_matmul<B: Backend>(x: Tensor<B, 2>, w: &PackedLinear<B>) -> Tensor<B, 2> {
     #[cfg(feature = "ndarray")]
-    let x = match on_backend::<B, crate::backend::Cpu>(x, w) {
-        Ok(y) => return y,
-        Err(x) => x,
-    };
-    #[cfg(feature = "wgpu")]
-    let x = match on_backend::<B, crate::backend::Wgpu>(x, w) {
-        Ok(y) => return y,
-        Err(x) => x,
-    };
-    #[cfg(feature = "cuda")]
-    let x = match on_backend::<B, crate::backend::Cuda>(x, w) {
-        Ok(y) => return y,
-        Err(x) => x,
-    };
+    if is::<B, Cpu>() {
+        return same(Cpu::packed_matmul(same(x), same_ref(w)));
+    }
     reference_packed_matmul(x, w)
 }
 
 /// A packed layer in `B`'s form ([`TernaryBackend::packed_linear`]), or device tensors.
 pub fn packed_linear<B: Backend>(packed: Arc<PackedTernary>, activation_bits: Option<u32>, device: &B::Device) -> PackedLinear<B> {
     #[cfg(feature = "ndarray")]
-    if let Some(device) = cast_ref::<_, <crate::backend::Cpu as Backend>::Device>(device) {
-        if let Ok(layer) = cast(crate::backend::Cpu::packed_linear(packed.clone(), activation_bits, device)) {
-            return layer;
-        }
+    if is::<B, Cpu>() {
+        return same(Cpu::packed_linear(packed, activation_bits, same_ref(device)));
     }
     PackedLinear::with_device_tensors(packed, activation_bits, device)
 }
 
-/// Runs `T::packed_matmul` when `B` is `T`; gives `x` back otherwise.
-fn on_backend<B: Backend, T: TernaryBackend>(x: Tensor<B, 2>, w: &PackedLinear<B>) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
-    let Some(w) = cast_ref::<_, PackedLinear<T>>(w) else { return Err(x) };
-    let x: Tensor<T, 2> = cast(x).unwrap_or_else(|_| unreachable!("B is T"));
-    Ok(cast(T::packed_matmul(x, w)).unwrap_or_else(|_| unreachable!("B is T")))
-}
-
-fn cast<A: 'static, C: 'static>(value: A) -> Result<C, A> {
-    let boxed: Box<dyn Any> = Box::new(value);
-    boxed.downcast::<C>().map(|c| *c).map_err(|b| *b.downcast::<A>().unwrap_or_else(|_| unreachable!()))
-}
-
-fn cast_ref<A: 'static, C: 'static>(value: &A) -> Option<&C> {
-    (value as &dyn Any).downcast_ref::<C>()
+/// `x · wᵀ` with `B`'s [`TernaryBackend::dense_linear`], or Burn's matmul.
+pub fn dense_linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>) -> Tensor<B, D> {
+    #[cfg(feature = "ndarray")]
+    if is::<B, Cpu>() {
+        return same(Cpu::dense_linear(same::<_, Tensor<Cpu, D>>(x), same(w)));
+    }
+    x.matmul(w.transpose().unsqueeze())
 }

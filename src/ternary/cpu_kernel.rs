@@ -276,3 +276,32 @@ fn transpose_into(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
         }
     }
 }
+
+/// `out = x · Wᵀ` for a dense row-major `w: [rows, cols]` and a few tokens `x: [tokens, cols]`:
+/// rows in parallel, 8 independent accumulators per dot so it vectorises. At batch 1 Burn's
+/// ndarray matmul repacks the whole weight on every call; this reads it once.
+pub fn dense_matmul_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+    let tokens = x.len() / cols.max(1);
+    assert_eq!(w.len(), rows * cols, "weight length");
+    assert_eq!(out.len(), tokens * rows, "output length");
+    let mut transposed = vec![0f32; rows * tokens];
+    transposed.par_chunks_mut(ROWS_PER_TASK * tokens.max(1)).enumerate().for_each(|(task, block)| {
+        for (i, row_out) in block.chunks_mut(tokens.max(1)).enumerate() {
+            let r = task * ROWS_PER_TASK + i;
+            let row = &w[r * cols..(r + 1) * cols];
+            for (t, x) in x.chunks(cols.max(1)).enumerate() {
+                let mut acc = [0f32; 8];
+                let (row_main, row_tail) = row.split_at(cols - cols % 8);
+                for (w8, x8) in row_main.chunks_exact(8).zip(x.chunks_exact(8)) {
+                    for j in 0..8 {
+                        acc[j] += w8[j] * x8[j];
+                    }
+                }
+                let tail: f32 = row_tail.iter().zip(&x[cols - cols % 8..]).map(|(a, b)| a * b).sum();
+                row_out[t] = acc.iter().sum::<f32>() + tail;
+            }
+        }
+    });
+    transpose_into(&transposed, rows, tokens, out);
+}
+

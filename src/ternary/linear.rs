@@ -90,5 +90,5 @@ pub fn ternary_linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 
         Some(_) => straight_through(x.clone(), fake_quantize_activation(x.detach())),
         None => x,
     };
-    x.matmul(w.transpose().unsqueeze())
+    crate::ternary::backend::dense_linear(x, w)
 }

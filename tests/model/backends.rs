@@ -89,3 +89,46 @@ fn cuda_matmul_precision() {
     assert!(err < 3e-3, "cuda matmul error {err:e}");
 }
 
+
+/// The packed matmul on `G` (its own kernel, or the tensor-op reference) against the f64
+/// recomputation, on the awkward shapes and scale granularities of the CPU kernel tests; then a
+/// packed checkpoint loaded on `G` gives the logits the CPU kernel gives.
+fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
+    use crate::packed_kernel::{cases, random_packed, reference_f64};
+    use tritter::ternary::PackedLinear;
+    let mut rng = fresh_rng(name);
+    for (rows, cols, tokens, scale) in cases(&mut rng) {
+        for bits in [Some(8), None] {
+            let p = random_packed(&mut rng, rows, cols, scale);
+            let x: Vec<f32> = (0..tokens * cols).map(|_| crate::common::normal(&mut rng)).collect();
+            let expected = reference_f64(&p, &x, bits.is_some());
+            let x = burn::tensor::Tensor::<G, 2>::from_data(burn::tensor::TensorData::new(x, [tokens, cols]), device);
+            let got = to_vec(PackedLinear::<G>::new(p, bits, device).forward(x));
+            let err = max_rel_diff(&got, &expected);
+            assert!(err < tolerance, "{name} {rows}×{cols}, {tokens} tokens, {scale:?}, {bits:?}: relative error {err}");
+        }
+    }
+    // Full-precision activations, so no int8 rounding tie can make the backends differ.
+    let config = TritterConfig { activation_bits: None, init_std: 0.3, ..TritterConfig::test() };
+    let packed = TritterModel::<B>::new(&config, &Default::default()).unwrap().into_packed().unwrap();
+    let dir = temp_dir();
+    packed.save_packed_checkpoint(dir.path(), tritter::export::FloatFormat::F32).unwrap();
+    let other = TritterModel::<G>::load_checkpoint(dir.path(), device).unwrap();
+    assert!(other.is_packed());
+    let ids = random_ids(&mut rng, 2, 9, config.vocab_size);
+    let cpu: Vec<f64> = to_vec(packed.forward(ids_tensor::<B>(&ids, &Default::default()))).iter().map(|&v| v as f64).collect();
+    let err = max_rel_diff(&to_vec(other.forward(ids_tensor::<G>(&ids, device))), &cpu);
+    assert!(err < tolerance, "{name}: packed model logits differ from the CPU kernel's by {err}");
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn packed_matmul_on_wgpu_matches_the_reference() {
+    packed_agrees::<tritter::backend::Wgpu>("packed_matmul_on_wgpu_matches_the_reference", &Default::default(), 1e-4);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn packed_matmul_on_cuda_matches_the_reference() {
+    packed_agrees::<tritter::backend::Cuda>("packed_matmul_on_cuda_matches_the_reference", &Default::default(), 3e-3);
+}

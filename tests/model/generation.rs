@@ -23,7 +23,10 @@ fn config() -> TritterConfig {
 fn cached_logits_equal_the_full_forward_pass() {
     let mut rng = fresh_rng("cached_logits_equal_the_full_forward_pass");
     for num_kv_heads in [config().num_heads, 1] {
-        let config = TritterConfig { num_kv_heads, ..config() };
+        // Full-precision activations: one-token steps run a GEMV and the full pass a matmul,
+        // which sum in different orders; with int8 activations such a last-bit difference can
+        // flip a rounding and, at this wide init, move logits by more than rounding.
+        let config = TritterConfig { num_kv_heads, activation_bits: None, ..config() };
         let model = model(&config);
         let (batch, prompt, steps) = (2, rng.random_range(1..9), rng.random_range(1..8));
         let ids: Vec<Vec<usize>> = (0..batch).map(|_| (0..prompt + steps).map(|_| rng.random_range(4..config.vocab_size)).collect()).collect();
