@@ -50,9 +50,9 @@ fn measure<Bk: Backend>(backend: &str, presets: &[(&str, usize)], device: &Bk::D
 }
 
 fn main() {
-    let mut rows = measure::<burn::backend::NdArray<f32>>("CPU (ndarray)", &[("test", 64), ("small_100m", 32)], &Default::default());
+    let rows = measure::<burn::backend::NdArray<f32>>("CPU (ndarray)", &[("test", 64), ("small_100m", 32)], &Default::default());
     #[cfg(feature = "wgpu")]
-    rows.push_str(&measure::<burn::backend::Wgpu>("wgpu", &[("test", 64), ("small_100m", 16)], &Default::default()));
+    let rows = rows + &measure::<burn::backend::Wgpu>("wgpu", &[("test", 64), ("small_100m", 16)], &Default::default());
     let wgpu_note = if cfg!(feature = "wgpu") {
         " wgpu has no packed kernel yet: its packed model unpacks the codes with tensor ops in every call (the reference path)."
     } else {
