@@ -4,8 +4,10 @@
 //! wgpu and CUDA. `docs/TRITTER_SPEC.md` (the spec) gives the exact maths.
 //!
 //! `model` and `ternary` hold the network, `data` the tokenizers and corpora, `train` the
-//! burn-train based training loop (checkpoints, resume, hybrid predictive training) and
-//! `infer` cached generation, sampling and evaluation.
+//! burn-train based training loop (checkpoints, resume, hybrid predictive training), `infer`
+//! cached generation, sampling and evaluation, and `export` the packed inference checkpoints
+//! and the `bitnet-quantize` export. `ternary::TernaryBackend` carries the backend-specific
+//! ternary ops (the CPU's packed int8 × 2-bit kernel) with tensor-op defaults.
 
 pub mod backend;
 pub mod checkpoint;

@@ -89,11 +89,20 @@ impl TernaryBackend for Cpu {
 /// in tensor ops ([`crate::ternary::ternary_linear`]).
 impl<B: TernaryBackend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> TernaryBackend for burn::backend::Autodiff<B, C> {}
 
-#[cfg(feature = "wgpu")]
-impl TernaryBackend for crate::backend::Wgpu {}
+/// The CubeCL backends (wgpu, CUDA) multiply with [`crate::ternary::cube_kernel`].
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement> TernaryBackend for burn_cubecl::CubeBackend<R, f32, i32, BT> {
+    fn packed_matmul(x: Tensor<Self, 2>, w: &PackedLinear<Self>) -> Tensor<Self, 2> {
+        crate::ternary::cube_kernel::packed_matmul(x, w)
+    }
+}
 
+/// `burn::backend::Wgpu` without Burn's `fusion` feature (this crate's build).
+#[cfg(feature = "wgpu")]
+type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+/// `burn::backend::Cuda` without Burn's `fusion` feature.
 #[cfg(feature = "cuda")]
-impl TernaryBackend for crate::backend::Cuda {}
+type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
 
 /// Whether `B` is `T`.
 fn is<B: 'static, T: 'static>() -> bool {
@@ -118,6 +127,14 @@ pub fn packed_matmul<B: Backend>(x: Tensor<B, 2>, w: &PackedLinear<B>) -> Tensor
     #[cfg(feature = "ndarray")]
     if is::<B, Cpu>() {
         return same(Cpu::packed_matmul(same(x), same_ref(w)));
+    }
+    #[cfg(feature = "wgpu")]
+    if is::<B, WgpuCube>() {
+        return same(WgpuCube::packed_matmul(same(x), same_ref(w)));
+    }
+    #[cfg(feature = "cuda")]
+    if is::<B, CudaCube>() {
+        return same(CudaCube::packed_matmul(same(x), same_ref(w)));
     }
     reference_packed_matmul(x, w)
 }

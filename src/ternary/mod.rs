@@ -3,6 +3,8 @@
 
 pub mod backend;
 pub mod cpu_kernel;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod cube_kernel;
 pub mod linear;
 pub mod pack;
 pub mod packed_linear;

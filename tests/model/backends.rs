@@ -103,9 +103,13 @@ fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
             let x: Vec<f32> = (0..tokens * cols).map(|_| crate::common::normal(&mut rng)).collect();
             let expected = reference_f64(&p, &x, bits.is_some());
             let x = burn::tensor::Tensor::<G, 2>::from_data(burn::tensor::TensorData::new(x, [tokens, cols]), device);
-            let got = to_vec(PackedLinear::<G>::new(p, bits, device).forward(x));
+            let layer = PackedLinear::<G>::new(p, bits, device);
+            let got = to_vec(layer.forward(x.clone()));
             let err = max_rel_diff(&got, &expected);
             assert!(err < tolerance, "{name} {rows}×{cols}, {tokens} tokens, {scale:?}, {bits:?}: relative error {err}");
+            if let Some(poisoned) = poisoned_run(&layer, x) {
+                assert_eq!(poisoned, got, "{name}: the kernel left output elements unwritten or differs between runs");
+            }
         }
     }
     // Full-precision activations, so no int8 rounding tie can make the backends differ.
@@ -119,6 +123,21 @@ fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
     let cpu: Vec<f64> = to_vec(packed.forward(ids_tensor::<B>(&ids, &Default::default()))).iter().map(|&v| v as f64).collect();
     let err = max_rel_diff(&to_vec(other.forward(ids_tensor::<G>(&ids, device))), &cpu);
     assert!(err < tolerance, "{name}: packed model logits differ from the CPU kernel's by {err}");
+}
+
+/// The CubeCL kernel run into an output filled with NaN, for backends that have it.
+fn poisoned_run<G: Backend>(layer: &tritter::ternary::PackedLinear<G>, x: burn::tensor::Tensor<G, 2>) -> Option<Vec<f32>> {
+    #[cfg(feature = "wgpu")]
+    {
+        use std::any::Any;
+        type W = tritter::backend::Wgpu;
+        let layer = (layer as &dyn Any).downcast_ref::<tritter::ternary::PackedLinear<W>>()?;
+        let x = (Box::new(x) as Box<dyn Any>).downcast::<burn::tensor::Tensor<W, 2>>().ok()?;
+        let output = burn::tensor::Tensor::<W, 2>::full([x.dims()[0], layer.packed.rows], f32::NAN, &x.device());
+        return Some(to_vec(tritter::ternary::cube_kernel::packed_matmul_into(*x, layer, Some(output))));
+    }
+    #[allow(unreachable_code)]
+    None
 }
 
 #[cfg(feature = "wgpu")]

@@ -213,3 +213,35 @@ pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct LogitsArgs {
+    /// Model directory (config.json + model.safetensors) or a training run directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Token ids, comma or space separated; one sequence.
+    #[arg(long)]
+    pub ids: String,
+    /// Pack the ternary weights in memory first.
+    #[arg(long)]
+    pub packed: bool,
+}
+
+/// Prints `{"shape": [1, T, V], "logits": [...]}` for one sequence of ids.
+pub fn run_logits(args: LogitsArgs) -> tritter::Result<()> {
+    let (model, _) = load(&args.model, &None, args.packed)?;
+    let ids = args
+        .ids
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<i64>().map_err(|_| TritterError::InvalidInput(format!("--ids: `{s}` is not a token id"))))
+        .collect::<tritter::Result<Vec<i64>>>()?;
+    let len = ids.len();
+    let input = burn::tensor::Tensor::<Inner, 2, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(ids, [1, len]), &Default::default());
+    let logits = model.forward_checked(input)?;
+    let shape = logits.dims();
+    let values: Vec<f32> = logits.into_data().convert::<f32>().to_vec().expect("f32 logits");
+    println!("{}", serde_json::json!({ "shape": shape, "logits": values }));
+    Ok(())
+}
+

@@ -31,6 +31,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Generate text from a trained model (KV cache, greedy or sampled, streamed).
     Generate(infer::GenerateArgs),
+    /// Print a model's logits for token ids as JSON (for comparisons with other implementations).
+    Logits(infer::LogitsArgs),
     /// Measure a model: perplexity on a dataset, exact match on held-out generated tasks.
     Eval(infer::EvalArgs),
     /// Convert a trained model to its packed inference form (2-bit ternary weights), or export
@@ -102,6 +104,7 @@ fn run(cli: Cli) -> tritter::Result<()> {
         Command::Train(args) => train::run(*args)?,
         Command::Generate(args) => infer::run_generate(args)?,
         Command::Eval(args) => infer::run_eval(args)?,
+        Command::Logits(args) => infer::run_logits(args)?,
         Command::Export(args) => export::run_export(args)?,
         Command::Info(args) => info::run_info(args)?,
         Command::Tokenizer(TokenizerCommand::Train { data, vocab_size, min_frequency, out, source }) => {

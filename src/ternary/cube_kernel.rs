@@ -1,0 +1,142 @@
+//! The packed matmul as a CubeCL kernel, for the CubeCL backends (wgpu, CUDA): each unit
+//! computes one output from the 2-bit codes, decoding them on the fly; no f32 weight matrix is
+//! ever built. Activations are quantized (int8 fake quantization) with tensor ops first.
+//!
+//! Burn's `Wgpu` / `Cuda` types are `CubeBackend<..>` in this crate's build (Burn's `fusion`
+//! feature is off); a build that turns fusion on gets the tensor-op reference instead.
+
+use burn::tensor::{DType, Int, Shape, Tensor, TensorPrimitive};
+use burn_cubecl::cubecl::{calculate_cube_count_elemwise, prelude::ScalarArg, CubeDim};
+use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime};
+
+use crate::config::WeightScale;
+use crate::ternary::pack::CODES_PER_WORD;
+use crate::ternary::packed_linear::PackedLinear;
+use crate::ternary::quant::fake_quantize_activation;
+
+mod kernel {
+    // `#[cube]` expands to `cubecl::...` paths.
+    use burn_cubecl::cubecl;
+    use burn_cubecl::cubecl::{cube, prelude::*};
+
+    /// `output[m, n] = Σ_k x[m, k] · γ(n, k) · (code(n, k) − 1)`, one output per unit; γ is
+    /// `scales[n · scale_row_stride + k / group_size]`. Codes arrive as the backend's 32-bit
+    /// ints and are read as the same words.
+    #[cube(launch)]
+    pub fn packed_ternary_matmul_kernel(
+        x: &Tensor<f32>,
+        codes: &Tensor<u32>,
+        scales: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        scale_row_stride: u32,
+        group_size: u32,
+    ) {
+        let n_dim = output.shape(1);
+        if ABSOLUTE_POS >= output.shape(0) * n_dim {
+            terminate!();
+        }
+        let m = ABSOLUTE_POS / n_dim;
+        let n = ABSOLUTE_POS % n_dim;
+        let k_dim = x.shape(1);
+        let x_base = m * x.stride(0);
+        let c_base = n * codes.stride(0);
+        let s_base = n * (scale_row_stride as usize);
+        let group = group_size as usize;
+
+        let mut acc = f32::new(0.0);
+        for w in 0..codes.shape(1) {
+            let word = codes[c_base + w];
+            let k0 = w * 16;
+            for j in 0..16u32 {
+                let k = k0 + j as usize;
+                // The last word's padding codes (value 0) have no column in x.
+                if k < k_dim {
+                    let value = f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0);
+                    acc += x[x_base + k] * scales[s_base + k / group] * value;
+                }
+            }
+        }
+        output[m * output.stride(0) + n] = acc;
+    }
+}
+
+/// Writes `x [M, K] · W̃ᵀ` (codes `[N, ⌈K/16⌉]`, scales) into `output [M, N]`.
+fn launch<R: CubeRuntime>(
+    x: CubeTensor<R>,
+    codes: CubeTensor<R>,
+    scales: CubeTensor<R>,
+    output: CubeTensor<R>,
+    scale_row_stride: u32,
+    group_size: u32,
+) -> CubeTensor<R> {
+    assert_eq!(x.dtype, DType::F32, "x must be f32");
+    assert!(matches!(codes.dtype, DType::I32 | DType::U32), "codes must be 32-bit ints, got {:?}", codes.dtype);
+    let [m, k] = x.shape.dims::<2>();
+    let [n, words] = codes.shape.dims::<2>();
+    assert_eq!(words, k.div_ceil(CODES_PER_WORD), "codes must be [N, ceil(K/16)]");
+    assert_eq!(output.shape.dims::<2>(), [m, n], "output must be [M, N]");
+    let (x, codes, scales, output) = (into_contiguous(x), into_contiguous(codes), into_contiguous(scales), into_contiguous(output));
+    let client = x.client.clone();
+    if m * n == 0 {
+        return output;
+    }
+    let cube_dim = CubeDim::new(&client, m * n);
+    let cube_count = calculate_cube_count_elemwise(&client, m * n, cube_dim);
+    kernel::packed_ternary_matmul_kernel::launch::<R>(
+        &client,
+        cube_count,
+        cube_dim,
+        x.as_tensor_arg(1),
+        codes.as_tensor_arg(1),
+        scales.as_tensor_arg(1),
+        output.as_tensor_arg(1),
+        ScalarArg::new(scale_row_stride),
+        ScalarArg::new(group_size),
+    )
+    .expect("packed ternary matmul launch");
+    output
+}
+
+/// The packed matmul on a CubeCL backend: activations quantized as the reference does, then the
+/// kernel on the layer's device codes and scales.
+pub fn packed_matmul<R: CubeRuntime, BT: BoolElement>(
+    x: Tensor<CubeBackend<R, f32, i32, BT>, 2>,
+    w: &PackedLinear<CubeBackend<R, f32, i32, BT>>,
+) -> Tensor<CubeBackend<R, f32, i32, BT>, 2> {
+    packed_matmul_into(x, w, None)
+}
+
+/// [`packed_matmul`] writing into `output` (`[M, N]`) when given (tests poison it first),
+/// else into a fresh buffer.
+pub fn packed_matmul_into<R: CubeRuntime, BT: BoolElement>(
+    x: Tensor<CubeBackend<R, f32, i32, BT>, 2>,
+    w: &PackedLinear<CubeBackend<R, f32, i32, BT>>,
+    output: Option<Tensor<CubeBackend<R, f32, i32, BT>, 2>>,
+) -> Tensor<CubeBackend<R, f32, i32, BT>, 2> {
+    let device = x.device();
+    let uploaded;
+    let (codes, scales): (Tensor<_, 2, Int>, Tensor<_, 2>) = match (&w.codes, &w.scales) {
+        (Some(codes), Some(scales)) => (codes.clone(), scales.clone()),
+        _ => {
+            uploaded = PackedLinear::with_device_tensors(w.packed.0.clone(), *w.activation_bits, &device);
+            (uploaded.codes.clone().expect("codes"), uploaded.scales.clone().expect("scales"))
+        }
+    };
+    let x = match *w.activation_bits {
+        Some(_) => fake_quantize_activation(x),
+        None => x,
+    };
+    let cols = w.packed.cols.max(1);
+    let (row_stride, group) = match w.packed.weight_scale {
+        WeightScale::PerTensor => (0, cols),
+        WeightScale::PerRow => (1, cols),
+        WeightScale::PerGroup(g) => (cols.div_ceil(g), g),
+    };
+    let x: CubeTensor<R> = x.into_primitive().tensor();
+    let output = match output {
+        Some(output) => output.into_primitive().tensor(),
+        None => empty_device::<R, f32>(x.client.clone(), x.device.clone(), Shape::new([x.shape.dims::<2>()[0], w.packed.rows])),
+    };
+    let out = launch::<R>(x, codes.into_primitive(), scales.into_primitive().tensor(), output, row_stride as u32, group as u32);
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
