@@ -53,17 +53,25 @@ fn main() {
     let rows = measure::<burn::backend::NdArray<f32>>("CPU (ndarray)", &[("test", 64), ("small_100m", 32)], &Default::default());
     #[cfg(feature = "wgpu")]
     let rows = rows + &measure::<burn::backend::Wgpu>("wgpu", &[("test", 64), ("small_100m", 16)], &Default::default());
-    let wgpu_note = if cfg!(feature = "wgpu") {
-        " wgpu has no packed kernel yet: its packed model unpacks the codes with tensor ops in every call (the reference path)."
+    #[cfg(feature = "cuda")]
+    let rows = rows + &measure::<burn::backend::Cuda>("CUDA", &[("test", 64), ("small_100m", 64)], &Default::default());
+    let gpu_note = if cfg!(any(feature = "wgpu", feature = "cuda")) {
+        " On wgpu/CUDA the packed model quantizes activations with tensor ops and runs the CubeCL packed kernel (one output per unit, codes decoded on the fly); lavapipe is Mesa's CPU Vulkan driver, so its rows measure a CPU emulating a GPU."
     } else {
-        " Build with `--features wgpu` to add wgpu rows."
+        " Build with `--features wgpu` (or `cuda`) to add GPU rows."
+    };
+    let features = match (cfg!(feature = "wgpu"), cfg!(feature = "cuda")) {
+        (true, true) => " --features wgpu,cuda",
+        (true, false) => " --features wgpu",
+        (false, true) => " --features cuda",
+        (false, false) => "",
     };
     results::record(
         "generation",
         &format!(
-            "## Generation at batch 1: packed vs fake-quantized f32\n\nMachine: {}. Command: `cargo bench --bench generation{}`. Greedy generation with the KV cache after a {PROMPT}-token prompt (prefill included), median of 3 runs after a warm-up; tokens/s of new tokens. The f32 model quantizes its latent weights in every forward (the training forward); the packed model holds 2-bit codes and runs the backend's packed matmul (on the CPU the int8 × 2-bit kernel).{wgpu_note} Goal on the CPU: packed ≥ 2×.\n\n| backend | preset | new tokens | f32 tokens/s | packed tokens/s | packed / f32 |\n|---|---|---|---|---|---|\n{rows}",
+            "## Generation at batch 1: packed vs fake-quantized f32\n\nMachine: {}. Command: `cargo bench --bench generation{}`. Greedy generation with the KV cache after a {PROMPT}-token prompt (prefill included), median of 3 runs after a warm-up; tokens/s of new tokens. The f32 model quantizes its latent weights in every forward (the training forward); the packed model holds 2-bit codes and runs the backend's packed matmul (on the CPU the int8 × 2-bit kernel).{gpu_note} Goal on the CPU: packed ≥ 2×.\n\n| backend | preset | new tokens | f32 tokens/s | packed tokens/s | packed / f32 |\n|---|---|---|---|---|---|\n{rows}",
             results::machine(),
-            if cfg!(feature = "wgpu") { " --features wgpu" } else { "" },
+            features,
         ),
     );
 }

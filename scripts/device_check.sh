@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
-# Runs on a lent GPU machine (no cargo there): the CUDA test binary and the CUDA training example,
-# built here beforehand with
-#   cargo test --no-run --features cuda --test model   (copy target/debug/deps/model-<hash> to device-bin/model-test)
-#   cargo build --release --features cuda --example train   (copy target/release/examples/train to device-bin/)
-# Output goes to $OUT (or ./device-out).
+# Runs on a lent GPU machine (no cargo, no internet there) in one call: the CUDA correctness
+# tests (ndarray vs CUDA logits, the packed ternary kernel against the f64 reference with
+# poisoned outputs, packed checkpoints on CUDA), the CUDA benchmarks (packed generation, hot
+# paths) and the training example. Build here first with `bash scripts/device_check.sh --build`,
+# which compiles with `--features cuda` and copies the binaries into device-bin/ (git-ignored);
+# then run it there with device-bin/ carried. Output goes to $OUT (or ./device-out).
 set -uo pipefail
+if [ "${1:-}" = "--build" ]; then
+    set -e
+    mkdir -p device-bin
+    bin() { cargo "$@" --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -v '^$'; }
+    cp "$(bin test --no-run --features cuda --test model | tail -1)" device-bin/model-test
+    cp "$(bin bench --no-run --features cuda --bench generation | tail -1)" device-bin/generation
+    cp "$(bin bench --no-run --features cuda --bench hot_paths | tail -1)" device-bin/hot_paths
+    cargo build --release --features cuda --example train && cp target/release/examples/train device-bin/
+    strip device-bin/* || true
+    ls -la device-bin
+    exit 0
+fi
 out="${OUT:-device-out}"
 mkdir -p "$out"
 log="$out/device_check.txt"
 {
-    echo "== machine"; date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc
-    echo "== CUDA test (ndarray vs cuda) and the full suite"
+    echo "== machine"; date -u; nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv; nproc
+    echo "== CUDA tests: ndarray vs CUDA, packed kernel vs f64 (poisoned output), the full suite"
     ./device-bin/model-test --test-threads=4 --nocapture 2>&1 | grep -E "^test |test result|panicked|error|cuda f32 matmul|relative error"
+    echo "== generation at batch 1: packed vs fake-quantized f32 (CPU and CUDA rows)"
+    ./device-bin/generation 2>&1 | grep -E "tok/s|panicked"
+    echo "== hot paths"
+    ./device-bin/hot_paths --bench 2>&1 | grep -E "time:|^[a-z_]+/" | head -40
     echo "== example train on CUDA: generated tasks, batch 128 x 64, 600 steps"
     ./device-bin/train --batch 128 --steps 600 --out "$out/run-tasks" 2>&1 | tail -14
 } 2>&1 | tee "$log"

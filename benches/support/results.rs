@@ -23,5 +23,9 @@ pub fn record(name: &str, body: &str) {
         (Some(a), Some(b)) if b > a => text.replace_range(a..b + end.len(), &section),
         _ => text = format!("{}\n{section}\n", text.trim_end()),
     }
-    std::fs::write(&path, text).expect("write BENCHMARKS.md");
+    // Printed too: on a lent machine the source tree (and so BENCHMARKS.md) may not be there.
+    println!("\n{section}");
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("cannot write {}: {e}", path.display());
+    }
 }

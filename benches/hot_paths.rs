@@ -1,0 +1,120 @@
+//! The hot paths, so regressions show up: a ternary linear layer forward + backward (against a
+//! plain f32 linear, the floor any fused ternary op could reach), attention, MLP, whole-model
+//! forward and a training step (forward, backward, AdamW). CPU (ndarray); with `--features wgpu`
+//! the ternary linear rows also run on wgpu.
+//!
+//! `cargo bench --bench hot_paths [--features wgpu]` (criterion statistics, then a section of
+//! BENCHMARKS.md with medians).
+
+#[path = "support/results.rs"]
+mod results;
+
+use std::time::{Duration, Instant};
+
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use criterion::Criterion;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use tritter::model::{attention_mask, Attention, Mlp};
+use tritter::ternary::{ternary_linear, TernaryQuant};
+use tritter::train::{optimizer::adamw, TrainConfig};
+use tritter::{TritterConfig, TritterModel, WeightScale};
+
+type Cpu = burn::backend::NdArray<f32>;
+
+fn random<Bk: Backend, const D: usize>(rng: &mut StdRng, shape: [usize; D], device: &Bk::Device) -> Tensor<Bk, D> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new((0..n).map(|_| rng.random_range(-0.05f32..0.05)).collect::<Vec<_>>(), shape), device)
+}
+
+fn ids<Bk: Backend>(rng: &mut StdRng, vocab: usize, batch: usize, seq: usize, device: &Bk::Device) -> Tensor<Bk, 2, Int> {
+    Tensor::from_data(TensorData::new((0..batch * seq).map(|_| rng.random_range(0..vocab as i64)).collect::<Vec<_>>(), [batch, seq]), device)
+}
+
+/// Forward + backward of `[8, 128, 1024] -> 4096` with `quant`, gradients read back.
+fn linear_step<AD: AutodiffBackend>(x: &Tensor<AD, 3>, w: &Tensor<AD, 2>, quant: &TernaryQuant) {
+    let x = x.clone().require_grad();
+    let w = w.clone().require_grad();
+    let grads = ternary_linear(x.clone(), w.clone(), quant).sum().backward();
+    let _ = w.grad(&grads).unwrap().into_data();
+    let _ = x.grad(&grads).unwrap().into_data();
+}
+
+/// Median seconds per call.
+fn median_seconds(mut f: impl FnMut(), runs: usize) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[runs / 2]
+}
+
+fn linear_rows<AD: AutodiffBackend>(backend: &str, device: &AD::Device, criterion: &mut Criterion, rows: &mut Vec<String>) {
+    let mut rng = StdRng::seed_from_u64(1);
+    let x = random::<AD, 3>(&mut rng, [8, 128, 1024], device);
+    let w = random::<AD, 2>(&mut rng, [4096, 1024], device);
+    let ternary = TernaryQuant::bitnet(WeightScale::PerTensor, Some(8));
+    let plain = TernaryQuant::FULL_PRECISION;
+    criterion.bench_function(&format!("ternary_linear_fwd_bwd/{backend}"), |b| b.iter(|| linear_step(&x, &w, &ternary)));
+    criterion.bench_function(&format!("f32_linear_fwd_bwd/{backend}"), |b| b.iter(|| linear_step(&x, &w, &plain)));
+    let t = median_seconds(|| linear_step(&x, &w, &ternary), 5);
+    let f = median_seconds(|| linear_step(&x, &w, &plain), 5);
+    rows.push(format!("| {backend} | TernaryLinear 1024→4096, 8×128, forward + backward (tensor-op reference) | {:.1} |", t * 1e3));
+    rows.push(format!("| {backend} | plain f32 linear, same shape (floor for a fused ternary op: {:.2}× at most) | {:.1} |", t / f, f * 1e3));
+}
+
+fn main() {
+    let mut criterion = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(5)).configure_from_args();
+    let mut rows = Vec::new();
+    let device = Default::default();
+    linear_rows::<burn::backend::Autodiff<Cpu>>("CPU", &device, &mut criterion, &mut rows);
+    #[cfg(feature = "wgpu")]
+    linear_rows::<burn::backend::Autodiff<tritter::backend::Wgpu>>("wgpu", &Default::default(), &mut criterion, &mut rows);
+
+    // Blocks and the whole model on the CPU, `small_100m` shapes for the blocks.
+    let mut rng = StdRng::seed_from_u64(2);
+    let config = TritterConfig::small_100m();
+    let quant = TernaryQuant::bitnet(config.weight_scale, config.activation_bits);
+    let attention = Attention::<Cpu>::new(&config, quant, &device);
+    let mlp = Mlp::<Cpu>::new(&config, quant, &device);
+    let x = random::<Cpu, 3>(&mut rng, [4, 128, config.hidden_size], &device);
+    let mask = attention_mask(&ids::<Cpu>(&mut rng, 2, 4, 128, &device), None);
+    criterion.bench_function("attention_fwd/small_100m/4x128", |b| b.iter(|| attention.forward(x.clone(), 0, mask.clone()).into_data()));
+    criterion.bench_function("mlp_fwd/small_100m/4x128", |b| b.iter(|| mlp.forward(x.clone()).into_data()));
+    rows.push(format!("| CPU | attention block forward, small_100m, 4×128 | {:.1} |", 1e3 * median_seconds(|| drop(attention.forward(x.clone(), 0, mask.clone()).into_data()), 5)));
+    rows.push(format!("| CPU | MLP block forward, small_100m, 4×128 | {:.1} |", 1e3 * median_seconds(|| drop(mlp.forward(x.clone()).into_data()), 5)));
+
+    let test = TritterConfig::test();
+    let model = TritterModel::<Cpu>::new(&test, &device).unwrap();
+    let input = ids::<Cpu>(&mut rng, test.vocab_size, 8, 128, &device);
+    criterion.bench_function("model_fwd/test/8x128", |b| b.iter(|| model.forward(input.clone()).into_data()));
+    rows.push(format!("| CPU | whole model forward, test preset, 8×128 | {:.1} |", 1e3 * median_seconds(|| drop(model.forward(input.clone()).into_data()), 9)));
+
+    type AD = burn::backend::Autodiff<Cpu>;
+    let mut model = Some(TritterModel::<AD>::new(&test, &device).unwrap());
+    let mut optimizer = adamw::<AD>(&TrainConfig::default());
+    let input = ids::<AD>(&mut rng, test.vocab_size, 8, 128, &device);
+    let mut step = || {
+        let m = model.take().unwrap();
+        let grads = GradientsParams::from_grads(m.loss(input.clone()).backward(), &m);
+        model = Some(optimizer.step(1e-3, m, grads));
+    };
+    rows.push(format!("| CPU | training step (forward, backward, AdamW), test preset, 8×128 | {:.1} |", 1e3 * median_seconds(&mut step, 9)));
+    criterion.bench_function("train_step/test/8x128", |b| b.iter(&mut step));
+
+    results::record(
+        "hot_paths",
+        &format!(
+            "## Hot paths\n\nMachine: {}. Command: `cargo bench --bench hot_paths{}`. Median milliseconds per call (criterion's statistics are printed by the run).\n\n| backend | what | ms |\n|---|---|---|\n{}",
+            results::machine(),
+            if cfg!(feature = "wgpu") { " --features wgpu" } else { "" },
+            rows.join("\n")
+        ),
+    );
+}
