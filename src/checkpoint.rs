@@ -64,6 +64,7 @@ impl<B: Backend> TritterModel<B> {
         let mut store = SafetensorsStore::from_file(&weights).validate(false).allow_partial(true).skip_enum_variants(true);
         let result = model.load_from(&mut store).map_err(|e| store_error(&weights, e))?;
         check_apply(&weights, result)?;
+        let model = crate::ternary::backend::with_owned_params(model);
         tracing::debug!(dir = %dir.display(), "loaded checkpoint");
         Ok(model)
     }

@@ -42,6 +42,7 @@ def main():
     p.add_argument("--seq", type=int, default=24)
     a = p.parse_args()
     torch.manual_seed(0)
+    lines = []
     for bitnet in [False, True]:
         errors = []
         for _ in range(a.draws):
@@ -64,6 +65,16 @@ def main():
                   f"pytorch f32 vs f64 {torch_vs_f64:.2e}   tritter vs f64 {ours_vs_f64:.2e}")
         print(f"bitnet={str(bitnet).lower()}: max relative difference tritter vs pytorch (f32) = "
               f"{min(e[0] for e in errors):.2e} best draw, {max(e[0] for e in errors):.2e} worst draw")
+        lines.append(f"| {str(bitnet).lower()} | {a.draws} | {max(e[0] for e in errors):.2e} | {max(e[1] for e in errors):.2e} | "
+                     f"{max(e[2] for e in errors):.2e} |")
+    from compare import machine, record
+    record("vs_pytorch_parity", (
+        "## Parity with the PyTorch reference\n\n"
+        f"Machine: {machine()}; PyTorch {torch.__version__}. Command: `python bench/pytorch/parity.py --tritter {a.tritter} "
+        f"--preset {a.preset} --seq {a.seq}`. Random weights (init_std 0.1) saved by PyTorch as a Tritter checkpoint, "
+        "logits of random ids from `tritter logits` and from `bench/pytorch/tritter_ref.py`; maximum relative "
+        "difference max|a − b| / max|b| over the draws (worst draw).\n\n"
+        "| bitnet | draws | Tritter vs PyTorch f32 | PyTorch f32 vs f64 | Tritter vs f64 |\n|---|---|---|---|---|\n" + "\n".join(lines)))
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ pub(crate) fn load_packed<B: Backend>(config: &TritterConfig, path: &Path, file:
     }
     let result = model.apply(snapshots, None, None, true);
     crate::checkpoint::check_apply(path, result)?;
-    Ok(model)
+    Ok(crate::ternary::backend::with_owned_params(model))
 }
 
 fn tensor<'a>(path: &Path, file: &'a SafeTensors, name: &str) -> Result<TensorView<'a>> {

@@ -67,7 +67,7 @@ impl<B: Backend> TritterModel<B> {
             ),
             quant: Ignored(head_quant),
         }.into());
-        Ok(Self {
+        Ok(crate::ternary::backend::with_owned_params(Self {
             model: TritterBackbone {
                 embed_tokens,
                 layers,
@@ -76,7 +76,7 @@ impl<B: Backend> TritterModel<B> {
             lm_head,
             head_quant: Ignored(head_quant),
             config: Ignored(config.clone()),
-        })
+        }))
     }
 
     /// The configuration this model was built from.
