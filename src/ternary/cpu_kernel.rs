@@ -214,19 +214,12 @@ pub fn packed_matmul_int8(kernel: CpuKernel, p: &PackedTernary, x: &[f32], out: 
     let segments = p.cols.div_ceil(len);
     let blocks = p.cols.div_ceil(BLOCK);
     let quantized: Vec<QuantizedToken> = x.chunks(p.cols.max(1)).map(|t| quantize_token(t, blocks, len)).collect();
-    let mut transposed = vec![0f32; p.rows * tokens]; // [rows, tokens]
-    transposed.par_chunks_mut(ROWS_PER_TASK * tokens.max(1)).enumerate().for_each(|(task, out)| {
-        for (i, row_out) in out.chunks_mut(tokens.max(1)).enumerate() {
-            let r = task * ROWS_PER_TASK + i;
-            for (t, token) in quantized.iter().enumerate() {
-                let acc: f32 = (0..segments)
-                    .map(|g| ternary_dot(kernel, p, r, g, len, token) as f32 * gamma(p, r, g, segments))
-                    .sum();
-                row_out[t] = acc / token.scale;
-            }
+    for_each_row(p.rows, tokens, out, |r, row_out| {
+        for (t, token) in quantized.iter().enumerate() {
+            let acc: f32 = (0..segments).map(|g| ternary_dot(kernel, p, r, g, len, token) as f32 * gamma(p, r, g, segments)).sum();
+            row_out[t] = acc / token.scale;
         }
     });
-    transpose_into(&transposed, p.rows, tokens, out);
 }
 
 /// `out = x · W̃ᵀ` with full-precision activations (`activation_bits = None`), shaped as in
@@ -236,28 +229,23 @@ pub fn packed_matmul_f32(p: &PackedTernary, x: &[f32], out: &mut [f32]) {
     let len = segment_len(p);
     let segments = p.cols.div_ceil(len);
     let words_per_row = PackedTernary::words_per_row(p.cols);
-    let mut transposed = vec![0f32; p.rows * tokens];
-    transposed.par_chunks_mut(ROWS_PER_TASK * tokens.max(1)).enumerate().for_each(|(task, out)| {
-        for (i, row_out) in out.chunks_mut(tokens.max(1)).enumerate() {
-            let r = task * ROWS_PER_TASK + i;
-            let row = &p.codes[r * words_per_row..(r + 1) * words_per_row];
-            for (t, x) in x.chunks(p.cols.max(1)).enumerate() {
-                row_out[t] = (0..segments)
-                    .map(|g| {
-                        let (c0, c1) = (g * len, ((g + 1) * len).min(p.cols));
-                        let dot: f32 = (c0..c1)
-                            .map(|c| {
-                                let code = (row[c / CODES_PER_WORD] >> (2 * (c % CODES_PER_WORD))) & 3;
-                                [-x[c], 0.0, x[c]][code.min(2) as usize]
-                            })
-                            .sum();
-                        dot * gamma(p, r, g, segments)
-                    })
-                    .sum();
-            }
+    for_each_row(p.rows, tokens, out, |r, row_out| {
+        let row = &p.codes[r * words_per_row..(r + 1) * words_per_row];
+        for (t, x) in x.chunks(p.cols.max(1)).enumerate() {
+            row_out[t] = (0..segments)
+                .map(|g| {
+                    let (c0, c1) = (g * len, ((g + 1) * len).min(p.cols));
+                    let dot: f32 = (c0..c1)
+                        .map(|c| {
+                            let code = (row[c / CODES_PER_WORD] >> (2 * (c % CODES_PER_WORD))) & 3;
+                            [-x[c], 0.0, x[c]][code.min(2) as usize]
+                        })
+                        .sum();
+                    dot * gamma(p, r, g, segments)
+                })
+                .sum();
         }
     });
-    transpose_into(&transposed, p.rows, tokens, out);
 }
 
 /// Tokens in `x`; panics unless `x` is `[tokens, cols]` and `out` `[tokens, rows]`.
@@ -268,11 +256,18 @@ fn check_lengths(p: &PackedTernary, x: &[f32], out: &[f32]) -> usize {
     tokens
 }
 
-/// `out[c, r] = a[r, c]` for `a: [rows, cols]`.
-fn transpose_into(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+/// Runs `f(r, outputs of row r for every token)` for every row, rows in parallel, then writes
+/// the results into `out: [tokens, rows]`.
+fn for_each_row(rows: usize, tokens: usize, out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    let mut by_row = vec![0f32; rows * tokens]; // [rows, tokens]
+    by_row.par_chunks_mut(ROWS_PER_TASK * tokens.max(1)).enumerate().for_each(|(task, block)| {
+        for (i, row_out) in block.chunks_mut(tokens.max(1)).enumerate() {
+            f(task * ROWS_PER_TASK + i, row_out);
+        }
+    });
     for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = a[r * cols + c];
+        for t in 0..tokens {
+            out[t * rows + r] = by_row[r * tokens + t];
         }
     }
 }
@@ -284,24 +279,18 @@ pub fn dense_matmul_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], out: &mu
     let tokens = x.len() / cols.max(1);
     assert_eq!(w.len(), rows * cols, "weight length");
     assert_eq!(out.len(), tokens * rows, "output length");
-    let mut transposed = vec![0f32; rows * tokens];
-    transposed.par_chunks_mut(ROWS_PER_TASK * tokens.max(1)).enumerate().for_each(|(task, block)| {
-        for (i, row_out) in block.chunks_mut(tokens.max(1)).enumerate() {
-            let r = task * ROWS_PER_TASK + i;
-            let row = &w[r * cols..(r + 1) * cols];
-            for (t, x) in x.chunks(cols.max(1)).enumerate() {
-                let mut acc = [0f32; 8];
-                let (row_main, row_tail) = row.split_at(cols - cols % 8);
-                for (w8, x8) in row_main.chunks_exact(8).zip(x.chunks_exact(8)) {
-                    for j in 0..8 {
-                        acc[j] += w8[j] * x8[j];
-                    }
+    for_each_row(rows, tokens, out, |r, row_out| {
+        let row = &w[r * cols..(r + 1) * cols];
+        let (row_main, row_tail) = row.split_at(cols - cols % 8);
+        for (t, x) in x.chunks(cols.max(1)).enumerate() {
+            let mut acc = [0f32; 8];
+            for (w8, x8) in row_main.chunks_exact(8).zip(x.chunks_exact(8)) {
+                for j in 0..8 {
+                    acc[j] += w8[j] * x8[j];
                 }
-                let tail: f32 = row_tail.iter().zip(&x[cols - cols % 8..]).map(|(a, b)| a * b).sum();
-                row_out[t] = acc.iter().sum::<f32>() + tail;
             }
+            let tail: f32 = row_tail.iter().zip(&x[cols - cols % 8..]).map(|(a, b)| a * b).sum();
+            row_out[t] = acc.iter().sum::<f32>() + tail;
         }
     });
-    transpose_into(&transposed, rows, tokens, out);
 }
-

@@ -5,7 +5,7 @@
 //! Burn's `Wgpu` / `Cuda` types are `CubeBackend<..>` in this crate's build (Burn's `fusion`
 //! feature is off); a build that turns fusion on gets the tensor-op reference instead.
 
-use burn::tensor::{DType, Int, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::cubecl::{calculate_cube_count_elemwise, prelude::ScalarArg, CubeDim};
 use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime};
 
@@ -113,15 +113,7 @@ pub fn packed_matmul_into<R: CubeRuntime, BT: BoolElement>(
     w: &PackedLinear<CubeBackend<R, f32, i32, BT>>,
     output: Option<Tensor<CubeBackend<R, f32, i32, BT>, 2>>,
 ) -> Tensor<CubeBackend<R, f32, i32, BT>, 2> {
-    let device = x.device();
-    let uploaded;
-    let (codes, scales): (Tensor<_, 2, Int>, Tensor<_, 2>) = match (&w.codes, &w.scales) {
-        (Some(codes), Some(scales)) => (codes.clone(), scales.clone()),
-        _ => {
-            uploaded = PackedLinear::with_device_tensors(w.packed.0.clone(), *w.activation_bits, &device);
-            (uploaded.codes.clone().expect("codes"), uploaded.scales.clone().expect("scales"))
-        }
-    };
+    let (codes, scales) = w.device_tensors(&x.device());
     let x = match *w.activation_bits {
         Some(_) => fake_quantize_activation(x),
         None => x,

@@ -44,6 +44,18 @@ impl<B: Backend> PackedLinear<B> {
         Self { codes: None, scales: None, packed: Ignored(packed), activation_bits: Ignored(activation_bits) }
     }
 
+    /// The codes and scales on `device`: the layer's own, or uploaded from the host copy for a
+    /// layer built in host-only form.
+    pub fn device_tensors(&self, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2>) {
+        match (&self.codes, &self.scales) {
+            (Some(codes), Some(scales)) => (codes.clone(), scales.clone()),
+            _ => {
+                let uploaded = Self::with_device_tensors(self.packed.0.clone(), *self.activation_bits, device);
+                (uploaded.codes.expect("uploaded"), uploaded.scales.expect("uploaded"))
+            }
+        }
+    }
+
     /// `[.., in] -> [.., out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let mut dims = x.dims();
@@ -69,15 +81,7 @@ pub fn unpack_codes<B: Backend>(codes: Tensor<B, 2, Int>, cols: usize) -> Tensor
 /// codes, scale them (`W̃ = γ · Wq`, as the training forward builds it), quantize the activations.
 /// It materialises `W̃`; backends with a kernel avoid that.
 pub fn reference_packed_matmul<B: Backend>(x: Tensor<B, 2>, w: &PackedLinear<B>) -> Tensor<B, 2> {
-    let device = x.device();
-    let uploaded;
-    let (codes, scales) = match (&w.codes, &w.scales) {
-        (Some(codes), Some(scales)) => (codes.clone(), scales.clone()),
-        _ => {
-            uploaded = PackedLinear::<B>::with_device_tensors(w.packed.0.clone(), *w.activation_bits, &device);
-            (uploaded.codes.clone().expect("codes"), uploaded.scales.clone().expect("scales"))
-        }
-    };
+    let (codes, scales) = w.device_tensors(&x.device());
     let weight = scale_codes(unpack_codes(codes, w.packed.cols), scales, w.packed.weight_scale);
     let x = match *w.activation_bits {
         Some(_) => fake_quantize_activation(x),
