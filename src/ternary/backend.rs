@@ -1,6 +1,7 @@
 //! `TernaryBackend`: the ternary ops a backend may implement natively. Every default body is the
 //! plain tensor-op reference, so any backend works; the CPU (ndarray) backend overrides the packed
-//! matmul with [`crate::ternary::cpu_kernel`].
+//! matmul with [`crate::ternary::cpu_kernel`] and the CubeCL backends (wgpu, CUDA) with
+//! `crate::ternary::cube_kernel`.
 //!
 //! Rust has no specialisation, so the model, generic over `B: Backend`, reaches a backend's
 //! implementation through [`packed_matmul`], [`packed_linear`] and [`dense_linear`]: they
@@ -11,12 +12,13 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Tensor};
 
-use crate::ternary::cpu_kernel::{dense_matmul_f32, packed_matmul_f32, packed_matmul_int8, CpuKernel};
-use crate::ternary::pack::PackedTernary;
 #[cfg(feature = "ndarray")]
 use crate::backend::Cpu;
+#[cfg(feature = "ndarray")]
+use crate::ternary::cpu_kernel::{dense_matmul_f32, packed_matmul_f32, packed_matmul_int8, CpuKernel};
+use crate::ternary::pack::PackedTernary;
 use crate::ternary::packed_linear::{reference_packed_matmul, PackedLinear};
 
 /// Ternary ops with reference defaults; implement it to give a backend its own kernels.
@@ -60,7 +62,7 @@ impl TernaryBackend for Cpu {
             Some(_) => packed_matmul_int8(CpuKernel::detect(), &w.packed, x, &mut y),
             None => packed_matmul_f32(&w.packed, x, &mut y),
         }
-        Tensor::from_data(TensorData::new(y, [tokens, w.packed.rows]), &device)
+        Tensor::from_data(burn::tensor::TensorData::new(y, [tokens, w.packed.rows]), &device)
     }
 
     /// Small batches (generation) read the weight in place with [`dense_matmul_f32`]; larger
@@ -81,7 +83,7 @@ impl TernaryBackend for Cpu {
         let mut y = vec![0f32; tokens * rows];
         dense_matmul_f32(weight, rows, cols, data.as_slice::<f32>().expect("ndarray f32 tensor"), &mut y);
         dims[D - 1] = rows;
-        Tensor::from_data(TensorData::new(y, dims), &device)
+        Tensor::from_data(burn::tensor::TensorData::new(y, dims), &device)
     }
 }
 
@@ -105,16 +107,19 @@ type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, 
 type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
 
 /// Whether `B` is `T`.
+#[allow(dead_code)] // unused in a build without backend features
 fn is<B: 'static, T: 'static>() -> bool {
     TypeId::of::<B>() == TypeId::of::<T>()
 }
 
 /// `value` as type `C`, which the caller has checked is its own type.
+#[allow(dead_code)] // unused in a build without backend features
 fn same<A: 'static, C: 'static>(value: A) -> C {
     let boxed: Box<dyn Any> = Box::new(value);
     *boxed.downcast::<C>().unwrap_or_else(|_| unreachable!("checked TypeId"))
 }
 
+#[allow(dead_code)] // unused in a build without backend features
 fn same_ref<A: 'static, C: 'static>(value: &A) -> &C {
     (value as &dyn Any).downcast_ref::<C>().unwrap_or_else(|| unreachable!("checked TypeId"))
 }
