@@ -64,8 +64,6 @@ impl BitnetTernaryWeight {
 
 /// The ternary projections of a packed model by tensor-name prefix.
 pub fn export_bitnet<B: Backend>(model: &TritterModel<B>) -> Result<BTreeMap<String, BitnetTernaryWeight>> {
-    if !model.is_packed() {
-        return Err(TritterError::InvalidInput("the model is not packed; call into_packed first".into()));
-    }
+    model.require_packed()?;
     model.packed_weights().into_iter().map(|(name, packed)| Ok((name, BitnetTernaryWeight::from_packed(packed)?))).collect()
 }

@@ -53,9 +53,7 @@ impl<B: Backend> TritterModel<B> {
     /// [`TritterModel::into_packed`]); the weights file is written atomically.
     pub fn save_packed_checkpoint(&self, dir: impl AsRef<Path>, floats: FloatFormat) -> Result<PackedSize> {
         let dir = dir.as_ref();
-        if !self.is_packed() {
-            return Err(TritterError::InvalidInput("the model is not packed; call into_packed first".into()));
-        }
+        self.require_packed()?;
         std::fs::create_dir_all(dir)
             .map_err(|source| TritterError::Io { action: "cannot create checkpoint directory", path: dir.to_path_buf(), source })?;
 
@@ -120,7 +118,7 @@ pub(crate) fn load_packed<B: Backend>(config: &TritterConfig, path: &Path, file:
             let reason = format!("word {bad} holds code 3 (codes are 0, 1, 2)");
             return Err(TritterError::TensorLoad { path: path.to_path_buf(), tensor: code_name, reason });
         }
-        packed.scales = read_floats(path, file, &format!("{name}{SCALE_SUFFIX}"), Some(&packed.scale_shape()))?;
+        packed.scales = read_floats(path, file, &format!("{name}{SCALE_SUFFIX}"), Some(&packed.scale_shape()))?.0;
         Ok(Projection::Packed(PackedLinear::new(packed, linear.quant.activation_bits, device)))
     })?;
 
@@ -129,8 +127,7 @@ pub(crate) fn load_packed<B: Backend>(config: &TritterConfig, path: &Path, file:
         if name.ends_with(PACKED_SUFFIX) || name.ends_with(SCALE_SUFFIX) {
             continue;
         }
-        let shape = file.tensor(name).map(|t| t.shape().to_vec()).unwrap_or_default();
-        let values = read_floats(path, file, name, None)?;
+        let (values, shape) = read_floats(path, file, name, None)?;
         let stack = name.split('.').map(str::to_string).collect::<Vec<_>>();
         let containers = vec![String::new(); stack.len()];
         snapshots.push(TensorSnapshot::from_data(TensorData::new(values, shape), stack, containers, ParamId::new()));
@@ -169,14 +166,16 @@ fn read_words(path: &Path, file: &SafeTensors, name: &str, shape: &[usize]) -> R
     Ok(view.data().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
-fn read_floats(path: &Path, file: &SafeTensors, name: &str, shape: Option<&[usize]>) -> Result<Vec<f32>> {
+/// An f32 or f16 tensor as f32 values and its shape (checked against `shape` when given).
+fn read_floats(path: &Path, file: &SafeTensors, name: &str, shape: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
     let view = tensor(path, file, name)?;
     if let Some(shape) = shape {
         check_shape(path, name, &view, shape)?;
     }
-    match view.dtype() {
-        Dtype::F32 => Ok(view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
-        Dtype::F16 => Ok(view.data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
-        _ => Err(wrong_dtype(path, name, &view, "F32 or F16")),
-    }
+    let values = match view.dtype() {
+        Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => view.data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        _ => return Err(wrong_dtype(path, name, &view, "F32 or F16")),
+    };
+    Ok((values, view.shape().to_vec()))
 }

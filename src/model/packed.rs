@@ -73,6 +73,15 @@ impl<B: Backend> TritterModel<B> {
             .collect()
     }
 
+    /// An error unless the model is packed (for what only a packed model can do).
+    pub(crate) fn require_packed(&self) -> Result<()> {
+        if self.is_packed() {
+            Ok(())
+        } else {
+            Err(TritterError::InvalidInput("the model is not packed; call into_packed first".into()))
+        }
+    }
+
     /// Whether the projections are in packed form.
     pub fn is_packed(&self) -> bool {
         self.projections().iter().any(|(_, p)| matches!(p, Projection::Packed(_)))

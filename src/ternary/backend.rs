@@ -38,8 +38,13 @@ pub trait TernaryBackend: Backend {
     /// `x · wᵀ` for a dense `w: [out, in]` (default: Burn's matmul). The full-precision and
     /// fake-quantized projections and the LM head go through it.
     fn dense_linear<const D: usize>(x: Tensor<Self, D>, w: Tensor<Self, 2>) -> Tensor<Self, D> {
-        x.matmul(w.transpose().unsqueeze())
+        matmul_transposed(x, w)
     }
+}
+
+/// `x · wᵀ` with Burn's matmul.
+fn matmul_transposed<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>) -> Tensor<B, D> {
+    x.matmul(w.transpose().unsqueeze())
 }
 
 /// Up to this many tokens the CPU uses its own dense GEMV instead of Burn's matmul.
@@ -70,13 +75,16 @@ impl TernaryBackend for Cpu {
     fn dense_linear<const D: usize>(x: Tensor<Self, D>, w: Tensor<Self, 2>) -> Tensor<Self, D> {
         let mut dims = x.dims();
         let tokens: usize = dims[..D - 1].iter().product();
+        if tokens > CPU_GEMV_MAX_TOKENS {
+            return matmul_transposed(x, w);
+        }
         let [rows, cols] = w.dims();
         let burn::backend::ndarray::NdArrayTensor::F32(storage) = w.clone().into_primitive().tensor() else {
-            return x.matmul(w.transpose().unsqueeze());
+            return matmul_transposed(x, w);
         };
         let view = storage.view();
-        let (true, Some(weight)) = (tokens <= CPU_GEMV_MAX_TOKENS, view.as_slice()) else {
-            return x.matmul(w.transpose().unsqueeze());
+        let Some(weight) = view.as_slice() else {
+            return matmul_transposed(x, w);
         };
         let device = x.device();
         let data = x.into_data();
@@ -159,7 +167,7 @@ pub fn dense_linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>
     if is::<B, Cpu>() {
         return same(Cpu::dense_linear(same::<_, Tensor<Cpu, D>>(x), same(w)));
     }
-    x.matmul(w.transpose().unsqueeze())
+    matmul_transposed(x, w)
 }
 
 /// Gives every float parameter of `module` its own array, now or when it is lazily initialized.

@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use crate::config::WeightScale;
-use crate::ternary::pack::{PackedTernary, CODES_PER_WORD};
+use crate::ternary::pack::{code_at, PackedTernary, CODES_PER_WORD};
 use crate::ternary::quant::ACTIVATION_EPS;
 
 /// Columns per block: 8 words of 16 codes, one 256-bit load.
@@ -179,28 +179,16 @@ fn segment_len(p: &PackedTernary) -> usize {
     }
 }
 
-/// γ of row `r`, segment `g`.
-fn gamma(p: &PackedTernary, r: usize, g: usize, segments: usize) -> f32 {
-    match p.weight_scale {
-        WeightScale::PerTensor => p.scales[0],
-        WeightScale::PerRow => p.scales[r],
-        WeightScale::PerGroup(_) => p.scales[r * segments + g],
-    }
-}
-
 /// `Σ value·q` of row `r` over segment `g` (columns `g·len .. (g+1)·len`).
 fn ternary_dot(kernel: CpuKernel, p: &PackedTernary, r: usize, g: usize, len: usize, token: &QuantizedToken) -> i32 {
-    let words_per_row = PackedTernary::words_per_row(p.cols);
-    let row = &p.codes[r * words_per_row..(r + 1) * words_per_row];
+    let row = p.row_codes(r);
     let (c0, c1) = (g * len, ((g + 1) * len).min(p.cols));
     let code_sum = if c0 % CODES_PER_WORD == 0 && (c1 % CODES_PER_WORD == 0 || c1 == p.cols) {
         // Whole words (a row's last word is padded with value 0, whose q are 0 too).
         let (w0, w1) = (c0 / CODES_PER_WORD, c1.div_ceil(CODES_PER_WORD));
         code_dot_words(kernel, &row[w0..w1], w0, &token.permuted)
     } else {
-        (c0..c1)
-            .map(|c| ((row[c / CODES_PER_WORD] >> (2 * (c % CODES_PER_WORD))) & 3) as i32 * token.plain[c] as i32)
-            .sum()
+        (c0..c1).map(|c| code_at(row, c) as i32 * token.plain[c] as i32).sum()
     };
     code_sum - token.segment_sums[g]
 }
@@ -216,7 +204,7 @@ pub fn packed_matmul_int8(kernel: CpuKernel, p: &PackedTernary, x: &[f32], out: 
     let quantized: Vec<QuantizedToken> = x.chunks(p.cols.max(1)).map(|t| quantize_token(t, blocks, len)).collect();
     for_each_row(p.rows, tokens, out, |r, row_out| {
         for (t, token) in quantized.iter().enumerate() {
-            let acc: f32 = (0..segments).map(|g| ternary_dot(kernel, p, r, g, len, token) as f32 * gamma(p, r, g, segments)).sum();
+            let acc: f32 = (0..segments).map(|g| ternary_dot(kernel, p, r, g, len, token) as f32 * p.scale_at(r, g * len)).sum();
             row_out[t] = acc / token.scale;
         }
     });
@@ -228,20 +216,16 @@ pub fn packed_matmul_f32(p: &PackedTernary, x: &[f32], out: &mut [f32]) {
     let tokens = check_lengths(p, x, out);
     let len = segment_len(p);
     let segments = p.cols.div_ceil(len);
-    let words_per_row = PackedTernary::words_per_row(p.cols);
     for_each_row(p.rows, tokens, out, |r, row_out| {
-        let row = &p.codes[r * words_per_row..(r + 1) * words_per_row];
+        let row = p.row_codes(r);
         for (t, x) in x.chunks(p.cols.max(1)).enumerate() {
             row_out[t] = (0..segments)
                 .map(|g| {
                     let (c0, c1) = (g * len, ((g + 1) * len).min(p.cols));
                     let dot: f32 = (c0..c1)
-                        .map(|c| {
-                            let code = (row[c / CODES_PER_WORD] >> (2 * (c % CODES_PER_WORD))) & 3;
-                            [-x[c], 0.0, x[c]][code.min(2) as usize]
-                        })
+                        .map(|c| [-x[c], 0.0, x[c]][code_at(row, c).min(2) as usize])
                         .sum();
-                    dot * gamma(p, r, g, segments)
+                    dot * p.scale_at(r, c0)
                 })
                 .sum();
         }

@@ -58,29 +58,36 @@ impl PackedTernary {
         Self::from_values(&values, rows, cols, scales, weight_scale)
     }
 
+    /// The codes of row `r` (`words_per_row` words).
+    pub fn row_codes(&self, r: usize) -> &[u32] {
+        let words = Self::words_per_row(self.cols);
+        &self.codes[r * words..(r + 1) * words]
+    }
+
     /// The ternary values, `rows × cols`.
     pub fn values(&self) -> Vec<i8> {
-        let words = Self::words_per_row(self.cols);
         let mut out = Vec::with_capacity(self.rows * self.cols);
         for r in 0..self.rows {
-            for c in 0..self.cols {
-                let word = self.codes[r * words + c / CODES_PER_WORD];
-                out.push(((word >> (2 * (c % CODES_PER_WORD))) & 0b11) as i8 - 1);
-            }
+            let row = self.row_codes(r);
+            out.extend((0..self.cols).map(|c| code_at(row, c) as i8 - 1));
         }
         out
+    }
+
+    /// γ of the weight at row `r`, column `c`.
+    pub fn scale_at(&self, r: usize, c: usize) -> f32 {
+        match self.weight_scale {
+            WeightScale::PerTensor => self.scales[0],
+            WeightScale::PerRow => self.scales[r],
+            WeightScale::PerGroup(n) => self.scales[r * self.cols.div_ceil(n) + c / n],
+        }
     }
 
     /// `γ · Wq` as an f32 tensor `[rows, cols]`: what the fake-quantized training forward uses.
     pub fn dequantize<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
         let values = self.values();
-        let gamma = |r: usize, c: usize| match self.weight_scale {
-            WeightScale::PerTensor => self.scales[0],
-            WeightScale::PerRow => self.scales[r],
-            WeightScale::PerGroup(n) => self.scales[r * self.cols.div_ceil(n) + c / n],
-        };
         let data: Vec<f32> =
-            values.iter().enumerate().map(|(i, &v)| v as f32 * gamma(i / self.cols, i % self.cols)).collect();
+            values.iter().enumerate().map(|(i, &v)| v as f32 * self.scale_at(i / self.cols, i % self.cols)).collect();
         Tensor::from_data(TensorData::new(data, [self.rows, self.cols]), device)
     }
 
@@ -97,4 +104,9 @@ impl PackedTernary {
     pub fn size_bytes(&self) -> usize {
         4 * (self.codes.len() + self.scales.len())
     }
+}
+
+/// Code (value + 1, in 0..=2) of column `c` of a packed row.
+pub fn code_at(row: &[u32], c: usize) -> u32 {
+    (row[c / CODES_PER_WORD] >> (2 * (c % CODES_PER_WORD))) & 0b11
 }
