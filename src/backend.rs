@@ -14,3 +14,25 @@ pub type Wgpu = burn::backend::Wgpu<f32, i32>;
 /// The CUDA backend, f32.
 #[cfg(feature = "cuda")]
 pub type Cuda = burn::backend::Cuda<f32, i32>;
+
+// Rust has no specialisation: code generic over `B: Backend` reaches a concrete backend's own
+// implementation by comparing `TypeId`s and moving values across with a checked `Any` downcast.
+
+/// Whether `B` is `T`.
+#[allow(dead_code)] // unused in a build without backend features
+pub(crate) fn is<B: 'static, T: 'static>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<T>()
+}
+
+/// `value` as type `C`, which the caller has checked is its own type.
+#[allow(dead_code)]
+pub(crate) fn same<A: 'static, C: 'static>(value: A) -> C {
+    let boxed: Box<dyn std::any::Any> = Box::new(value);
+    *boxed.downcast::<C>().unwrap_or_else(|_| unreachable!("checked TypeId"))
+}
+
+/// `value` as a reference to type `C`, which the caller has checked is its own type.
+#[allow(dead_code)]
+pub(crate) fn same_ref<A: 'static, C: 'static>(value: &A) -> &C {
+    (value as &dyn std::any::Any).downcast_ref::<C>().unwrap_or_else(|| unreachable!("checked TypeId"))
+}

@@ -1,25 +1,29 @@
 //! `TernaryBackend`: the ternary ops a backend may implement natively. Every default body is the
-//! plain tensor-op reference, so any backend works; the CPU (ndarray) backend overrides the packed
-//! matmul with [`crate::ternary::cpu_kernel`] and the CubeCL backends (wgpu, CUDA) with
-//! `crate::ternary::cube_kernel`.
+//! plain tensor-op reference, so any backend works. The CPU (ndarray) backend brings its own
+//! quantizers ([`crate::ternary::cpu_quant`]), GEMM ([`crate::ternary::cpu_gemm`]) and packed
+//! kernel ([`crate::ternary::cpu_kernel`]); the CubeCL backends (wgpu, CUDA) their packed kernel
+//! (`crate::ternary::cube_kernel`); `Autodiff<B>` the fused training projection whose backward
+//! is the straight-through estimator ([`crate::ternary::fused_linear`]).
 //!
 //! Rust has no specialisation, so the model, generic over `B: Backend`, reaches a backend's
-//! implementation through [`packed_matmul`], [`packed_linear`] and [`dense_linear`]: they
-//! compare `B` with the backends whose implementation differs from the defaults (a safe `Any`
-//! downcast once the `TypeId`s match) and use the defaults for any other backend. Autodiff
-//! backends always take the defaults, so training runs Burn's own ops and gradients.
+//! implementation through [`ternary_linear`], [`packed_matmul`] and [`packed_linear`]: they
+//! compare `B` with the backends listed in `for_listed_backends!` (a safe `Any` downcast once the
+//! `TypeId`s match) and use the tensor-op reference for any other backend.
 
-use std::any::{Any, TypeId};
 use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
 
+#[allow(unused_imports)] // unused in a build without backend features
+use crate::backend::{is, same, same_ref};
 #[cfg(feature = "ndarray")]
 use crate::backend::Cpu;
 #[cfg(feature = "ndarray")]
-use crate::ternary::cpu_kernel::{dense_matmul_f32, packed_matmul_f32, packed_matmul_int8, CpuKernel};
+use crate::ternary::{cpu_gemm, cpu_kernel::{packed_matmul_f32, packed_matmul_int8, CpuKernel}, cpu_quant};
+use crate::ternary::linear::{reference_ternary_linear, TernaryQuant};
 use crate::ternary::pack::PackedTernary;
 use crate::ternary::packed_linear::{reference_packed_matmul, PackedLinear};
+use crate::ternary::quant::{fake_quantize_activation, fake_quantize_weight};
 
 /// Ternary ops with reference defaults; implement it to give a backend its own kernels.
 pub trait TernaryBackend: Backend {
@@ -35,21 +39,40 @@ pub trait TernaryBackend: Backend {
         reference_packed_matmul(x, w)
     }
 
-    /// `x · wᵀ` for a dense `w: [out, in]` (default: Burn's matmul). The full-precision and
-    /// fake-quantized projections and the LM head go through it.
-    fn dense_linear<const D: usize>(x: Tensor<Self, D>, w: Tensor<Self, 2>) -> Tensor<Self, D> {
-        matmul_transposed(x, w)
+    /// The training projection `y = x̃ · W̃ᵀ` for `x: [tokens, in]`, `w: [out, in]`. Default:
+    /// [`Self::quantize_operands`] then [`Self::matmul_nt`], which is the whole op on a backend
+    /// without autodiff; `Autodiff<B>` records it as one node with the straight-through backward.
+    fn ternary_linear(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
+        let (x, w) = Self::quantize_operands(x, w, quant);
+        Self::matmul_nt(x, w)
+    }
+
+    /// The operands `(x̃, W̃)` a projection multiplies: each quantized as `quant` says, or as is
+    /// (default: the tensor-op quantizers).
+    fn quantize_operands(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
+        let x = if quant.activation_bits.is_some() { fake_quantize_activation(x) } else { x };
+        let w = match quant.weight_scale {
+            Some(scale) => fake_quantize_weight(w, scale),
+            None => w,
+        };
+        (x, w)
+    }
+
+    /// `a · bᵀ` (the forward product; default: Burn's matmul).
+    fn matmul_nt(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        a.matmul(b.transpose())
+    }
+
+    /// `a · b` (the input gradient `∂L/∂y · W̃`; default: Burn's matmul).
+    fn matmul_nn(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        a.matmul(b)
+    }
+
+    /// `aᵀ · b` (the weight gradient `(∂L/∂y)ᵀ · x̃`; default: Burn's matmul).
+    fn matmul_tn(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        a.transpose().matmul(b)
     }
 }
-
-/// `x · wᵀ` with Burn's matmul.
-fn matmul_transposed<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>) -> Tensor<B, D> {
-    x.matmul(w.transpose().unsqueeze())
-}
-
-/// Up to this many tokens the CPU uses its own dense GEMV instead of Burn's matmul.
-#[cfg(feature = "ndarray")]
-const CPU_GEMV_MAX_TOKENS: usize = 8;
 
 #[cfg(feature = "ndarray")]
 impl TernaryBackend for Cpu {
@@ -58,48 +81,47 @@ impl TernaryBackend for Cpu {
     }
 
     fn packed_matmul(x: Tensor<Self, 2>, w: &PackedLinear<Self>) -> Tensor<Self, 2> {
-        let [tokens, _] = x.dims();
-        let device = x.device();
-        let data = x.into_data();
-        let x = data.as_slice::<f32>().expect("ndarray f32 tensor");
+        let tokens = x.dims()[0];
         let mut y = vec![0f32; tokens * w.packed.rows];
-        match *w.activation_bits {
+        cpu_gemm::with_rows(x, |x| match *w.activation_bits {
             Some(_) => packed_matmul_int8(CpuKernel::detect(), &w.packed, x, &mut y),
             None => packed_matmul_f32(&w.packed, x, &mut y),
-        }
-        Tensor::from_data(burn::tensor::TensorData::new(y, [tokens, w.packed.rows]), &device)
+        });
+        cpu_gemm::cpu_tensor(y, tokens, w.packed.rows)
     }
 
-    /// Small batches (generation) read the weight in place with [`dense_matmul_f32`]; larger
-    /// ones use Burn's matmul.
-    fn dense_linear<const D: usize>(x: Tensor<Self, D>, w: Tensor<Self, 2>) -> Tensor<Self, D> {
-        let mut dims = x.dims();
-        let tokens: usize = dims[..D - 1].iter().product();
-        if tokens > CPU_GEMV_MAX_TOKENS {
-            return matmul_transposed(x, w);
-        }
-        let [rows, cols] = w.dims();
-        let burn::backend::ndarray::NdArrayTensor::F32(storage) = w.clone().into_primitive().tensor() else {
-            return matmul_transposed(x, w);
+    fn quantize_operands(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
+        let x = match quant.activation_bits {
+            Some(_) => {
+                let [tokens, cols] = x.dims();
+                cpu_gemm::cpu_tensor(cpu_gemm::with_rows(x, |x| cpu_quant::fake_quantize_activation(x, cols)), tokens, cols)
+            }
+            None => x,
         };
-        let view = storage.view();
-        let Some(weight) = view.as_slice() else {
-            return matmul_transposed(x, w);
+        let w = match quant.weight_scale {
+            Some(scale) => {
+                let [rows, cols] = w.dims();
+                cpu_gemm::cpu_tensor(cpu_gemm::with_rows(w, |w| cpu_quant::fake_quantize_weight(w, rows, cols, scale)), rows, cols)
+            }
+            None => w,
         };
-        let device = x.device();
-        let data = x.into_data();
-        let mut y = vec![0f32; tokens * rows];
-        dense_matmul_f32(weight, rows, cols, data.as_slice::<f32>().expect("ndarray f32 tensor"), &mut y);
-        dims[D - 1] = rows;
-        Tensor::from_data(burn::tensor::TensorData::new(y, dims), &device)
+        (x, w)
+    }
+
+    fn matmul_nt(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        cpu_gemm::matmul_nt(a, b)
+    }
+
+    fn matmul_nn(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        cpu_gemm::matmul_nn(a, b)
+    }
+
+    fn matmul_tn(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        cpu_gemm::matmul_tn(a, b)
     }
 }
 
-/// Training backends take the defaults: Burn's ops, with the straight-through estimator written
-/// in tensor ops ([`crate::ternary::ternary_linear`]).
-impl<B: TernaryBackend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> TernaryBackend for burn::backend::Autodiff<B, C> {}
-
-/// The CubeCL backends (wgpu, CUDA) multiply with [`crate::ternary::cube_kernel`].
+/// The CubeCL backends (wgpu, CUDA) multiply packed weights with [`crate::ternary::cube_kernel`].
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement> TernaryBackend for burn_cubecl::CubeBackend<R, f32, i32, BT> {
     fn packed_matmul(x: Tensor<Self, 2>, w: &PackedLinear<Self>) -> Tensor<Self, 2> {
@@ -114,60 +136,73 @@ type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, 
 #[cfg(feature = "cuda")]
 type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
 
-/// Whether `B` is `T`.
-#[allow(dead_code)] // unused in a build without backend features
-fn is<B: 'static, T: 'static>() -> bool {
-    TypeId::of::<B>() == TypeId::of::<T>()
+/// Returns `$body` (written for the backend type `$t`) when `$b` is one of the backends with
+/// their own [`TernaryBackend`] implementation: the CPU, wgpu and CUDA backends of this crate's
+/// build and their `Autodiff` (training) forms.
+macro_rules! for_listed_backends {
+    ($b:ty, |$t:ident| $body:expr) => {
+        #[cfg(feature = "ndarray")]
+        {
+            type $t = Cpu;
+            if is::<$b, $t>() {
+                return $body;
+            }
+        }
+        #[cfg(feature = "ndarray")]
+        {
+            type $t = burn::backend::Autodiff<Cpu>;
+            if is::<$b, $t>() {
+                return $body;
+            }
+        }
+        #[cfg(feature = "wgpu")]
+        {
+            type $t = WgpuCube;
+            if is::<$b, $t>() {
+                return $body;
+            }
+        }
+        #[cfg(feature = "wgpu")]
+        {
+            type $t = burn::backend::Autodiff<WgpuCube>;
+            if is::<$b, $t>() {
+                return $body;
+            }
+        }
+        #[cfg(feature = "cuda")]
+        {
+            type $t = CudaCube;
+            if is::<$b, $t>() {
+                return $body;
+            }
+        }
+        #[cfg(feature = "cuda")]
+        {
+            type $t = burn::backend::Autodiff<CudaCube>;
+            if is::<$b, $t>() {
+                return $body;
+            }
+        }
+    };
 }
 
-/// `value` as type `C`, which the caller has checked is its own type.
-#[allow(dead_code)] // unused in a build without backend features
-fn same<A: 'static, C: 'static>(value: A) -> C {
-    let boxed: Box<dyn Any> = Box::new(value);
-    *boxed.downcast::<C>().unwrap_or_else(|_| unreachable!("checked TypeId"))
+/// `y = x̃ · W̃ᵀ` on `[tokens, in]` with `B`'s [`TernaryBackend::ternary_linear`], or the
+/// tensor-op reference.
+pub fn ternary_linear<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, quant: &TernaryQuant) -> Tensor<B, 2> {
+    for_listed_backends!(B, |T| same(T::ternary_linear(same(x), same(w), quant)));
+    reference_ternary_linear(x, w, quant)
 }
-
-#[allow(dead_code)] // unused in a build without backend features
-fn same_ref<A: 'static, C: 'static>(value: &A) -> &C {
-    (value as &dyn Any).downcast_ref::<C>().unwrap_or_else(|| unreachable!("checked TypeId"))
-}
-
-// The dispatchers below list the backends whose implementation differs from the defaults
-// (a backend given its own kernel gets a line in each).
 
 /// `x · W̃ᵀ` with `B`'s [`TernaryBackend::packed_matmul`], or the reference.
 pub fn packed_matmul<B: Backend>(x: Tensor<B, 2>, w: &PackedLinear<B>) -> Tensor<B, 2> {
-    #[cfg(feature = "ndarray")]
-    if is::<B, Cpu>() {
-        return same(Cpu::packed_matmul(same(x), same_ref(w)));
-    }
-    #[cfg(feature = "wgpu")]
-    if is::<B, WgpuCube>() {
-        return same(WgpuCube::packed_matmul(same(x), same_ref(w)));
-    }
-    #[cfg(feature = "cuda")]
-    if is::<B, CudaCube>() {
-        return same(CudaCube::packed_matmul(same(x), same_ref(w)));
-    }
+    for_listed_backends!(B, |T| same(T::packed_matmul(same(x), same_ref(w))));
     reference_packed_matmul(x, w)
 }
 
 /// A packed layer in `B`'s form ([`TernaryBackend::packed_linear`]), or device tensors.
 pub fn packed_linear<B: Backend>(packed: Arc<PackedTernary>, activation_bits: Option<u32>, device: &B::Device) -> PackedLinear<B> {
-    #[cfg(feature = "ndarray")]
-    if is::<B, Cpu>() {
-        return same(Cpu::packed_linear(packed, activation_bits, same_ref(device)));
-    }
+    for_listed_backends!(B, |T| same(T::packed_linear(packed, activation_bits, same_ref(device))));
     PackedLinear::with_device_tensors(packed, activation_bits, device)
-}
-
-/// `x · wᵀ` with `B`'s [`TernaryBackend::dense_linear`], or Burn's matmul.
-pub fn dense_linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>) -> Tensor<B, D> {
-    #[cfg(feature = "ndarray")]
-    if is::<B, Cpu>() {
-        return same(Cpu::dense_linear(same::<_, Tensor<Cpu, D>>(x), same(w)));
-    }
-    matmul_transposed(x, w)
 }
 
 /// Gives every float parameter of `module` its own array, now or when it is lazily initialized.

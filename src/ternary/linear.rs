@@ -78,10 +78,23 @@ fn straight_through<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>
     b.detach() + (a.clone() - a.detach())
 }
 
-/// The ternary projection as a function of an explicit weight `[out, in]`, so a tied LM head
-/// can apply it to the embedding matrix. Quantizers see detached inputs, so autodiff records
-/// only the straight-through identity: `∂L/∂x = ∂L/∂y · W̃` and `∂L/∂W = (∂L/∂y)ᵀ · x̃`.
+/// The ternary projection as a function of an explicit weight `[out, in]` (so a tied LM head
+/// can apply it to the embedding matrix), `[.., in] -> [.., out]`. Runs the backend's own
+/// implementation where it has one ([`crate::ternary::TernaryBackend::ternary_linear`]: fused
+/// quantizers and GEMM on the CPU, one autodiff node with the straight-through backward when
+/// training) and [`reference_ternary_linear`] otherwise; both compute the same thing.
 pub fn ternary_linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>, quant: &TernaryQuant) -> Tensor<B, D> {
+    let mut dims = x.dims();
+    let d_in = dims[D - 1];
+    let y = crate::ternary::backend::ternary_linear(x.reshape([dims.iter().product::<usize>() / d_in.max(1), d_in]), w.clone(), quant);
+    dims[D - 1] = w.dims()[0];
+    y.reshape(dims)
+}
+
+/// The reference in plain tensor ops: `x: [tokens, in]`, `w: [out, in]`. The quantizers see
+/// detached inputs, so autodiff records only the straight-through identity:
+/// `∂L/∂x = ∂L/∂y · W̃` and `∂L/∂W = (∂L/∂y)ᵀ · x̃`.
+pub fn reference_ternary_linear<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, quant: &TernaryQuant) -> Tensor<B, 2> {
     let w = match quant.weight_scale {
         Some(scale) => straight_through(w.clone(), fake_quantize_weight(w.detach(), scale)),
         None => w,
@@ -90,5 +103,5 @@ pub fn ternary_linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 
         Some(_) => straight_through(x.clone(), fake_quantize_activation(x.detach())),
         None => x,
     };
-    crate::ternary::backend::dense_linear(x, w)
+    x.matmul(w.transpose())
 }

@@ -2,9 +2,14 @@
 //! packed inference form `PackedLinear`, and the backend ops behind the packed form.
 
 pub mod backend;
+#[cfg(feature = "ndarray")]
+pub mod cpu_gemm;
 pub mod cpu_kernel;
+#[cfg(feature = "ndarray")]
+pub mod cpu_quant;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod cube_kernel;
+pub mod fused_linear;
 pub mod linear;
 pub mod pack;
 pub mod packed_linear;
@@ -13,7 +18,7 @@ pub mod quant;
 
 pub use backend::TernaryBackend;
 pub use cpu_kernel::CpuKernel;
-pub use linear::{ternary_linear, TernaryLinear, TernaryLinearConfig, TernaryQuant};
+pub use linear::{reference_ternary_linear, ternary_linear, TernaryLinear, TernaryLinearConfig, TernaryQuant};
 pub use pack::{PackedTernary, CODES_PER_WORD};
 pub use packed_linear::{reference_packed_matmul, unpack_codes, PackedLinear};
 pub use projection::Projection;

@@ -3,6 +3,7 @@
 //! hybrid predictive trainer.
 
 pub mod config;
+pub mod fused_adamw;
 pub mod grads;
 pub mod hybrid;
 pub mod metrics;

@@ -6,25 +6,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, MultiGradientsParams, Optimizer};
+use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::optim::LearningRate;
 
 use crate::model::TritterModel;
 use crate::train::config::TrainConfig;
+use crate::train::fused_adamw::FusedAdamW;
 
-/// Burn's AdamW for a Tritter model.
-pub type TritterAdamW<B> = OptimizerAdaptor<AdamW, TritterModel<B>, B>;
+/// AdamW for a Tritter model: Burn's maths and state, one pass per parameter on the CPU
+/// ([`FusedAdamW`]).
+pub type TritterAdamW<B> = OptimizerAdaptor<FusedAdamW, TritterModel<B>, B>;
 
 /// AdamW with the run's β, ε and weight decay. Clipping is global-norm and done by the
 /// training loop (Burn's own clipping is per tensor).
 pub fn adamw<B: AutodiffBackend>(config: &TrainConfig) -> TritterAdamW<B> {
-    AdamWConfig::new()
-        .with_beta_1(config.beta1)
-        .with_beta_2(config.beta2)
-        .with_epsilon(config.epsilon)
-        .with_weight_decay(config.weight_decay)
-        .init()
+    FusedAdamW::new(config).init()
 }
 
 /// An optimizer whose clones share one state.

@@ -7,6 +7,7 @@ mod attention;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod backends;
 mod checkpoint;
+mod fused_linear;
 mod generation;
 mod packed_kernel;
 mod packed_model;

@@ -7,4 +7,5 @@ mod config;
 mod grads;
 mod hybrid;
 mod non_finite;
+mod optimizer;
 mod resume;
