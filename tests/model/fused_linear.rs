@@ -68,8 +68,9 @@ fn cpu_quantizers_equal_the_tensor_op_quantizers_bit_for_bit() {
 #[test]
 fn cpu_products_match_f64_for_any_operand_layout() {
     let mut rng = fresh_rng("cpu_products_match_f64_for_any_operand_layout");
-    // m ≤ 8 takes the GEMV path of `a · bᵀ`; the others the GEMM, single- and multi-threaded.
-    let shapes = [(1, 1, 1), (1, 300, 70), (8, 33, 5), (9, 130, 257), (64, 96, 200), (rng.random_range(1..100), rng.random_range(1..300), rng.random_range(1..300))];
+    // m ≤ 8 takes the GEMV path of `a · bᵀ`; m ≥ 32 with n ≤ k transposes a dense `b` first
+    // (k not a multiple of its 16-column tiles); the others the GEMM, single- and multi-threaded.
+    let shapes = [(1, 1, 1), (1, 300, 70), (8, 33, 5), (9, 130, 257), (64, 96, 200), (40, 300, 70), (33, 257, 257), (rng.random_range(1..100), rng.random_range(1..300), rng.random_range(1..300))];
     for (m, k, n) in shapes {
         let a: Vec<f32> = (0..m * k).map(|_| normal(&mut rng)).collect();
         let b: Vec<f32> = (0..n * k).map(|_| normal(&mut rng)).collect();
