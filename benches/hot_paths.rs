@@ -22,6 +22,9 @@ use tritter::train::{optimizer::adamw, TrainConfig};
 use tritter::{TritterConfig, TritterModel, WeightScale};
 
 type Cpu = burn::backend::NdArray<f32>;
+/// The wgpu backend the ternary ops run on (`burn::backend::Wgpu` without Burn's fusion).
+#[cfg(feature = "wgpu")]
+type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
 
 fn random<Bk: Backend, const D: usize>(rng: &mut StdRng, shape: [usize; D], device: &Bk::Device) -> Tensor<Bk, D> {
     let n = shape.iter().product();
@@ -76,13 +79,33 @@ fn linear_rows<AD: AutodiffBackend>(backend: &str, device: &AD::Device, criterio
     }
 }
 
+/// Median seconds of a training step (forward, backward, AdamW) of the test preset on 8×128.
+fn train_step_seconds<AD: AutodiffBackend>(device: &AD::Device, criterion: &mut Criterion, backend: &str) -> f64 {
+    let mut rng = StdRng::seed_from_u64(3);
+    let test = TritterConfig::test();
+    let mut model = Some(TritterModel::<AD>::new(&test, device).unwrap());
+    let mut optimizer = adamw::<AD>(&TrainConfig::default());
+    let input = ids::<AD>(&mut rng, test.vocab_size, 8, 128, device);
+    let mut step = || {
+        let m = model.take().unwrap();
+        let loss = m.loss(input.clone());
+        // Reading the loss waits for the device (the previous step's update included).
+        let _ = loss.clone().into_data();
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        model = Some(optimizer.step(1e-3, m, grads));
+    };
+    let seconds = median_seconds(&mut step, 9);
+    criterion.bench_function(&format!("train_step/test/8x128/{backend}"), |b| b.iter(&mut step));
+    seconds
+}
+
 fn main() {
     let mut criterion = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(5)).configure_from_args();
     let mut rows = Vec::new();
     let device = Default::default();
     linear_rows::<burn::backend::Autodiff<Cpu>>("CPU", &device, &mut criterion, &mut rows);
     #[cfg(feature = "wgpu")]
-    linear_rows::<burn::backend::Autodiff<tritter::backend::Wgpu>>("wgpu", &Default::default(), &mut criterion, &mut rows);
+    linear_rows::<burn::backend::Autodiff<WgpuCube>>("wgpu", &Default::default(), &mut criterion, &mut rows);
 
     // Blocks and the whole model on the CPU, `small_100m` shapes for the blocks.
     let mut rng = StdRng::seed_from_u64(2);
@@ -103,24 +126,28 @@ fn main() {
     criterion.bench_function("model_fwd/test/8x128", |b| b.iter(|| model.forward(input.clone()).into_data()));
     rows.push(format!("| CPU | whole model forward, test preset, 8×128 | {:.1} |", 1e3 * median_seconds(|| drop(model.forward(input.clone()).into_data()), 9)));
 
-    type AD = burn::backend::Autodiff<Cpu>;
-    let mut model = Some(TritterModel::<AD>::new(&test, &device).unwrap());
-    let mut optimizer = adamw::<AD>(&TrainConfig::default());
-    let input = ids::<AD>(&mut rng, test.vocab_size, 8, 128, &device);
-    let mut step = || {
-        let m = model.take().unwrap();
-        let grads = GradientsParams::from_grads(m.loss(input.clone()).backward(), &m);
-        model = Some(optimizer.step(1e-3, m, grads));
-    };
-    rows.push(format!("| CPU | training step (forward, backward, AdamW), test preset, 8×128 | {:.1} |", 1e3 * median_seconds(&mut step, 9)));
-    criterion.bench_function("train_step/test/8x128", |b| b.iter(&mut step));
+    let step = train_step_seconds::<burn::backend::Autodiff<Cpu>>(&device, &mut criterion, "CPU");
+    rows.push(format!("| CPU | training step (forward, backward, AdamW), test preset, 8×128 | {:.1} |", 1e3 * step));
+
+    // What Burn's kernel fusion is worth on wgpu against the CubeCL backend this crate's ternary
+    // kernels run on (`--features wgpu,fusion`: `Wgpu` is then `Fusion<CubeBackend>`, which gets
+    // the tensor-op reference path).
+    #[cfg(all(feature = "wgpu", feature = "fusion"))]
+    {
+        type Bare = burn::backend::Autodiff<WgpuCube>;
+        type Fused = burn::backend::Autodiff<tritter::backend::Wgpu>;
+        let bare = train_step_seconds::<Bare>(&Default::default(), &mut criterion, "wgpu");
+        let fused = train_step_seconds::<Fused>(&Default::default(), &mut criterion, "wgpu+fusion");
+        rows.push(format!("| wgpu | training step, test preset, 8×128, `CubeBackend` (this crate's ternary ops) | {:.1} |", 1e3 * bare));
+        rows.push(format!("| wgpu | training step, test preset, 8×128, Burn fusion (tensor-op reference; {:.2}× the `CubeBackend` time) | {:.1} |", fused / bare, 1e3 * fused));
+    }
 
     results::record(
         "hot_paths",
         &format!(
             "## Hot paths\n\nMachine: {}. Command: `cargo bench --bench hot_paths{}`. Median milliseconds per call (criterion's statistics are printed by the run).\n\n| backend | what | ms |\n|---|---|---|\n{}",
             results::machine(),
-            if cfg!(feature = "wgpu") { " --features wgpu" } else { "" },
+            if cfg!(feature = "fusion") { " --features wgpu,fusion" } else if cfg!(feature = "wgpu") { " --features wgpu" } else { "" },
             rows.join("\n")
         ),
     );

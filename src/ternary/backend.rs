@@ -12,6 +12,8 @@
 
 use std::sync::Arc;
 
+#[allow(unused_imports)] // unused in a build without backend features
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::tensor::{backend::Backend, Tensor};
 
 #[allow(unused_imports)] // unused in a build without backend features
@@ -138,51 +140,31 @@ type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime,
 
 /// Returns `$body` (written for the backend type `$t`) when `$b` is one of the backends with
 /// their own [`TernaryBackend`] implementation: the CPU, wgpu and CUDA backends of this crate's
-/// build and their `Autodiff` (training) forms.
+/// build and their `Autodiff` (training) forms, with and without gradient checkpointing.
 macro_rules! for_listed_backends {
     ($b:ty, |$t:ident| $body:expr) => {
-        #[cfg(feature = "ndarray")]
-        {
-            type $t = Cpu;
-            if is::<$b, $t>() {
-                return $body;
+        for_listed_backends!(@each $b, $t, $body,
+            [feature = "ndarray"] Cpu,
+            [feature = "ndarray"] burn::backend::Autodiff<Cpu>,
+            [feature = "ndarray"] burn::backend::Autodiff<Cpu, BalancedCheckpointing>,
+            [feature = "wgpu"] WgpuCube,
+            [feature = "wgpu"] burn::backend::Autodiff<WgpuCube>,
+            [feature = "wgpu"] burn::backend::Autodiff<WgpuCube, BalancedCheckpointing>,
+            [feature = "cuda"] CudaCube,
+            [feature = "cuda"] burn::backend::Autodiff<CudaCube>,
+            [feature = "cuda"] burn::backend::Autodiff<CudaCube, BalancedCheckpointing>
+        )
+    };
+    (@each $b:ty, $t:ident, $body:expr, $([$($cfg:tt)*] $listed:ty),*) => {
+        $(
+            #[cfg($($cfg)*)]
+            {
+                type $t = $listed;
+                if is::<$b, $t>() {
+                    return $body;
+                }
             }
-        }
-        #[cfg(feature = "ndarray")]
-        {
-            type $t = burn::backend::Autodiff<Cpu>;
-            if is::<$b, $t>() {
-                return $body;
-            }
-        }
-        #[cfg(feature = "wgpu")]
-        {
-            type $t = WgpuCube;
-            if is::<$b, $t>() {
-                return $body;
-            }
-        }
-        #[cfg(feature = "wgpu")]
-        {
-            type $t = burn::backend::Autodiff<WgpuCube>;
-            if is::<$b, $t>() {
-                return $body;
-            }
-        }
-        #[cfg(feature = "cuda")]
-        {
-            type $t = CudaCube;
-            if is::<$b, $t>() {
-                return $body;
-            }
-        }
-        #[cfg(feature = "cuda")]
-        {
-            type $t = burn::backend::Autodiff<CudaCube>;
-            if is::<$b, $t>() {
-                return $body;
-            }
-        }
+        )*
     };
 }
 

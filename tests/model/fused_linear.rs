@@ -3,6 +3,7 @@
 //! reference and an f64 recomputation: quantized operands bit for bit, products for any operand
 //! layout, gradients, and a whole model's logits and parameter gradients.
 
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{backend::{AutodiffBackend, Backend}, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng};
@@ -148,6 +149,15 @@ fn gradients<Bk: AutodiffBackend, M: Module<Bk>>(module: &M, grads: &Bk::Gradien
     collect.1
 }
 
+/// The logits and every parameter's gradient of the checkpoint in `dir` on backend `Bk`.
+fn logits_and_gradients<Bk: AutodiffBackend>(dir: &std::path::Path, ids: &[Vec<usize>]) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let device = Default::default();
+    let model = TritterModel::<Bk>::load_checkpoint(dir, &device).unwrap();
+    let logits = to_vec(model.forward(ids_tensor(ids, &device)));
+    let grads = model.loss(ids_tensor(ids, &device)).backward();
+    (logits, gradients(&model, &grads))
+}
+
 #[test]
 fn whole_model_fused_equals_the_reference_path() {
     // Logits, loss and every parameter's gradient of the same weights on the fused path
@@ -172,26 +182,25 @@ fn whole_model_fused_equals_the_reference_path() {
                     continue;
                 }
             }
-            let fused = TritterModel::<AD>::load_checkpoint(dir.path(), &device).unwrap();
-            let reference = TritterModel::<burn::backend::Autodiff<ReferenceB>>::load_checkpoint(dir.path(), &device).unwrap();
-            let logits_fused = to_vec(fused.forward(ids_tensor(&ids, &device)));
-            let logits_reference = to_vec(reference.forward(ids_tensor(&ids, &device)));
-            assert!(max_rel_diff(&logits_fused, &as_f64(&logits_reference)) < 1e-5, "logits, bitnet={bitnet}");
-
-            let grads_fused = fused.loss(ids_tensor(&ids, &device)).backward();
-            let grads_reference = reference.loss(ids_tensor(&ids, &device)).backward();
-            let fused = gradients(&fused, &grads_fused);
-            let reference = gradients(&reference, &grads_reference);
-            assert_eq!(fused.len(), reference.len());
-            for (name, (f, r)) in named_params(&TritterModel::<B>::load_checkpoint(dir.path(), &device).unwrap()).iter().map(|p| &p.0).zip(fused.iter().zip(&reference)) {
-                // A short draw can leave a gradient exactly zero (a query with a single key to
-                // attend to): then the fused one must be zero too.
-                if r.iter().all(|v| *v == 0.0) {
-                    assert!(f.iter().all(|v| *v == 0.0), "gradient of {name}: zero on the reference path only");
-                    continue;
+            let (logits_reference, grads_reference) = logits_and_gradients::<burn::backend::Autodiff<ReferenceB>>(dir.path(), &ids);
+            let names: Vec<String> = named_params(&TritterModel::<B>::load_checkpoint(dir.path(), &device).unwrap()).into_iter().map(|p| p.0).collect();
+            // Plain autodiff and gradient checkpointing both run the fused op.
+            for (path, (logits, grads)) in [
+                ("fused", logits_and_gradients::<AD>(dir.path(), &ids)),
+                ("fused, checkpointing", logits_and_gradients::<burn::backend::Autodiff<B, BalancedCheckpointing>>(dir.path(), &ids)),
+            ] {
+                assert!(max_rel_diff(&logits, &as_f64(&logits_reference)) < 1e-5, "{path}: logits, bitnet={bitnet}");
+                assert_eq!(grads.len(), grads_reference.len());
+                for (name, (f, r)) in names.iter().zip(grads.iter().zip(&grads_reference)) {
+                    // A short draw can leave a gradient exactly zero (a query with a single key
+                    // to attend to): then the fused one must be zero too.
+                    if r.iter().all(|v| *v == 0.0) {
+                        assert!(f.iter().all(|v| *v == 0.0), "{path}: gradient of {name} zero on the reference path only");
+                        continue;
+                    }
+                    let err = max_rel_diff(f, &as_f64(r));
+                    assert!(err < 1e-4, "{path}: gradient of {name}, bitnet={bitnet}: {err:e}");
                 }
-                let err = max_rel_diff(f, &as_f64(r));
-                assert!(err < 1e-4, "gradient of {name}, bitnet={bitnet}: {err:e}");
             }
             clean += 1;
             if clean == 3 {

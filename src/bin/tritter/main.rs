@@ -1,6 +1,9 @@
 //! The `tritter` command line: training, generation, evaluation, data preparation and tokenizer
 //! training.
 
+// Burn's fusion backend (`--features fusion`) nests types deeper than the default limit.
+#![recursion_limit = "256"]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
