@@ -42,22 +42,25 @@ pub trait TernaryBackend: Backend {
     }
 
     /// The training projection `y = x̃ · W̃ᵀ` for `x: [tokens, in]`, `w: [out, in]`. Default:
-    /// [`Self::quantize_operands`] then [`Self::matmul_nt`], which is the whole op on a backend
-    /// without autodiff; `Autodiff<B>` records it as one node with the straight-through backward.
+    /// the quantizers then [`Self::matmul_nt`], which is the whole op on a backend without
+    /// autodiff; `Autodiff<B>` records it as one node with the straight-through backward.
     fn ternary_linear(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
-        let (x, w) = Self::quantize_operands(x, w, quant);
-        Self::matmul_nt(x, w)
+        Self::matmul_nt(Self::quantize_activation(x, quant), Self::quantize_weight(w, quant))
     }
 
-    /// The operands `(x̃, W̃)` a projection multiplies: each quantized as `quant` says, or as is
-    /// (default: the tensor-op quantizers).
-    fn quantize_operands(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
-        let x = if quant.activation_bits.is_some() { fake_quantize_activation(x) } else { x };
-        let w = match quant.weight_scale {
+    /// `x̃`: `x: [tokens, in]` quantized per token as `quant` says, or as is (default: the
+    /// tensor-op quantizer).
+    fn quantize_activation(x: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
+        if quant.activation_bits.is_some() { fake_quantize_activation(x) } else { x }
+    }
+
+    /// `W̃`: `w: [out, in]` quantized as `quant` says, or as is (default: the tensor-op
+    /// quantizer).
+    fn quantize_weight(w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
+        match quant.weight_scale {
             Some(scale) => fake_quantize_weight(w, scale),
             None => w,
-        };
-        (x, w)
+        }
     }
 
     /// `a · bᵀ` (the forward product; default: Burn's matmul).
@@ -92,22 +95,18 @@ impl TernaryBackend for Cpu {
         cpu_gemm::cpu_tensor(y, tokens, w.packed.rows)
     }
 
-    fn quantize_operands(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
-        let x = match quant.activation_bits {
-            Some(_) => {
-                let [tokens, cols] = x.dims();
-                cpu_gemm::cpu_tensor(cpu_gemm::with_rows(x, |x| cpu_quant::fake_quantize_activation(x, cols)), tokens, cols)
-            }
-            None => x,
-        };
-        let w = match quant.weight_scale {
-            Some(scale) => {
-                let [rows, cols] = w.dims();
-                cpu_gemm::cpu_tensor(cpu_gemm::with_rows(w, |w| cpu_quant::fake_quantize_weight(w, rows, cols, scale)), rows, cols)
-            }
-            None => w,
-        };
-        (x, w)
+    fn quantize_activation(x: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
+        if quant.activation_bits.is_none() {
+            return x;
+        }
+        let [tokens, cols] = x.dims();
+        cpu_gemm::cpu_tensor(cpu_gemm::with_rows(x, |x| cpu_quant::fake_quantize_activation(x, cols)), tokens, cols)
+    }
+
+    fn quantize_weight(w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
+        let Some(scale) = quant.weight_scale else { return w };
+        let [rows, cols] = w.dims();
+        cpu_gemm::cpu_tensor(cpu_gemm::with_rows(w, |w| cpu_quant::fake_quantize_weight(w, rows, cols, scale)), rows, cols)
     }
 
     fn matmul_nt(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {

@@ -1,9 +1,14 @@
 //! The training projection of an autodiff backend as one graph node: the forward runs the inner
-//! backend's quantizers and product ([`TernaryBackend::quantize_operands`],
-//! [`TernaryBackend::matmul_nt`]); the backward is the spec's straight-through estimator,
-//! `∂L/∂x = ∂L/∂y · W̃` and `∂L/∂W = (∂L/∂y)ᵀ · x̃`, two products of the inner backend. The
-//! tensor-op reference records the same gradients through a dozen nodes (quantizers, the
-//! straight-through sums, Burn's batched matmul and its backward).
+//! backend's quantizers and product ([`TernaryBackend::quantize_activation`],
+//! [`TernaryBackend::quantize_weight`], [`TernaryBackend::matmul_nt`]); the backward is the
+//! spec's straight-through estimator, `∂L/∂x = ∂L/∂y · W̃` and `∂L/∂W = (∂L/∂y)ᵀ · x̃`, two
+//! products of the inner backend. The tensor-op reference records the same gradients through a
+//! dozen nodes (quantizers, the straight-through sums, the matmul and its backward).
+//!
+//! The node keeps the unquantized inputs (the latent weight is the parameter itself and the
+//! input is usually shared with other nodes, so neither costs memory) and quantizes them again in
+//! the backward pass (the quantizers are deterministic, so `x̃` and `W̃` are the forward's), rather
+//! than keeping quantized copies of every weight and input.
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
@@ -19,23 +24,27 @@ fn tensor<B: burn::tensor::backend::Backend>(primitive: FloatTensor<B>) -> Tenso
     Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
-/// The backward of the fused projection; its state is `(W̃, x̃)`, each kept only when the input
-/// whose gradient needs it is tracked.
+/// The backward of the fused projection; its state is `(w, x, quant)`, `w` kept only when `x`
+/// is tracked (its gradient needs `W̃`) and `x` only when `w` is.
 #[derive(Debug)]
 struct StraightThroughLinear;
 
+type State<B> = (Option<FloatTensor<B>>, Option<FloatTensor<B>>, TernaryQuant);
+
 impl<B: TernaryBackend> Backward<B, 2> for StraightThroughLinear {
-    type State = (Option<FloatTensor<B>>, Option<FloatTensor<B>>);
+    type State = State<B>;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w] = ops.parents;
         let grad_y = grads.consume::<B>(&ops.node);
-        let (w_quantized, x_quantized) = ops.state;
-        if let (Some(node), Some(w)) = (node_x, w_quantized) {
-            grads.register::<B>(node.id, B::matmul_nn(tensor(grad_y.clone()), tensor(w)).into_primitive().tensor());
+        let (w, x, quant) = ops.state;
+        if let (Some(node), Some(w)) = (node_x, w) {
+            let w = B::quantize_weight(tensor(w), &quant);
+            grads.register::<B>(node.id, B::matmul_nn(tensor(grad_y.clone()), w).into_primitive().tensor());
         }
-        if let (Some(node), Some(x)) = (node_w, x_quantized) {
-            grads.register::<B>(node.id, B::matmul_tn(tensor(grad_y), tensor(x)).into_primitive().tensor());
+        if let (Some(node), Some(x)) = (node_w, x) {
+            let x = B::quantize_activation(tensor(x), &quant);
+            grads.register::<B>(node.id, B::matmul_tn(tensor(grad_y), x).into_primitive().tensor());
         }
     }
 }
@@ -43,12 +52,13 @@ impl<B: TernaryBackend> Backward<B, 2> for StraightThroughLinear {
 impl<B: TernaryBackend, C: CheckpointStrategy> TernaryBackend for Autodiff<B, C> {
     fn ternary_linear(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
         let (x, w) = (x.into_primitive().tensor(), w.into_primitive().tensor());
-        let (x_quantized, w_quantized) = B::quantize_operands(tensor(x.primitive.clone()), tensor(w.primitive.clone()), quant);
-        let y = B::matmul_nt(x_quantized.clone(), w_quantized.clone()).into_primitive().tensor();
-        let keep_if = |tracked: bool, t: Tensor<B, 2>| tracked.then(|| t.into_primitive().tensor());
-        let (x_tracked, w_tracked) = (!x.node.requirement.is_none(), !w.node.requirement.is_none());
+        let y = B::ternary_linear(tensor(x.primitive.clone()), tensor(w.primitive.clone()), quant).into_primitive().tensor();
         let out = match StraightThroughLinear.prepare::<C>([x.node.clone(), w.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((keep_if(x_tracked, w_quantized), keep_if(w_tracked, x_quantized)), y),
+            OpsKind::Tracked(prep) => {
+                let keep = |tracked: bool, t: FloatTensor<B>| tracked.then_some(t);
+                let state = (keep(!x.node.requirement.is_none(), w.primitive), keep(!w.node.requirement.is_none(), x.primitive), *quant);
+                prep.finish(state, y)
+            }
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         Tensor::from_primitive(TensorPrimitive::Float(out))

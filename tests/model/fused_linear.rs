@@ -50,7 +50,8 @@ fn cpu_quantizers_equal_the_tensor_op_quantizers_bit_for_bit() {
         x[..cols].iter_mut().for_each(|v| *v = 0.0); // an all-zero token: the absmax floor ε
         let w: Vec<f32> = (0..rows * cols).map(|_| normal(&mut rng) * scale_std).collect();
         for quant in quants(&mut rng, cols) {
-            let (xq, wq) = <B as TernaryBackend>::quantize_operands(tensor(x.clone(), [rows, cols]), tensor(w.clone(), [rows, cols]), &quant);
+            let xq = B::quantize_activation(tensor(x.clone(), [rows, cols]), &quant);
+            let wq = B::quantize_weight(tensor(w.clone(), [rows, cols]), &quant);
             let x_expected = match quant.activation_bits {
                 Some(_) => to_vec(fake_quantize_activation(tensor::<B>(x.clone(), [rows, cols]))),
                 None => x.clone(),
