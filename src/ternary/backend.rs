@@ -29,6 +29,11 @@ use crate::ternary::quant::{fake_quantize_activation, fake_quantize_weight};
 
 /// Ternary ops with reference defaults; implement it to give a backend its own kernels.
 pub trait TernaryBackend: Backend {
+    /// Whether the training projection's backward quantizes its inputs again (keeping only the
+    /// unquantized ones, which cost no extra memory) instead of keeping quantized copies from the
+    /// forward: worth it where the quantizers are one cheap pass.
+    const REQUANTIZE_IN_BACKWARD: bool = false;
+
     /// Builds a packed layer in the form [`Self::packed_matmul`] reads (default: codes and
     /// scales as device tensors).
     fn packed_linear(packed: Arc<PackedTernary>, activation_bits: Option<u32>, device: &Self::Device) -> PackedLinear<Self> {
@@ -81,6 +86,8 @@ pub trait TernaryBackend: Backend {
 
 #[cfg(feature = "ndarray")]
 impl TernaryBackend for Cpu {
+    const REQUANTIZE_IN_BACKWARD: bool = true;
+
     fn packed_linear(packed: Arc<PackedTernary>, activation_bits: Option<u32>, _device: &Self::Device) -> PackedLinear<Self> {
         PackedLinear::host_only(packed, activation_bits)
     }

@@ -5,10 +5,12 @@
 //! products of the inner backend. The tensor-op reference records the same gradients through a
 //! dozen nodes (quantizers, the straight-through sums, the matmul and its backward).
 //!
-//! The node keeps the unquantized inputs (the latent weight is the parameter itself and the
-//! input is usually shared with other nodes, so neither costs memory) and quantizes them again in
-//! the backward pass (the quantizers are deterministic, so `x̃` and `W̃` are the forward's), rather
-//! than keeping quantized copies of every weight and input.
+//! Where quantizing is one cheap pass ([`TernaryBackend::REQUANTIZE_IN_BACKWARD`]: the CPU) the
+//! node keeps the unquantized inputs (the latent weight is the parameter itself and the input is
+//! usually shared with other nodes, so neither costs memory) and quantizes them again in the
+//! backward pass (the quantizers are deterministic, so `x̃` and `W̃` are the forward's); elsewhere
+//! it keeps the quantized copies (on lavapipe requantizing with tensor ops made a `test`-preset
+//! training step 30% slower).
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
@@ -24,12 +26,13 @@ fn tensor<B: burn::tensor::backend::Backend>(primitive: FloatTensor<B>) -> Tenso
     Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
-/// The backward of the fused projection; its state is `(w, x, quant)`, `w` kept only when `x`
-/// is tracked (its gradient needs `W̃`) and `x` only when `w` is.
+/// The backward of the fused projection; its state is `(w, x, requantize)`: the weight kept only
+/// when `x` is tracked (its gradient needs `W̃`) and the input only when `w` is, either already
+/// quantized (`None`) or to be quantized as the forward did (`Some(quant)`).
 #[derive(Debug)]
 struct StraightThroughLinear;
 
-type State<B> = (Option<FloatTensor<B>>, Option<FloatTensor<B>>, TernaryQuant);
+type State<B> = (Option<FloatTensor<B>>, Option<FloatTensor<B>>, Option<TernaryQuant>);
 
 impl<B: TernaryBackend> Backward<B, 2> for StraightThroughLinear {
     type State = State<B>;
@@ -37,13 +40,19 @@ impl<B: TernaryBackend> Backward<B, 2> for StraightThroughLinear {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w] = ops.parents;
         let grad_y = grads.consume::<B>(&ops.node);
-        let (w, x, quant) = ops.state;
+        let (w, x, requantize) = ops.state;
         if let (Some(node), Some(w)) = (node_x, w) {
-            let w = B::quantize_weight(tensor(w), &quant);
+            let w = match &requantize {
+                Some(quant) => B::quantize_weight(tensor(w), quant),
+                None => tensor(w),
+            };
             grads.register::<B>(node.id, B::matmul_nn(tensor(grad_y.clone()), w).into_primitive().tensor());
         }
         if let (Some(node), Some(x)) = (node_w, x) {
-            let x = B::quantize_activation(tensor(x), &quant);
+            let x = match &requantize {
+                Some(quant) => B::quantize_activation(tensor(x), quant),
+                None => tensor(x),
+            };
             grads.register::<B>(node.id, B::matmul_tn(tensor(grad_y), x).into_primitive().tensor());
         }
     }
@@ -52,11 +61,18 @@ impl<B: TernaryBackend> Backward<B, 2> for StraightThroughLinear {
 impl<B: TernaryBackend, C: CheckpointStrategy> TernaryBackend for Autodiff<B, C> {
     fn ternary_linear(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
         let (x, w) = (x.into_primitive().tensor(), w.into_primitive().tensor());
-        let y = B::ternary_linear(tensor(x.primitive.clone()), tensor(w.primitive.clone()), quant).into_primitive().tensor();
+        let x_quantized = B::quantize_activation(tensor(x.primitive.clone()), quant);
+        let w_quantized = B::quantize_weight(tensor(w.primitive.clone()), quant);
+        let y = B::matmul_nt(x_quantized.clone(), w_quantized.clone()).into_primitive().tensor();
         let out = match StraightThroughLinear.prepare::<C>([x.node.clone(), w.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
+                let (w_kept, x_kept, requantize) = if B::REQUANTIZE_IN_BACKWARD {
+                    (w.primitive, x.primitive, Some(*quant))
+                } else {
+                    (w_quantized.into_primitive().tensor(), x_quantized.into_primitive().tensor(), None)
+                };
                 let keep = |tracked: bool, t: FloatTensor<B>| tracked.then_some(t);
-                let state = (keep(!x.node.requirement.is_none(), w.primitive), keep(!w.node.requirement.is_none(), x.primitive), *quant);
+                let state = (keep(!x.node.requirement.is_none(), w_kept), keep(!w.node.requirement.is_none(), x_kept), requantize);
                 prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(y),

@@ -99,7 +99,7 @@ fn cpu_products_match_f64_for_any_operand_layout() {
 }
 
 /// `y`, `∂L/∂x` and `∂L/∂W` of `L = Σ g ⊙ y` for the fused op and the reference.
-fn projection_with_gradients(x: &Tensor<AD, 3>, w: &Tensor<AD, 2>, g: &Tensor<AD, 3>, quant: &TernaryQuant, fused: bool, track: (bool, bool)) -> [Option<Vec<f32>>; 3] {
+fn projection_with_gradients<Ad: AutodiffBackend>(x: &Tensor<Ad, 3>, w: &Tensor<Ad, 2>, g: &Tensor<Ad, 3>, quant: &TernaryQuant, fused: bool, track: (bool, bool)) -> [Option<Vec<f32>>; 3] {
     let x = if track.0 { x.clone().require_grad() } else { x.clone() };
     let w = if track.1 { w.clone().require_grad() } else { w.clone() };
     let [batch, seq, d_in] = x.dims();
@@ -112,28 +112,49 @@ fn projection_with_gradients(x: &Tensor<AD, 3>, w: &Tensor<AD, 2>, g: &Tensor<AD
     [Some(to_vec(y)), x.grad(&grads).map(to_vec), w.grad(&grads).map(to_vec)]
 }
 
-#[test]
-fn fused_gradients_equal_the_reference_gradients() {
-    let mut rng = fresh_rng("fused_gradients_equal_the_reference_gradients");
-    let device = Default::default();
+/// The fused op against the reference on backend `Ad`: outputs and gradients, every
+/// quantization, each input tracked or not.
+fn fused_matches_reference<Ad: AutodiffBackend>(name: &str, device: &Ad::Device, tolerance: f64) {
+    let mut rng = fresh_rng(name);
     for (batch, seq, d_in, d_out) in [(1, 1, 1, 1), (2, 3, 17, 5), (1, 9, 130, 33), (3, 40, 96, 70), (2, rng.random_range(1..50), rng.random_range(1..200), rng.random_range(1..200))] {
-        let x = random_tensor::<AD, 3>(&mut rng, [batch, seq, d_in], 1.0, &device);
-        let w = random_tensor::<AD, 2>(&mut rng, [d_out, d_in], 0.5, &device);
-        let g = random_tensor::<AD, 3>(&mut rng, [batch, seq, d_out], 1.0, &device);
+        let x = random_tensor::<Ad, 3>(&mut rng, [batch, seq, d_in], 1.0, device);
+        let w = random_tensor::<Ad, 2>(&mut rng, [d_out, d_in], 0.5, device);
+        let g = random_tensor::<Ad, 3>(&mut rng, [batch, seq, d_out], 1.0, device);
         for quant in quants(&mut rng, d_in) {
             for track in [(true, true), (true, false), (false, true)] {
                 let fused = projection_with_gradients(&x, &w, &g, &quant, true, track);
                 let reference = projection_with_gradients(&x, &w, &g, &quant, false, track);
                 for (what, (f, r)) in ["y", "∂L/∂x", "∂L/∂W"].iter().zip(fused.iter().zip(&reference)) {
-                    assert_eq!(f.is_some(), r.is_some(), "{what} present, {quant:?} {track:?}");
+                    assert_eq!(f.is_some(), r.is_some(), "{name}: {what} present, {quant:?} {track:?}");
                     if let (Some(f), Some(r)) = (f, r) {
                         let err = max_rel_diff(f, &as_f64(r));
-                        assert!(err < 1e-5, "{what} {batch}×{seq}×{d_in}→{d_out} {quant:?} {track:?}: {err:e}");
+                        assert!(err < tolerance, "{name}: {what} {batch}×{seq}×{d_in}→{d_out} {quant:?} {track:?}: {err:e}");
                     }
                 }
             }
         }
     }
+}
+
+#[test]
+fn fused_gradients_equal_the_reference_gradients() {
+    fused_matches_reference::<AD>("fused_gradients_equal_the_reference_gradients", &Default::default(), 1e-5);
+}
+
+/// On wgpu (lavapipe without a GPU) the fused node runs the tensor-op quantizers and Burn's
+/// matmul of the CubeCL backend.
+#[cfg(feature = "wgpu")]
+#[test]
+fn fused_gradients_on_wgpu_equal_the_reference_gradients() {
+    type Wgpu = burn::backend::Autodiff<tritter::backend::Wgpu>;
+    fused_matches_reference::<Wgpu>("fused_gradients_on_wgpu_equal_the_reference_gradients", &Default::default(), 1e-4);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn fused_gradients_on_cuda_equal_the_reference_gradients() {
+    type Cuda = burn::backend::Autodiff<tritter::backend::Cuda>;
+    fused_matches_reference::<Cuda>("fused_gradients_on_cuda_equal_the_reference_gradients", &Default::default(), 3e-3);
 }
 
 /// Every float parameter's gradient (zeros where it has none), in visiting order.
