@@ -10,8 +10,8 @@
 //! cores (`cargo bench --bench hot_paths`).
 
 use burn::backend::ndarray::NdArrayTensor;
-use rayon::prelude::*;
 use burn::tensor::{Tensor, TensorPrimitive};
+use rayon::prelude::*;
 
 use crate::backend::Cpu;
 use crate::ternary::cpu_kernel::dense_matmul_f32;
@@ -34,12 +34,6 @@ struct Operand {
     col_stride: isize,
 }
 
-impl Operand {
-    fn transposed(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
-    }
-}
-
 /// Runs `f` on the f32 storage of a CPU tensor, whatever its strides.
 fn with_operand<R>(t: Tensor<Cpu, 2>, f: impl FnOnce(Operand) -> R) -> R {
     let NdArrayTensor::F32(storage) = t.into_primitive().tensor() else {
@@ -57,6 +51,10 @@ pub(crate) fn cpu_tensor(data: Vec<f32>, rows: usize, cols: usize) -> Tensor<Cpu
 }
 
 impl Operand {
+    fn transposed(self) -> Self {
+        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+
     /// The elements as one row-major slice, if that is how they are laid out.
     fn row_major<'a>(&self) -> Option<&'a [f32]> {
         let dense = (self.col_stride == 1 || self.cols <= 1) && (self.row_stride == self.cols as isize || self.rows <= 1);
@@ -114,7 +112,7 @@ pub fn matmul_nt(a: Tensor<Cpu, 2>, b: Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
             // The gemm crate runs `a · bᵀ` at ~110-160 GFLOP/s where `a · b` runs at ~190-210 when
             // n ≤ k (2 cores, AVX-512; e.g. the MLP's down projection 512×2048×768: 107 vs 193),
             // so a dense `b` is transposed once (n·k copies against m·n·k multiply-adds).
-            (_, Some(w)) if a.rows >= TRANSPOSE_MIN_ROWS && b.rows <= b.cols => {
+            (_, Some(w)) if a.rows >= TRANSPOSE_MIN_ROWS && 0 < b.rows && b.rows <= b.cols => {
                 let wt = transpose(w, b.rows, b.cols);
                 product(a, Operand { ptr: wt.as_ptr(), rows: b.cols, cols: b.rows, row_stride: b.rows as isize, col_stride: 1 })
             }
