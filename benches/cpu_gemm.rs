@@ -8,27 +8,13 @@
 #[path = "support/results.rs"]
 mod results;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burn::tensor::{Distribution, Tensor};
 use criterion::Criterion;
 use tritter::ternary::TernaryBackend;
 
 type Cpu = burn::backend::NdArray<f32>;
-
-/// Median seconds per call.
-fn median_seconds(mut f: impl FnMut(), runs: usize) -> f64 {
-    f();
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(|a, b| a.total_cmp(b));
-    times[runs / 2]
-}
 
 fn random(shape: [usize; 2]) -> Tensor<Cpu, 2> {
     // `mul_scalar(1.0)`: an owned array, as parameters and activations are in training.
@@ -57,17 +43,17 @@ fn main() {
             let ours = || drop(Cpu::matmul_nt(x.clone(), w.clone()).into_primitive());
             criterion.bench_function(&format!("burn/{what}"), |b| b.iter(burn));
             criterion.bench_function(&format!("ours/{what}"), |b| b.iter(ours));
-            (median_seconds(burn, 5), median_seconds(ours, 5), "x · Wᵀ")
+            (results::median_seconds(burn, 5), results::median_seconds(ours, 5), "x · Wᵀ")
         } else if what.starts_with("input") {
             let (g, w) = (random([m, k]), random([k, n]));
             let burn = || drop(g.clone().matmul(w.clone()).into_primitive());
             let ours = || drop(Cpu::matmul_nn(g.clone(), w.clone()).into_primitive());
-            (median_seconds(burn, 5), median_seconds(ours, 5), "g · W")
+            (results::median_seconds(burn, 5), results::median_seconds(ours, 5), "g · W")
         } else {
             let (g, x) = (random([k, m]), random([k, n]));
             let burn = || drop(g.clone().transpose().matmul(x.clone()).into_primitive());
             let ours = || drop(Cpu::matmul_tn(g.clone(), x.clone()).into_primitive());
-            (median_seconds(burn, 5), median_seconds(ours, 5), "gᵀ · x")
+            (results::median_seconds(burn, 5), results::median_seconds(ours, 5), "gᵀ · x")
         };
         rows.push(format!(
             "| {what} | {form} | {m}×{k}×{n} | {:.0} | {:.0} | {:.2}× |",

@@ -9,7 +9,7 @@
 #[path = "support/results.rs"]
 mod results;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -48,20 +48,6 @@ fn linear_step<AD: AutodiffBackend>(x: &Tensor<AD, 3>, w: &Tensor<AD, 2>, quant:
     let _ = x.grad(&grads).unwrap().slice([0..1, 0..1, 0..1]).into_data();
 }
 
-/// Median seconds per call.
-fn median_seconds(mut f: impl FnMut(), runs: usize) -> f64 {
-    f();
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(|a, b| a.total_cmp(b));
-    times[runs / 2]
-}
-
 fn linear_rows<AD: AutodiffBackend>(backend: &str, device: &AD::Device, criterion: &mut Criterion, rows: &mut Vec<String>) {
     let mut rng = StdRng::seed_from_u64(1);
     // Owned arrays, as parameters and activations are in training (see `with_owned_params`).
@@ -72,8 +58,8 @@ fn linear_rows<AD: AutodiffBackend>(backend: &str, device: &AD::Device, criterio
     for (quant, what) in [(&ternary, "TernaryLinear 1024→4096 (int8 activations)"), (&plain, "full-precision linear 1024→4096")] {
         criterion.bench_function(&format!("{what}/fused/{backend}"), |b| b.iter(|| linear_step(&x, &w, quant, true)));
         criterion.bench_function(&format!("{what}/reference/{backend}"), |b| b.iter(|| linear_step(&x, &w, quant, false)));
-        let fused = median_seconds(|| linear_step(&x, &w, quant, true), 5);
-        let reference = median_seconds(|| linear_step(&x, &w, quant, false), 5);
+        let fused = results::median_seconds(|| linear_step(&x, &w, quant, true), 5);
+        let reference = results::median_seconds(|| linear_step(&x, &w, quant, false), 5);
         rows.push(format!("| {backend} | {what}, 8×128, forward + backward, tensor-op reference | {:.1} |", reference * 1e3));
         rows.push(format!("| {backend} | {what}, 8×128, forward + backward, fused (**{:.2}×** the reference) | {:.1} |", reference / fused, fused * 1e3));
     }
@@ -94,7 +80,7 @@ fn train_step_seconds<AD: AutodiffBackend>(device: &AD::Device, criterion: &mut 
         let grads = GradientsParams::from_grads(loss.backward(), &m);
         model = Some(optimizer.step(1e-3, m, grads));
     };
-    let seconds = median_seconds(&mut step, 9);
+    let seconds = results::median_seconds(&mut step, 9);
     criterion.bench_function(&format!("train_step/test/8x128/{backend}"), |b| b.iter(&mut step));
     seconds
 }
@@ -117,14 +103,14 @@ fn main() {
     let mask = attention_mask(&ids::<Cpu>(&mut rng, 2, 4, 128, &device), None);
     criterion.bench_function("attention_fwd/small_100m/4x128", |b| b.iter(|| attention.forward(x.clone(), 0, mask.clone()).into_data()));
     criterion.bench_function("mlp_fwd/small_100m/4x128", |b| b.iter(|| mlp.forward(x.clone()).into_data()));
-    rows.push(format!("| CPU | attention block forward, small_100m, 4×128 | {:.1} |", 1e3 * median_seconds(|| drop(attention.forward(x.clone(), 0, mask.clone()).into_data()), 5)));
-    rows.push(format!("| CPU | MLP block forward, small_100m, 4×128 | {:.1} |", 1e3 * median_seconds(|| drop(mlp.forward(x.clone()).into_data()), 5)));
+    rows.push(format!("| CPU | attention block forward, small_100m, 4×128 | {:.1} |", 1e3 * results::median_seconds(|| drop(attention.forward(x.clone(), 0, mask.clone()).into_data()), 5)));
+    rows.push(format!("| CPU | MLP block forward, small_100m, 4×128 | {:.1} |", 1e3 * results::median_seconds(|| drop(mlp.forward(x.clone()).into_data()), 5)));
 
     let test = TritterConfig::test();
     let model = TritterModel::<Cpu>::new(&test, &device).unwrap();
     let input = ids::<Cpu>(&mut rng, test.vocab_size, 8, 128, &device);
     criterion.bench_function("model_fwd/test/8x128", |b| b.iter(|| model.forward(input.clone()).into_data()));
-    rows.push(format!("| CPU | whole model forward, test preset, 8×128 | {:.1} |", 1e3 * median_seconds(|| drop(model.forward(input.clone()).into_data()), 9)));
+    rows.push(format!("| CPU | whole model forward, test preset, 8×128 | {:.1} |", 1e3 * results::median_seconds(|| drop(model.forward(input.clone()).into_data()), 9)));
 
     let step = train_step_seconds::<burn::backend::Autodiff<Cpu>>(&device, &mut criterion, "CPU");
     rows.push(format!("| CPU | training step (forward, backward, AdamW), test preset, 8×128 | {:.1} |", 1e3 * step));

@@ -29,3 +29,18 @@ pub fn record(name: &str, body: &str) {
         eprintln!("cannot write {}: {e}", path.display());
     }
 }
+
+/// Median seconds per call of `f` over `runs` calls, after one warm-up call.
+#[allow(dead_code)] // not every bench times this way
+pub fn median_seconds(mut f: impl FnMut(), runs: usize) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[runs / 2]
+}
