@@ -1,10 +1,11 @@
-//! The hot paths, so regressions show up: a ternary linear layer forward + backward (against a
-//! plain f32 linear, the floor any fused ternary op could reach), attention, MLP, whole-model
-//! forward and a training step (forward, backward, AdamW). CPU (ndarray); with `--features wgpu`
-//! the ternary linear rows also run on wgpu.
+//! The hot paths, so regressions show up: a ternary and a full-precision linear layer forward +
+//! backward (the fused op against the tensor-op reference), attention, MLP, whole-model forward
+//! and a training step (forward, backward, AdamW). CPU (ndarray); with `--features wgpu` the
+//! linear rows also run on wgpu, and with `--features wgpu,fusion` a wgpu training step runs on
+//! `CubeBackend` and on Burn's fusion backend.
 //!
-//! `cargo bench --bench hot_paths [--features wgpu]` (criterion statistics, then a section of
-//! BENCHMARKS.md with medians).
+//! `cargo bench --bench hot_paths [--features wgpu[,fusion]]` (criterion statistics, then a
+//! section of BENCHMARKS.md with medians).
 
 #[path = "support/results.rs"]
 mod results;

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::config::WeightScale;
 use crate::ternary::pack::{code_at, PackedTernary, CODES_PER_WORD};
-use crate::ternary::quant::ACTIVATION_EPS;
+use crate::ternary::cpu_quant::{round_clamped, token_scale};
 
 /// Columns per block: 8 words of 16 codes, one 256-bit load.
 const BLOCK: usize = 128;
@@ -65,11 +65,11 @@ struct QuantizedToken {
 }
 
 /// Per-token absmax int8 quantization exactly as [`crate::ternary::quantize_activation_int8`]
-/// computes it (round half to even, clamp to i8), laid out for the kernel.
+/// computes it (round half to even, clamp to i8; the training path's quantizer), laid out for
+/// the kernel.
 fn quantize_token(x: &[f32], blocks: usize, segment: usize) -> QuantizedToken {
-    let absmax = x.iter().fold(0f32, |m, v| m.max(v.abs())).max(ACTIVATION_EPS);
-    let scale = 127.0 / absmax;
-    let plain: Vec<i8> = x.iter().map(|&v| (v * scale).round_ties_even().clamp(-128.0, 127.0) as i8).collect();
+    let scale = token_scale(x);
+    let plain: Vec<i8> = x.iter().map(|&v| round_clamped(v * scale, -128.0, 127.0) as i8).collect();
     let mut permuted = vec![0i8; blocks * BLOCK];
     for (c, &q) in plain.iter().enumerate() {
         let (block, within) = (c / BLOCK, c % BLOCK);

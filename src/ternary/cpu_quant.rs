@@ -1,7 +1,8 @@
 //! The two BitNet quantizers as single passes over CPU memory, for the fused training
 //! projection: `W̃ = γ · clamp(round(W / (γ + ε)), −1, 1)` with `γ = mean|W|` per scale group (one
 //! reduction pass, one quantize pass) and `x̃ = clamp(round(x · s), −128, 127) / s` with
-//! `s = 127 / max(max|x|, ε)` per token (each row read twice while it is in cache).
+//! `s = 127 / max(max|x|, ε)` per token (each row read twice while it is in cache). The packed
+//! kernel's int8 activations use the same per-token scale and rounding.
 //!
 //! Bit-identical to the tensor-op quantizers ([`crate::ternary::quant`]) on burn-ndarray: the same
 //! f32 operations in the same order, including γ's sum, which follows ndarray's `sum` (eight
@@ -10,7 +11,7 @@
 use rayon::prelude::*;
 
 use crate::config::WeightScale;
-use crate::ternary::quant::{ACTIVATION_EPS, WEIGHT_EPS};
+use crate::ternary::quant::{group_shape, ACTIVATION_EPS, WEIGHT_EPS};
 
 /// Elements per parallel task of the weight's quantize pass.
 const PIECE: usize = 1 << 16;
@@ -20,22 +21,10 @@ const PIECE: usize = 1 << 16;
 /// default rounding mode and vectorises, where `f32::round_ties_even` is a libm call per element
 /// without SSE4.1; `copysign` restores the sign of zero (`-0.3` rounds to `-0`, as `rint` does).
 #[inline(always)]
-fn round_clamped(v: f32, lo: f32, hi: f32) -> f32 {
+pub(crate) fn round_clamped(v: f32, lo: f32, hi: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;
     let v = v.clamp(lo, hi);
     ((v + MAGIC) - MAGIC).copysign(v)
-}
-
-/// Length of one scale group of a `[rows, cols]` weight (groups are contiguous runs).
-fn group_len(rows: usize, cols: usize, scale: WeightScale) -> usize {
-    match scale {
-        WeightScale::PerTensor => rows * cols,
-        WeightScale::PerRow => cols,
-        WeightScale::PerGroup(n) => {
-            assert!(n > 0 && cols % n == 0, "per_group size {n} must divide the input dim {cols}");
-            n
-        }
-    }
 }
 
 /// `Σ |x|` in the order of ndarray's `sum` (its `unrolled_fold`), so γ matches the reference.
@@ -57,7 +46,7 @@ fn abs_sum(xs: &[f32]) -> f32 {
 /// `W̃` of a row-major `[rows, cols]` weight (see the module doc).
 pub fn fake_quantize_weight(w: &[f32], rows: usize, cols: usize, scale: WeightScale) -> Vec<f32> {
     assert_eq!(w.len(), rows * cols, "weight length");
-    let len = group_len(rows, cols, scale).max(1);
+    let len = group_shape([rows, cols], scale)[2].max(1);
     let gammas: Vec<f32> = w.par_chunks(len).map(|g| abs_sum(g) / len as f32).collect();
     let mut out = vec![0f32; w.len()];
     out.par_chunks_mut(PIECE).zip(w.par_chunks(PIECE)).enumerate().for_each(|(i, (out, w))| {
@@ -77,13 +66,17 @@ pub fn fake_quantize_weight(w: &[f32], rows: usize, cols: usize, scale: WeightSc
     out
 }
 
+/// The per-token scale `s = 127 / max(max|x|, ε)`.
+pub(crate) fn token_scale(x: &[f32]) -> f32 {
+    127.0 / x.iter().fold(0f32, |m, v| m.max(v.abs())).max(ACTIVATION_EPS)
+}
+
 /// `x̃` of row-major `[tokens, cols]` activations (see the module doc).
 pub fn fake_quantize_activation(x: &[f32], cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; x.len()];
     let min_rows = (PIECE / cols.max(1)).max(1);
     out.par_chunks_mut(cols.max(1)).zip(x.par_chunks(cols.max(1))).with_min_len(min_rows).for_each(|(out, x)| {
-        let absmax = x.iter().fold(0f32, |m, v| m.max(v.abs())).max(ACTIVATION_EPS);
-        let s = 127.0 / absmax;
+        let s = token_scale(x);
         for (o, &v) in out.iter_mut().zip(x) {
             *o = round_clamped(v * s, -128.0, 127.0) / s;
         }

@@ -86,9 +86,9 @@ fn straight_through<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>
 pub fn ternary_linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>, quant: &TernaryQuant) -> Tensor<B, D> {
     let mut dims = x.dims();
     let d_in = dims[D - 1];
-    let y = crate::ternary::backend::ternary_linear(x.reshape([dims.iter().product::<usize>() / d_in.max(1), d_in]), w.clone(), quant);
+    let tokens = dims.iter().product::<usize>() / d_in.max(1);
     dims[D - 1] = w.dims()[0];
-    y.reshape(dims)
+    crate::ternary::backend::ternary_linear(x.reshape([tokens, d_in]), w, quant).reshape(dims)
 }
 
 /// The reference in plain tensor ops: `x: [tokens, in]`, `w: [out, in]`. The quantizers see

@@ -5,7 +5,6 @@ pub mod backend;
 #[cfg(feature = "ndarray")]
 pub mod cpu_gemm;
 pub mod cpu_kernel;
-#[cfg(feature = "ndarray")]
 pub mod cpu_quant;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod cube_kernel;

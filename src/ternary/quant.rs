@@ -12,7 +12,7 @@ pub const ACTIVATION_EPS: f32 = 1e-5;
 
 /// Views `[out, in]` as `[rows, groups, group_len]` so that every scale group is one
 /// contiguous run along the last dim, whatever the granularity.
-fn group_shape(dims: [usize; 2], scale: WeightScale) -> [usize; 3] {
+pub(crate) fn group_shape(dims: [usize; 2], scale: WeightScale) -> [usize; 3] {
     let [out, inp] = dims;
     match scale {
         WeightScale::PerTensor => [1, 1, out * inp],
