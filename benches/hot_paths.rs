@@ -87,6 +87,7 @@ fn train_step_seconds<AD: AutodiffBackend>(device: &AD::Device, criterion: &mut 
 }
 
 fn main() {
+    tritter::allocator::keep_freed_memory();
     let mut criterion = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(5)).configure_from_args();
     let mut rows = Vec::new();
     let device = Default::default();

@@ -60,6 +60,7 @@ fn run_child<C: CheckpointStrategy>() {
 }
 
 fn main() {
+    tritter::allocator::keep_freed_memory();
     match std::env::var("TRITTER_MEMORY_MODE").as_deref() {
         Ok("plain") => return run_child::<NoCheckpointing>(),
         Ok("balanced") => return run_child::<BalancedCheckpointing>(),

@@ -101,6 +101,7 @@ fn measure(a: &Args) -> f64 {
 }
 
 fn main() {
+    tritter::allocator::keep_freed_memory();
     let rows = match parse() {
         Some(args) => vec![args],
         None => ["forward", "train", "generate", "generate-packed"]

@@ -22,6 +22,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    tritter::allocator::keep_freed_memory();
     match train::run(Cli::parse().args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -9,6 +9,7 @@
 //! and the `bitnet-quantize` export. `ternary::TernaryBackend` carries the backend-specific
 //! ternary ops (the CPU's packed int8 × 2-bit kernel) with tensor-op defaults.
 
+pub mod allocator;
 pub mod backend;
 pub mod checkpoint;
 pub mod config;

@@ -2,6 +2,9 @@
 
 pub mod attention;
 pub mod cache;
+#[cfg(feature = "ndarray")]
+mod cpu_cross_entropy;
+pub mod cross_entropy;
 pub mod layer;
 pub mod mlp;
 pub mod norm;
@@ -10,7 +13,7 @@ pub mod rope;
 
 use burn::module::{Ignored, Initializer, Module};
 use burn::nn::{Embedding, EmbeddingConfig};
-use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
@@ -18,6 +21,7 @@ use crate::ternary::{ternary_linear, Projection, TernaryLinear, TernaryQuant};
 
 pub use attention::{attention_mask, Attention, LayerCache};
 pub use cache::KvCache;
+pub use cross_entropy::{cross_entropy, reference_cross_entropy};
 pub use layer::DecoderLayer;
 pub use mlp::Mlp;
 pub use norm::Norm;
@@ -92,12 +96,17 @@ impl<B: Backend> TritterModel<B> {
     /// Logits `[B, T, V]` for `input_ids: [B, T]`. The hot path: ids are not checked (an id
     /// out of range is backend-defined behaviour); use [`Self::forward_checked`] for untrusted input.
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.head(self.hidden_states(input_ids))
+    }
+
+    /// The final norm's output `[B, T, H]`, the LM head's input.
+    fn hidden_states(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let mask = attention_mask(&input_ids, self.config.pad_token_id);
         let mut x = self.model.embed_tokens.forward(input_ids);
         for layer in &self.model.layers {
             x = layer.forward(x, 0, mask.clone(), None);
         }
-        self.head(self.model.norm.forward(x))
+        self.model.norm.forward(x)
     }
 
     /// The LM head: `x · W_headᵀ` with `W_head = E` when tied.
@@ -112,20 +121,12 @@ impl<B: Backend> TritterModel<B> {
     /// to `pad_token_id`; shape `[1]`. Sequences need at least 2 tokens (see [`Self::loss_checked`]).
     pub fn loss(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 1> {
         let [batch, seq] = input_ids.dims();
-        let logits = self.forward(input_ids.clone());
+        // The last position predicts no target: its logits are never computed.
+        let hidden = self.hidden_states(input_ids.clone()).narrow(1, 0, seq - 1);
         let n = batch * (seq - 1);
-        let vocab = self.config.vocab_size;
-        let logits = logits.narrow(1, 0, seq - 1).reshape([n, vocab]);
-        let targets = input_ids.narrow(1, 1, seq - 1).reshape([n, 1]);
-        let target_logp = log_softmax(logits, 1).gather(1, targets.clone()).reshape([n]);
-        match self.config.pad_token_id {
-            None => target_logp.mean().neg(),
-            Some(pad) => {
-                let keep = targets.not_equal_elem(pad as i64).float().reshape([n]);
-                let count = keep.clone().sum().clamp_min(1.0);
-                (target_logp * keep).sum().neg() / count
-            }
-        }
+        let logits = self.head(hidden).reshape([n, self.config.vocab_size]);
+        let targets = input_ids.narrow(1, 1, seq - 1).reshape([n]);
+        cross_entropy(logits, targets, self.config.pad_token_id)
     }
 
     /// Checks that `input_ids` is non-empty, no longer than `max_seq_len`, and every id is in

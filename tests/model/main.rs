@@ -8,6 +8,7 @@ mod attention;
 mod backends;
 mod checkpoint;
 mod fused_linear;
+mod fused_ops;
 mod generation;
 mod packed_kernel;
 mod packed_model;

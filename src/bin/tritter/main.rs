@@ -163,6 +163,7 @@ fn run(cli: Cli) -> tritter::Result<()> {
 }
 
 fn main() -> ExitCode {
+    tritter::allocator::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
