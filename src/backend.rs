@@ -36,3 +36,31 @@ pub(crate) fn same<A: 'static, C: 'static>(value: A) -> C {
 pub(crate) fn same_ref<A: 'static, C: 'static>(value: &A) -> &C {
     (value as &dyn std::any::Any).downcast_ref::<C>().unwrap_or_else(|| unreachable!("checked TypeId"))
 }
+
+/// Returns `$plain` when `$b` is the CPU backend and `$autodiff` (written for the checkpoint
+/// strategy type `$c`) when it is the CPU backend under `Autodiff`, with or without gradient
+/// checkpointing: the dispatch of the CPU's fused model ops.
+macro_rules! for_cpu_backends {
+    ($b:ty, plain: $plain:expr, autodiff: |$c:ident| $autodiff:expr) => {
+        #[cfg(feature = "ndarray")]
+        {
+            use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
+            if $crate::backend::is::<$b, $crate::backend::Cpu>() {
+                return $plain;
+            }
+            {
+                type $c = NoCheckpointing;
+                if $crate::backend::is::<$b, burn::backend::Autodiff<$crate::backend::Cpu, $c>>() {
+                    return $autodiff;
+                }
+            }
+            {
+                type $c = BalancedCheckpointing;
+                if $crate::backend::is::<$b, burn::backend::Autodiff<$crate::backend::Cpu, $c>>() {
+                    return $autodiff;
+                }
+            }
+        }
+    };
+}
+pub(crate) use for_cpu_backends;

@@ -1,11 +1,12 @@
 //! Causal self-attention with grouped-query heads, QK-Norm and RoPE (spec section 2).
 
 use burn::module::{Ignored, Module};
-use burn::tensor::{activation::softmax, backend::Backend, Bool, Tensor};
+use burn::tensor::{backend::Backend, Bool, Tensor};
 
 use crate::config::TritterConfig;
 use crate::model::norm::Norm;
 use crate::model::rope::RotaryEmbedding;
+use crate::model::scaled_dot_product::scaled_dot_product_attention;
 use crate::ternary::{Projection, TernaryLinearConfig, TernaryQuant};
 
 /// Builds one projection of a block with the model's quantization settings.
@@ -94,12 +95,7 @@ impl<B: Backend> Attention<B> {
             }
             *slot = Some(LayerCache { k: k.clone(), v: v.clone() });
         }
-        let keys = k.dims()[2];
-        let (k, v) = (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv));
-
-        let scores = q.matmul(k.transpose()) / (d as f64).sqrt();
-        let scores = scores.mask_fill(mask.expand([batch, nh, seq, keys]), f32::NEG_INFINITY);
-        let out = softmax(scores, 3).matmul(v); // [B, nh, T, d]
+        let out = scaled_dot_product_attention(q, k, v, mask); // [B, nh, T, d]
         self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, nh * d]))
     }
 }
@@ -110,15 +106,6 @@ impl<B: Backend> Attention<B> {
 pub struct LayerCache<B: Backend> {
     pub k: Tensor<B, 4>,
     pub v: Tensor<B, 4>,
-}
-
-/// `[B, n_kv, T, d] -> [B, n_kv · n_rep, T, d]`: each kv head serves `n_rep` consecutive query heads.
-fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
-    if n_rep == 1 {
-        return x;
-    }
-    let [batch, nkv, seq, d] = x.dims();
-    x.reshape([batch, nkv, 1, seq, d]).repeat_dim(2, n_rep).reshape([batch, nkv * n_rep, seq, d])
 }
 
 /// The attention mask `[B, 1, T, T]` (true = masked): keys after the query (causal) and pad

@@ -13,22 +13,9 @@ use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor};
 /// Mean over the rows whose target is not `ignore` of `−log softmax(logits)[target]`;
 /// `logits: [n, V]`, `targets: [n]`, result `[1]` (0 when every row is ignored).
 pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>, ignore: Option<usize>) -> Tensor<B, 1> {
-    #[cfg(feature = "ndarray")]
-    {
-        use super::cpu_cross_entropy as cpu;
-        use crate::backend::Cpu;
-        use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
-        use burn::backend::Autodiff;
-        if is::<B, Cpu>() {
-            return same(cpu::cross_entropy(same(logits), same(targets), ignore));
-        }
-        if is::<B, Autodiff<Cpu>>() {
-            return same(cpu::fused_cross_entropy::<NoCheckpointing>(same(logits), same(targets), ignore));
-        }
-        if is::<B, Autodiff<Cpu, BalancedCheckpointing>>() {
-            return same(cpu::fused_cross_entropy::<BalancedCheckpointing>(same(logits), same(targets), ignore));
-        }
-    }
+    crate::backend::for_cpu_backends!(B,
+        plain: same(super::cpu_cross_entropy::cross_entropy(same(logits), same(targets), ignore)),
+        autodiff: |C| same(super::cpu_cross_entropy::fused_cross_entropy::<C>(same(logits), same(targets), ignore)));
     reference_cross_entropy(logits, targets, ignore)
 }
 

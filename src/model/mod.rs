@@ -3,6 +3,8 @@
 pub mod attention;
 pub mod cache;
 #[cfg(feature = "ndarray")]
+mod cpu_attention;
+#[cfg(feature = "ndarray")]
 mod cpu_cross_entropy;
 pub mod cross_entropy;
 pub mod layer;
@@ -10,6 +12,7 @@ pub mod mlp;
 pub mod norm;
 pub mod packed;
 pub mod rope;
+pub mod scaled_dot_product;
 
 use burn::module::{Ignored, Initializer, Module};
 use burn::nn::{Embedding, EmbeddingConfig};
@@ -26,6 +29,7 @@ pub use layer::DecoderLayer;
 pub use mlp::Mlp;
 pub use norm::Norm;
 pub use rope::RotaryEmbedding;
+pub use scaled_dot_product::{reference_attention, scaled_dot_product_attention};
 
 /// Embeddings, layers and final norm; named `model` so tensor paths read `model.layers.{i}...`.
 #[derive(Module, Debug)]

@@ -213,6 +213,7 @@ fn whole_model_fused_equals_the_reference_path() {
             ] {
                 assert!(max_rel_diff(&logits, &as_f64(&logits_reference)) < 1e-5, "{path}: logits, bitnet={bitnet}");
                 assert_eq!(grads.len(), grads_reference.len());
+                let largest = grads_reference.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
                 for (name, (f, r)) in names.iter().zip(grads.iter().zip(&grads_reference)) {
                     // A short draw can leave a gradient exactly zero (a query with a single key
                     // to attend to): then the fused one must be zero too.
@@ -220,8 +221,12 @@ fn whole_model_fused_equals_the_reference_path() {
                         assert!(f.iter().all(|v| *v == 0.0), "{path}: gradient of {name} zero on the reference path only");
                         continue;
                     }
+                    // The reference's own f32 attention gradients are off by up to ~1e-4 of their
+                    // scale (`fused_ops`: against f64), and a gradient that is a sum with heavy
+                    // cancellation (k_norm's bias) is compared with the model's largest gradient.
                     let err = max_rel_diff(f, &as_f64(r));
-                    assert!(err < 1e-4, "{path}: gradient of {name}, bitnet={bitnet}: {err:e}");
+                    let abs = f.iter().zip(r).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(err < 5e-4 || abs < 1e-6 * largest, "{path}: gradient of {name}, bitnet={bitnet}: {err:e}");
                 }
             }
             clean += 1;
