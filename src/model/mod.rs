@@ -6,6 +6,8 @@ pub mod cache;
 mod cpu_attention;
 #[cfg(feature = "ndarray")]
 mod cpu_cross_entropy;
+#[cfg(feature = "ndarray")]
+mod cpu_norm;
 pub mod cross_entropy;
 pub mod layer;
 pub mod mlp;
@@ -27,7 +29,7 @@ pub use cache::KvCache;
 pub use cross_entropy::{cross_entropy, reference_cross_entropy};
 pub use layer::DecoderLayer;
 pub use mlp::Mlp;
-pub use norm::Norm;
+pub use norm::{reference_norm, Norm};
 pub use rope::RotaryEmbedding;
 pub use scaled_dot_product::{reference_attention, scaled_dot_product_attention};
 

@@ -170,3 +170,80 @@ fn fused_attention_equals_f64_and_the_reference() {
         assert_eq!(checkpointed, fused, "{case}: checkpointed fused path");
     }
 }
+
+/// f64 norm of `x: [rows, dim]` and the gradients of `Σ y ⊙ g` for x, w and b (LayerNorm when
+/// `b` is given, else RMSNorm): `dx = (u − mean u − x̂·mean(u ⊙ x̂))/σ` with `u = g ⊙ w`.
+fn norm_f64(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &[f32], dim: usize, eps: f64) -> [Vec<f64>; 4] {
+    let (mut y, mut dx, mut dw, mut db) = (vec![], vec![], vec![0.0; dim], vec![0.0; dim]);
+    for (row, g) in x.chunks(dim).zip(g.chunks(dim)) {
+        let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+        let mean = if b.is_some() { row.iter().sum::<f64>() / dim as f64 } else { 0.0 };
+        let sigma = (row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / dim as f64 + eps).sqrt();
+        let x_hat: Vec<f64> = row.iter().map(|v| (v - mean) / sigma).collect();
+        let u: Vec<f64> = (0..dim).map(|j| g[j] as f64 * w[j] as f64).collect();
+        let mean_u = if b.is_some() { u.iter().sum::<f64>() / dim as f64 } else { 0.0 };
+        let mean_ux = u.iter().zip(&x_hat).map(|(u, x)| u * x).sum::<f64>() / dim as f64;
+        for j in 0..dim {
+            y.push(x_hat[j] * w[j] as f64 + b.map_or(0.0, |b| b[j] as f64));
+            dx.push((u[j] - mean_u - x_hat[j] * mean_ux) / sigma);
+            dw[j] += g[j] as f64 * x_hat[j];
+            db[j] += g[j] as f64;
+        }
+    }
+    [y, dx, dw, db]
+}
+
+#[test]
+fn fused_norms_equal_f64_and_the_reference() {
+    use tritter::model::Norm;
+    use tritter::NormKind;
+    let mut rng = fresh_rng("fused_norms_equal_f64_and_the_reference");
+    let device = Default::default();
+    // One row and one feature, odd widths, rows past a parallel block (64), a 3-D input.
+    for (shape, kind) in [(vec![1, 1], NormKind::LayerNorm), (vec![3, 7], NormKind::RmsNorm), (vec![2, 65, 33], NormKind::LayerNorm), (vec![150, 64], NormKind::RmsNorm), (vec![rng.random_range(1..200), rng.random_range(1..300)], NormKind::LayerNorm)] {
+        let dim = *shape.last().unwrap();
+        let n: usize = shape.iter().product();
+        let offset = rng.random_range(-3.0f32..3.0);
+        let x: Vec<f32> = (0..n).map(|_| normal(&mut rng) * 2.0 + offset).collect();
+        let g: Vec<f32> = (0..n).map(|_| normal(&mut rng)).collect();
+        let mut norm = Norm::<AD>::new(kind, dim, 1e-5, &device);
+        let w: Vec<f32> = (0..dim).map(|_| 1.0 + normal(&mut rng) * 0.3).collect();
+        let b: Vec<f32> = (0..dim).map(|_| normal(&mut rng) * 0.3).collect();
+        norm.weight = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(w.clone(), [dim]), &device));
+        if let Some(bias) = &mut norm.bias {
+            *bias = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(b.clone(), [dim]), &device));
+        }
+        let centered = kind == NormKind::LayerNorm;
+        let expected = norm_f64(&x, &w, centered.then_some(&b[..]), &g, dim, 1e-5);
+        let case = format!("{shape:?} {kind:?}");
+        let run = |fused: bool| -> Vec<Vec<f32>> {
+            let xt = Tensor::<AD, 2>::from_data(TensorData::new(x.clone(), [n / dim, dim]), &device).require_grad();
+            let gt = Tensor::<AD, 2>::from_data(TensorData::new(g.clone(), [n / dim, dim]), &device);
+            let (weight, bias) = (norm.weight.val(), norm.bias.as_ref().map(|b| b.val()));
+            let y = if fused {
+                match shape.len() {
+                    3 => norm.forward(xt.clone().reshape([shape[0], shape[1], dim])).reshape([n / dim, dim]),
+                    _ => norm.forward(xt.clone()),
+                }
+            } else {
+                tritter::model::reference_norm(xt.clone(), weight.clone(), bias.clone(), 1e-5)
+            };
+            let grads = (y.clone() * gt).sum().backward();
+            let mut out = vec![to_vec(y), to_vec(xt.grad(&grads).unwrap()), to_vec(weight.grad(&grads).unwrap())];
+            out.extend(bias.map(|b| to_vec(b.grad(&grads).unwrap())));
+            out
+        };
+        let (fused, reference) = (run(true), run(false));
+        assert_eq!(fused.len(), if centered { 4 } else { 3 }, "{case}: gradients present");
+        for (name, ((a, r), e)) in ["y", "dx", "dw", "db"].iter().zip(fused.iter().zip(&reference).zip(&expected)) {
+            let err = max_rel_diff(a, e);
+            assert!(err < 1e-5, "{case}: fused {name} vs f64: {err:e}");
+            let err = max_rel_diff(r, e);
+            assert!(err < 1e-3, "{case}: reference {name} vs f64: {err:e}"); // a sanity check of the f64 formulas
+        }
+        // Without autodiff.
+        let plain = Norm::<B> { weight: burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(w.clone(), [dim]), &device)), bias: centered.then(|| burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(b.clone(), [dim]), &device))), eps: 1e-5 };
+        let y = plain.forward(Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [n / dim, dim]), &device));
+        assert!(max_rel_diff(&to_vec(y), &expected[0]) < 1e-5, "{case}: inference path vs f64");
+    }
+}

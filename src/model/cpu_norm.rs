@@ -1,0 +1,161 @@
+//! [`super::norm`] on the CPU: LayerNorm / RMSNorm over rows as one autodiff node. Forward: each
+//! row's mean (LayerNorm) and `σ = √(mean((x − μ)²) + ε)` (kept, 8 bytes a row), `y = x̂·w + b`
+//! with `x̂ = (x − μ)/σ`. Backward, with `u = g ⊙ w`:
+//! `dx = (u − mean(u) − x̂·mean(u ⊙ x̂)) / σ` (RMSNorm: without `mean(u)`), `dw = Σ_rows g ⊙ x̂`,
+//! `db = Σ_rows g`, the sums taken per fixed block of rows and then in block order (deterministic
+//! for any thread count). The tensor-op reference takes about ten tensors each way.
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Autodiff;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+use rayon::prelude::*;
+
+use crate::backend::Cpu;
+use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
+
+/// Rows per parallel task (and per block of the parameter-gradient sums).
+const ROWS_PER_TASK: usize = 64;
+
+fn vector(t: Tensor<Cpu, 1>) -> Vec<f32> {
+    let n = t.dims()[0];
+    with_rows(t.reshape([1, n]), |v| v.to_vec())
+}
+
+/// `y` and each row's `(μ, σ)` (μ = 0 for RMSNorm, `centered = false`).
+fn forward(x: &[f32], dim: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> (Vec<f32>, Vec<[f32; 2]>) {
+    let rows = x.len() / dim.max(1);
+    let mut y = vec![0f32; x.len()];
+    let mut stats = vec![[0f32; 2]; rows];
+    y.par_chunks_mut(dim * ROWS_PER_TASK).zip(stats.par_chunks_mut(ROWS_PER_TASK)).enumerate().for_each(|(task, (y, stats))| {
+        for (i, (y, stat)) in y.chunks_mut(dim).zip(stats.iter_mut()).enumerate() {
+            let row = &x[(task * ROWS_PER_TASK + i) * dim..][..dim];
+            let mean = if b.is_some() { row.iter().sum::<f32>() / dim as f32 } else { 0.0 };
+            let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
+            let sigma = (var + eps).sqrt();
+            for (j, (y, &v)) in y.iter_mut().zip(row).enumerate() {
+                *y = (v - mean) / sigma * w[j] + b.map_or(0.0, |b| b[j]);
+            }
+            *stat = [mean, sigma];
+        }
+    });
+    (y, stats)
+}
+
+/// `dx`, `dw` and `db` (empty for RMSNorm).
+fn backward(x: &[f32], g: &[f32], dim: usize, w: &[f32], stats: &[[f32; 2]], centered: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0f32; x.len()];
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(dim * ROWS_PER_TASK)
+        .enumerate()
+        .map(|(task, dx)| {
+            let (mut dw, mut db) = (vec![0f32; dim], vec![0f32; if centered { dim } else { 0 }]);
+            for (i, dx) in dx.chunks_mut(dim).enumerate() {
+                let row = task * ROWS_PER_TASK + i;
+                let ([mean, sigma], x, g) = (stats[row], &x[row * dim..][..dim], &g[row * dim..][..dim]);
+                let (mut mean_u, mut mean_ux) = (0f32, 0f32);
+                for j in 0..dim {
+                    let (u, x_hat) = (g[j] * w[j], (x[j] - mean) / sigma);
+                    mean_u += u;
+                    mean_ux += u * x_hat;
+                    dw[j] += g[j] * x_hat;
+                }
+                let (mean_u, mean_ux) = (if centered { mean_u / dim as f32 } else { 0.0 }, mean_ux / dim as f32);
+                for j in 0..dim {
+                    let x_hat = (x[j] - mean) / sigma;
+                    dx[j] = (g[j] * w[j] - mean_u - x_hat * mean_ux) / sigma;
+                }
+                for (db, &g) in db.iter_mut().zip(g) {
+                    *db += g;
+                }
+            }
+            (dw, db)
+        })
+        .collect();
+    let sum = |pick: fn(&(Vec<f32>, Vec<f32>)) -> &Vec<f32>, len: usize| {
+        partial.iter().fold(vec![0f32; len], |mut acc, p| {
+            acc.iter_mut().zip(pick(p)).for_each(|(a, v)| *a += v);
+            acc
+        })
+    };
+    (dx, sum(|p| &p.0, dim), sum(|p| &p.1, if centered { dim } else { 0 }))
+}
+
+/// The norm on the CPU without autodiff (inference).
+pub(crate) fn norm(x: Tensor<Cpu, 2>, w: Tensor<Cpu, 1>, b: Option<Tensor<Cpu, 1>>, eps: f64) -> Tensor<Cpu, 2> {
+    let [rows, dim] = x.dims();
+    let (w, b) = (vector(w), b.map(vector));
+    let (y, _) = with_rows(x, |x| forward(x, dim, &w, b.as_deref(), eps as f32));
+    cpu_tensor(y, rows, dim)
+}
+
+#[derive(Debug)]
+struct FusedNorm;
+
+/// x, the weight and each row's `(μ, σ)`.
+type State = (FloatTensor<Cpu>, Vec<f32>, Vec<[f32; 2]>);
+
+impl FusedNorm {
+    /// The gradients of x, w and (LayerNorm) b.
+    fn gradients(g: FloatTensor<Cpu>, state: State, centered: bool) -> (Tensor<Cpu, 2>, Tensor<Cpu, 1>, Option<Tensor<Cpu, 1>>) {
+        let g = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(g));
+        let (x, w, stats) = state;
+        let x = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(x));
+        let [rows, dim] = x.dims();
+        let (dx, dw, db) = with_rows(x, |x| with_rows(g, |g| backward(x, g, dim, &w, &stats, centered)));
+        let vector = |v: Vec<f32>| cpu_tensor(v, 1, dim).reshape([dim]);
+        (cpu_tensor(dx, rows, dim), vector(dw), centered.then(|| vector(db)))
+    }
+}
+
+impl Backward<Cpu, 2> for FusedNorm {
+    type State = State;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (dx, dw, _) = Self::gradients(grads.consume::<Cpu>(&ops.node), ops.state, false);
+        let [node_x, node_w] = ops.parents;
+        node_x.map(|node| grads.register::<Cpu>(node.id, dx.into_primitive().tensor()));
+        node_w.map(|node| grads.register::<Cpu>(node.id, dw.into_primitive().tensor()));
+    }
+}
+
+impl Backward<Cpu, 3> for FusedNorm {
+    type State = State;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (dx, dw, db) = Self::gradients(grads.consume::<Cpu>(&ops.node), ops.state, true);
+        let [node_x, node_w, node_b] = ops.parents;
+        node_x.map(|node| grads.register::<Cpu>(node.id, dx.into_primitive().tensor()));
+        node_w.map(|node| grads.register::<Cpu>(node.id, dw.into_primitive().tensor()));
+        node_b.map(|node| grads.register::<Cpu>(node.id, db.expect("LayerNorm bias gradient").into_primitive().tensor()));
+    }
+}
+
+/// The norm on the CPU under autodiff, as one node.
+pub(crate) fn fused_norm<C: CheckpointStrategy>(
+    x: Tensor<Autodiff<Cpu, C>, 2>,
+    w: Tensor<Autodiff<Cpu, C>, 1>,
+    b: Option<Tensor<Autodiff<Cpu, C>, 1>>,
+    eps: f64,
+) -> Tensor<Autodiff<Cpu, C>, 2> {
+    let [rows, dim] = x.dims();
+    let (x, w, b) = (x.into_primitive().tensor(), w.into_primitive().tensor(), b.map(|b| b.into_primitive().tensor()));
+    let inner = |t: &FloatTensor<Cpu>| Tensor::<Cpu, 1>::from_primitive(TensorPrimitive::Float(t.clone()));
+    let (w_values, b_values) = (vector(inner(&w.primitive)), b.as_ref().map(|b| vector(inner(&b.primitive))));
+    let x_inner = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(x.primitive.clone()));
+    let (y, stats) = with_rows(x_inner, |x| forward(x, dim, &w_values, b_values.as_deref(), eps as f32));
+    let y = cpu_tensor(y, rows, dim).into_primitive().tensor();
+    let out = match b {
+        None => match FusedNorm.prepare::<C>([x.node.clone(), w.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x.primitive, w_values, stats), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        },
+        Some(b) => match FusedNorm.prepare::<C>([x.node.clone(), w.node.clone(), b.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x.primitive, w_values, stats), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        },
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
