@@ -7,7 +7,11 @@ mod cpu_attention;
 #[cfg(feature = "ndarray")]
 mod cpu_cross_entropy;
 #[cfg(feature = "ndarray")]
+mod cpu_gated_activation;
+#[cfg(feature = "ndarray")]
 mod cpu_norm;
+#[cfg(feature = "ndarray")]
+mod cpu_rope;
 pub mod cross_entropy;
 pub mod layer;
 pub mod mlp;
@@ -28,9 +32,9 @@ pub use attention::{attention_mask, Attention, LayerCache};
 pub use cache::KvCache;
 pub use cross_entropy::{cross_entropy, reference_cross_entropy};
 pub use layer::DecoderLayer;
-pub use mlp::Mlp;
+pub use mlp::{gated_relu_squared, reference_gated_relu_squared, Mlp};
 pub use norm::{reference_norm, Norm};
-pub use rope::RotaryEmbedding;
+pub use rope::{reference_rope, RotaryEmbedding};
 pub use scaled_dot_product::{reference_attention, scaled_dot_product_attention};
 
 /// Embeddings, layers and final norm; named `model` so tensor paths read `model.layers.{i}...`.

@@ -247,3 +247,61 @@ fn fused_norms_equal_f64_and_the_reference() {
         assert!(max_rel_diff(&to_vec(y), &expected[0]) < 1e-5, "{case}: inference path vs f64");
     }
 }
+
+#[test]
+fn fused_rope_equals_the_reference_bit_for_bit() {
+    // Same products and sums per element as the tensor ops (forward and, by commutativity, the
+    // backward), so equal to the bit; positions start at an offset as after a KV cache.
+    use tritter::model::{reference_rope, RotaryEmbedding};
+    let mut rng = fresh_rng("fused_rope_equals_the_reference_bit_for_bit");
+    let device = Default::default();
+    for [b, t, h, d] in [[1, 1, 1, 2], [2, 7, 3, 8], [1, 300, 2, 64], [rng.random_range(1..4), rng.random_range(1..50), rng.random_range(1..6), rng.random_range(1..40) * 2]] {
+        let rope = RotaryEmbedding { theta: 10_000.0, head_dim: d };
+        let offset = rng.random_range(0..100);
+        let n = b * t * h * d;
+        let x: Vec<f32> = (0..n).map(|_| normal(&mut rng)).collect();
+        let g: Vec<f32> = (0..n).map(|_| normal(&mut rng)).collect();
+        let run = |fused: bool| {
+            let xt = Tensor::<AD, 4>::from_data(TensorData::new(x.clone(), [b, t, h, d]), &device).require_grad();
+            let (cos, sin) = rope.tables(offset, t);
+            let y = if fused { rope.apply(xt.clone(), offset) } else { reference_rope(xt.clone(), cos, sin) };
+            let grads = (y.clone() * Tensor::from_data(TensorData::new(g.clone(), [b, t, h, d]), &device)).sum().backward();
+            (to_vec(y), to_vec(xt.grad(&grads).unwrap()))
+        };
+        assert_eq!(run(true), run(false), "[{b}, {t}, {h}, {d}] at offset {offset}");
+        let plain = rope.apply(Tensor::<B, 4>::from_data(TensorData::new(x.clone(), [b, t, h, d]), &device), offset);
+        assert_eq!(to_vec(plain), run(false).0, "inference path");
+    }
+}
+
+#[test]
+fn fused_gated_relu_squared_equals_f64_and_the_reference() {
+    use tritter::model::{gated_relu_squared, reference_gated_relu_squared};
+    let mut rng = fresh_rng("fused_gated_relu_squared_equals_f64_and_the_reference");
+    let device = Default::default();
+    for [b, t, i] in [[1, 1, 1], [2, 3, 17], [3, 100, 300], [rng.random_range(1..4), rng.random_range(1..60), rng.random_range(1..500)]] {
+        let n = b * t * i;
+        let draw = |rng: &mut StdRng| (0..n).map(|_| normal(rng)).collect::<Vec<f32>>();
+        let (gate, up, g) = (draw(&mut rng), draw(&mut rng), draw(&mut rng));
+        let run = |fused: bool| {
+            let tensor = |v: &Vec<f32>| Tensor::<AD, 3>::from_data(TensorData::new(v.clone(), [b, t, i]), &device).require_grad();
+            let (gt, ut) = (tensor(&gate), tensor(&up));
+            let y = if fused { gated_relu_squared(gt.clone(), ut.clone()) } else { reference_gated_relu_squared(gt.clone(), ut.clone()) };
+            let grads = (y.clone() * tensor(&g)).sum().backward();
+            vec![to_vec(y), to_vec(gt.grad(&grads).unwrap()), to_vec(ut.grad(&grads).unwrap())]
+        };
+        let relu = |x: f32| (x as f64).max(0.0);
+        let expected = [
+            (0..n).map(|k| relu(gate[k]).powi(2) * up[k] as f64).collect::<Vec<_>>(),
+            (0..n).map(|k| g[k] as f64 * up[k] as f64 * 2.0 * relu(gate[k])).collect(),
+            (0..n).map(|k| g[k] as f64 * relu(gate[k]).powi(2)).collect(),
+        ];
+        let (fused, reference) = (run(true), run(false));
+        for (name, ((a, r), e)) in ["y", "d gate", "d up"].iter().zip(fused.iter().zip(&reference).zip(&expected)) {
+            assert!(max_rel_diff(a, e) < 1e-6, "[{b}, {t}, {i}] fused {name} vs f64");
+            assert!(max_rel_diff(r, e) < 1e-5, "[{b}, {t}, {i}] reference {name} vs f64");
+        }
+        let plain = |v: &Vec<f32>| Tensor::<B, 3>::from_data(TensorData::new(v.clone(), [b, t, i]), &device);
+        assert!(max_rel_diff(&to_vec(gated_relu_squared(plain(&gate), plain(&up))), &expected[0]) < 1e-6, "inference path");
+    }
+}
