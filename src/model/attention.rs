@@ -6,6 +6,7 @@ use burn::tensor::{backend::Backend, Bool, Tensor};
 use crate::config::TritterConfig;
 use crate::model::norm::Norm;
 use crate::model::rope::RotaryEmbedding;
+use crate::reshape::reshape;
 use crate::model::scaled_dot_product::scaled_dot_product_attention;
 use crate::ternary::{Projection, TernaryLinearConfig, TernaryQuant};
 
@@ -78,9 +79,9 @@ impl<B: Backend> Attention<B> {
         let d = self.rope.head_dim;
         let (nh, nkv) = (self.num_heads, self.num_kv_heads);
 
-        let mut q = self.q_proj.forward(x.clone()).reshape([batch, seq, nh, d]);
-        let mut k = self.k_proj.forward(x.clone()).reshape([batch, seq, nkv, d]);
-        let v = self.v_proj.forward(x).reshape([batch, seq, nkv, d]);
+        let mut q = reshape(self.q_proj.forward(x.clone()), [batch, seq, nh, d]);
+        let mut k = reshape(self.k_proj.forward(x.clone()), [batch, seq, nkv, d]);
+        let v = reshape(self.v_proj.forward(x), [batch, seq, nkv, d]);
         if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
             q = q_norm.forward(q);
             k = k_norm.forward(k);
@@ -96,7 +97,7 @@ impl<B: Backend> Attention<B> {
             *slot = Some(LayerCache { k: k.clone(), v: v.clone() });
         }
         let out = scaled_dot_product_attention(q, k, v, mask); // [B, nh, T, d]
-        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, nh * d]))
+        self.o_proj.forward(reshape(out.swap_dims(1, 2), [batch, seq, nh * d]))
     }
 }
 

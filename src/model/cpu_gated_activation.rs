@@ -19,7 +19,7 @@ const PIECE: usize = 1 << 14;
 fn as_2d<const D: usize>(t: Tensor<Cpu, D>) -> (Tensor<Cpu, 2>, [usize; D]) {
     let dims = t.dims();
     let last = dims[D - 1];
-    (t.reshape([dims.iter().product::<usize>() / last.max(1), last]), dims)
+    (crate::reshape::cpu::reshape(t, [dims.iter().product::<usize>() / last.max(1), last]), dims)
 }
 
 fn forward(gate: &[f32], up: &[f32]) -> Vec<f32> {
@@ -37,7 +37,7 @@ fn apply<const D: usize>(gate: Tensor<Cpu, D>, up: Tensor<Cpu, D>) -> Tensor<Cpu
     let ((gate, dims), (up, _)) = (as_2d(gate), as_2d(up));
     let [rows, cols] = gate.dims();
     let out = with_rows(gate, |gate| with_rows(up, |up| forward(gate, up)));
-    cpu_tensor(out, rows, cols).reshape(dims)
+    crate::reshape::cpu::reshape(cpu_tensor(out, rows, cols), dims)
 }
 
 /// `relu(gate)² ⊙ up` on the CPU without autodiff (inference).
@@ -71,7 +71,7 @@ impl<const D: usize> Backward<Cpu, 2> for FusedGate<D> {
             })
         });
         let [node_gate, node_up] = ops.parents;
-        let result = |v: Vec<f32>| cpu_tensor(v, rows, cols).reshape(dims).into_primitive().tensor();
+        let result = |v: Vec<f32>| crate::reshape::cpu::reshape(cpu_tensor(v, rows, cols), dims).into_primitive().tensor();
         node_gate.map(|node| grads.register::<Cpu>(node.id, result(d_gate)));
         node_up.map(|node| grads.register::<Cpu>(node.id, result(d_up)));
     }

@@ -52,8 +52,8 @@ fn rotate(x: &[f32], d: usize, t: &Tables, inverse: bool) -> Vec<f32> {
 fn rotate_tensor(x: Tensor<Cpu, 4>, t: &Tables, inverse: bool) -> Tensor<Cpu, 4> {
     let dims = x.dims();
     let (rows, d) = (dims[0] * dims[1] * dims[2], dims[3]);
-    let out = with_rows(x.reshape([rows, d]), |x| rotate(x, d, t, inverse));
-    cpu_tensor(out, rows, d).reshape(dims)
+    let out = with_rows(crate::reshape::cpu::reshape(x, [rows, d]), |x| rotate(x, d, t, inverse));
+    crate::reshape::cpu::reshape(cpu_tensor(out, rows, d), dims)
 }
 
 /// RoPE on the CPU without autodiff (inference).

@@ -134,7 +134,7 @@ impl<B: Backend> TritterModel<B> {
         // The last position predicts no target: its logits are never computed.
         let hidden = self.hidden_states(input_ids.clone()).narrow(1, 0, seq - 1);
         let n = batch * (seq - 1);
-        let logits = self.head(hidden).reshape([n, self.config.vocab_size]);
+        let logits = crate::reshape::reshape(self.head(hidden), [n, self.config.vocab_size]);
         let targets = input_ids.narrow(1, 1, seq - 1).reshape([n]);
         cross_entropy(logits, targets, self.config.pad_token_id)
     }

@@ -4,6 +4,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::config::NormKind;
+use crate::reshape::reshape;
 #[allow(unused_imports)] // unused in a build without the ndarray feature
 use crate::backend::same;
 
@@ -33,7 +34,7 @@ impl<B: Backend> Norm<B> {
         let dim = dims[D - 1];
         let rows = dims.iter().product::<usize>() / dim.max(1);
         let bias = self.bias.as_ref().map(|b| b.val());
-        normalize(x.reshape([rows, dim]), self.weight.val(), bias, self.eps).reshape(dims)
+        reshape(normalize(reshape(x, [rows, dim]), self.weight.val(), bias, self.eps), dims)
     }
 }
 

@@ -6,6 +6,7 @@ use burn::module::{Ignored, Initializer, Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::config::WeightScale;
+use crate::reshape::reshape;
 use crate::ternary::quant::{fake_quantize_activation, fake_quantize_weight};
 
 /// What a projection quantizes. `weight_scale: None` makes it a plain full-precision linear.
@@ -88,7 +89,7 @@ pub fn ternary_linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 
     let d_in = dims[D - 1];
     let tokens = dims.iter().product::<usize>() / d_in.max(1);
     dims[D - 1] = w.dims()[0];
-    crate::ternary::backend::ternary_linear(x.reshape([tokens, d_in]), w, quant).reshape(dims)
+    reshape(crate::ternary::backend::ternary_linear(reshape(x, [tokens, d_in]), w, quant), dims)
 }
 
 /// The reference in plain tensor ops: `x: [tokens, in]`, `w: [out, in]`. The quantizers see

@@ -305,3 +305,25 @@ fn fused_gated_relu_squared_equals_f64_and_the_reference() {
         assert!(max_rel_diff(&to_vec(gated_relu_squared(plain(&gate), plain(&up))), &expected[0]) < 1e-6, "inference path");
     }
 }
+
+#[test]
+fn cpu_reshape_equals_burn_reshape_with_gradients() {
+    // Contiguous and transposed (copied) inputs; the gradient comes back in the input's shape.
+    let mut rng = fresh_rng("cpu_reshape_equals_burn_reshape_with_gradients");
+    let device = Default::default();
+    let [a, b, c] = [rng.random_range(1..6), rng.random_range(1..7), rng.random_range(1..9)];
+    let x: Vec<f32> = (0..a * b * c).map(|_| normal(&mut rng)).collect();
+    let g: Vec<f32> = (0..a * b * c).map(|_| normal(&mut rng)).collect();
+    for transposed in [false, true] {
+        let run = |ours: bool| {
+            let xt = Tensor::<AD, 3>::from_data(TensorData::new(x.clone(), [a, b, c]), &device).require_grad();
+            let input = if transposed { xt.clone().swap_dims(0, 2) } else { xt.clone() };
+            let y: Tensor<AD, 2> = if ours { tritter::reshape::reshape(input, [a * b, c]) } else { input.reshape([a * b, c]) };
+            let grads = (y.clone() * Tensor::from_data(TensorData::new(g.clone(), [a * b, c]), &device)).sum().backward();
+            (to_vec(y), to_vec(xt.grad(&grads).unwrap()))
+        };
+        assert_eq!(run(true), run(false), "transposed: {transposed}");
+    }
+    let plain: Tensor<B, 2> = tritter::reshape::reshape(Tensor::<B, 3>::from_data(TensorData::new(x.clone(), [a, b, c]), &device).swap_dims(1, 2), [a, b * c]);
+    assert_eq!(to_vec(plain), to_vec(Tensor::<B, 3>::from_data(TensorData::new(x, [a, b, c]), &device).swap_dims(1, 2).reshape([a, b * c])));
+}
