@@ -24,6 +24,7 @@ use burn::tensor::{Bool, Tensor, TensorMetadata, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::backend::Cpu;
+use crate::model::cpu_math::exp;
 
 /// A 4-D array's element pointer, dims and strides (in elements); the storage it points into is
 /// kept alive by the caller.
@@ -173,7 +174,7 @@ fn softmax_row(row: &mut [f32], masked: impl Fn(usize) -> bool) -> f32 {
     }
     let mut sum = 0f32;
     for s in row.iter_mut() {
-        *s = (*s - max).exp();
+        *s = exp(*s - max);
         sum += *s;
     }
     for s in row.iter_mut() {
@@ -225,7 +226,7 @@ fn backward(q: Strided<f32>, k: Strided<f32>, v: Strided<f32>, mask: Strided<boo
             let lse = &lse[(b * n.heads + h) * t..][..t];
             for (i, row) in p.chunks_mut(s.max(1)).enumerate() {
                 for (j, x) in row.iter_mut().enumerate() {
-                    *x = if lse[i] == f32::NEG_INFINITY || mask.at([b, 0, i, j]) { 0.0 } else { (*x - lse[i]).exp() };
+                    *x = if lse[i] == f32::NEG_INFINITY || mask.at([b, 0, i, j]) { 0.0 } else { exp(*x - lse[i]) };
                 }
             }
             let grad_out = grad.matrix(b, h);

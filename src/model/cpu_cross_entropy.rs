@@ -12,10 +12,9 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::backend::Cpu;
+use crate::model::cpu_math::{exp, rows_per_task};
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
-/// Rows per parallel task.
-const ROWS_PER_TASK: usize = 4;
 
 /// The targets as indices, `None` for an ignored row. Panics on a target outside `0..vocab`
 /// (the model checks its input ids; a bad target here is a bug).
@@ -39,10 +38,10 @@ fn log_sum_exp(row: &[f32]) -> f32 {
     }
     let mut lanes = [0f32; 8];
     let chunks = row.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|&x| (x - max).exp()).sum();
+    let tail: f32 = chunks.remainder().iter().map(|&x| exp(x - max)).sum();
     for chunk in chunks {
         for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane += (x - max).exp();
+            *lane += exp(x - max);
         }
     }
     max + (lanes.iter().sum::<f32>() + tail).ln()
@@ -51,9 +50,10 @@ fn log_sum_exp(row: &[f32]) -> f32 {
 /// Each row's log-sum-exp and the loss (summed in f64, divided by the kept rows).
 fn forward(logits: &[f32], vocab: usize, targets: &[Option<usize>]) -> (Vec<f32>, f32, usize) {
     let mut lse = vec![0f32; targets.len()];
-    lse.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(task, out)| {
+    let per_task = rows_per_task(vocab);
+    lse.par_chunks_mut(per_task).enumerate().for_each(|(task, out)| {
         for (i, lse) in out.iter_mut().enumerate() {
-            let row = task * ROWS_PER_TASK + i;
+            let row = task * per_task + i;
             *lse = log_sum_exp(&logits[row * vocab..(row + 1) * vocab]);
         }
     });
@@ -93,13 +93,14 @@ impl Backward<Cpu, 1> for FusedCrossEntropy {
         let scale = grad_loss / kept.max(1) as f32;
         let mut grad = vec![0f32; rows * vocab];
         with_rows(logits, |logits| {
-            grad.par_chunks_mut(vocab * ROWS_PER_TASK).enumerate().for_each(|(task, out)| {
+            let per_task = rows_per_task(vocab);
+            grad.par_chunks_mut(vocab * per_task).enumerate().for_each(|(task, out)| {
                 for (i, out) in out.chunks_mut(vocab).enumerate() {
-                    let row = task * ROWS_PER_TASK + i;
+                    let row = task * per_task + i;
                     let Some(target) = targets[row] else { continue };
                     let (lse, x) = (lse[row], &logits[row * vocab..(row + 1) * vocab]);
                     for (g, &x) in out.iter_mut().zip(x) {
-                        *g = scale * (x - lse).exp();
+                        *g = scale * exp(x - lse);
                     }
                     out[target] -= scale;
                 }

@@ -13,8 +13,7 @@ use rayon::prelude::*;
 use crate::backend::Cpu;
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
-/// Elements per parallel task.
-const PIECE: usize = 1 << 14;
+const PIECE: usize = crate::model::cpu_math::TASK_ELEMENTS;
 
 fn as_2d<const D: usize>(t: Tensor<Cpu, D>) -> (Tensor<Cpu, 2>, [usize; D]) {
     let dims = t.dims();

@@ -14,10 +14,9 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::backend::Cpu;
+use crate::model::cpu_math::rows_per_task;
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
-/// Rows per parallel task (and per block of the parameter-gradient sums).
-const ROWS_PER_TASK: usize = 64;
 
 fn vector(t: Tensor<Cpu, 1>) -> Vec<f32> {
     let n = t.dims()[0];
@@ -29,9 +28,10 @@ fn forward(x: &[f32], dim: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> (Ve
     let rows = x.len() / dim.max(1);
     let mut y = vec![0f32; x.len()];
     let mut stats = vec![[0f32; 2]; rows];
-    y.par_chunks_mut(dim * ROWS_PER_TASK).zip(stats.par_chunks_mut(ROWS_PER_TASK)).enumerate().for_each(|(task, (y, stats))| {
+    let per_task = rows_per_task(dim);
+    y.par_chunks_mut(dim * per_task).zip(stats.par_chunks_mut(per_task)).enumerate().for_each(|(task, (y, stats))| {
         for (i, (y, stat)) in y.chunks_mut(dim).zip(stats.iter_mut()).enumerate() {
-            let row = &x[(task * ROWS_PER_TASK + i) * dim..][..dim];
+            let row = &x[(task * per_task + i) * dim..][..dim];
             let mean = if b.is_some() { row.iter().sum::<f32>() / dim as f32 } else { 0.0 };
             let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
             let sigma = (var + eps).sqrt();
@@ -47,13 +47,14 @@ fn forward(x: &[f32], dim: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> (Ve
 /// `dx`, `dw` and `db` (empty for RMSNorm).
 fn backward(x: &[f32], g: &[f32], dim: usize, w: &[f32], stats: &[[f32; 2]], centered: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut dx = vec![0f32; x.len()];
+    let per_task = rows_per_task(dim);
     let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
-        .par_chunks_mut(dim * ROWS_PER_TASK)
+        .par_chunks_mut(dim * per_task)
         .enumerate()
         .map(|(task, dx)| {
             let (mut dw, mut db) = (vec![0f32; dim], vec![0f32; if centered { dim } else { 0 }]);
             for (i, dx) in dx.chunks_mut(dim).enumerate() {
-                let row = task * ROWS_PER_TASK + i;
+                let row = task * per_task + i;
                 let ([mean, sigma], x, g) = (stats[row], &x[row * dim..][..dim], &g[row * dim..][..dim]);
                 let (mut mean_u, mut mean_ux) = (0f32, 0f32);
                 for j in 0..dim {

@@ -10,10 +10,9 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::backend::Cpu;
+use crate::model::cpu_math::rows_per_task;
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
-/// Rows (one head at one position) per parallel task.
-const ROWS_PER_TASK: usize = 256;
 
 /// `cos`, `sin` `[T, d/2]` and the heads per position: what a rotation needs.
 #[derive(Debug, Clone)]
@@ -28,9 +27,10 @@ fn rotate(x: &[f32], d: usize, t: &Tables, inverse: bool) -> Vec<f32> {
     let half = d / 2;
     let positions = t.cos.len() / half.max(1);
     let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(d * ROWS_PER_TASK).enumerate().for_each(|(task, out)| {
+    let per_task = rows_per_task(d);
+    out.par_chunks_mut(d * per_task).enumerate().for_each(|(task, out)| {
         for (i, out) in out.chunks_mut(d).enumerate() {
-            let row = task * ROWS_PER_TASK + i;
+            let row = task * per_task + i;
             let p = (row / t.heads) % positions;
             let (cos, sin, x) = (&t.cos[p * half..][..half], &t.sin[p * half..][..half], &x[row * d..][..d]);
             let (x1, x2) = x.split_at(half);

@@ -9,6 +9,8 @@ mod cpu_cross_entropy;
 #[cfg(feature = "ndarray")]
 mod cpu_gated_activation;
 #[cfg(feature = "ndarray")]
+mod cpu_math;
+#[cfg(feature = "ndarray")]
 mod cpu_norm;
 #[cfg(feature = "ndarray")]
 mod cpu_rope;
