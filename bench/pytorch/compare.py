@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 # (preset, what, batch, seq, iters): generation rows use batch 1, `seq` prompt tokens and
 # `iters` new tokens.
 ROWS = [
-    ("test", "forward", 8, 128, 20),
-    ("test", "train", 8, 128, 20),
+    ("test", "forward", 8, 128, 100),
+    ("test", "train", 8, 128, 100),
     ("test", "generate", 1, 16, 64),
     ("small_100m", "forward", 4, 128, 3),
     ("small_100m", "train", 4, 128, 3),

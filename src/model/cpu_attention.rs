@@ -24,7 +24,7 @@ use burn::tensor::{Bool, Tensor, TensorMetadata, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::backend::Cpu;
-use crate::model::cpu_math::exp;
+use crate::model::cpu_math::{self as math, exp};
 
 /// A 4-D array's element pointer, dims and strides (in elements); the storage it points into is
 /// kept alive by the caller.
@@ -66,9 +66,18 @@ impl<T: Copy> Strided<T> {
         unsafe { self.ptr.offset(a as isize * self.strides[0] + b as isize * self.strides[1]) }
     }
 
-    fn at(&self, [a, b, i, j]: [usize; 4]) -> T {
-        // SAFETY: in bounds of the view.
-        unsafe { *self.offset(a, b).offset(i as isize * self.strides[2] + j as isize * self.strides[3]) }
+    /// Row `i` of the `[dims[2], dims[3]]` matrix at `(a, b)`: borrowed when its elements are
+    /// contiguous, else copied into `scratch`.
+    fn row<'a>(&'a self, a: usize, b: usize, i: usize, scratch: &'a mut Vec<T>) -> &'a [T] {
+        // SAFETY: in bounds of the view, whose storage outlives the borrow (see `with_view`).
+        let start = unsafe { self.offset(a, b).offset(i as isize * self.strides[2]) };
+        let len = self.dims[3];
+        if self.strides[3] == 1 || len <= 1 {
+            return unsafe { std::slice::from_raw_parts(start, len) };
+        }
+        scratch.clear();
+        scratch.extend((0..len).map(|j| unsafe { *start.offset(j as isize * self.strides[3]) }));
+        scratch
     }
 }
 
@@ -158,25 +167,21 @@ fn head_in_token_major(rows: usize, heads: usize, d: usize, b: usize, h: usize) 
     ((b * rows * heads + h) * d, (heads * d) as isize)
 }
 
-/// Sets `row` (one query's scaled scores) to its softmax where `masked(j)` is false and 0 where
+/// Sets `row` (one query's scaled scores) to its softmax where `masked` is false and 0 where
 /// true; returns the log-sum-exp (−∞ when every key is masked, the row then all 0).
-fn softmax_row(row: &mut [f32], masked: impl Fn(usize) -> bool) -> f32 {
-    let mut max = f32::NEG_INFINITY;
-    for (j, s) in row.iter_mut().enumerate() {
-        if masked(j) {
-            *s = f32::NEG_INFINITY;
-        }
-        max = max.max(*s);
+fn softmax_row(row: &mut [f32], masked: &[bool]) -> f32 {
+    for (s, &masked) in row.iter_mut().zip(masked) {
+        *s = if masked { f32::NEG_INFINITY } else { *s };
     }
+    let max = math::max(row);
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
         return max;
     }
-    let mut sum = 0f32;
     for s in row.iter_mut() {
         *s = exp(*s - max);
-        sum += *s;
     }
+    let sum = math::sum(row);
     for s in row.iter_mut() {
         *s /= sum;
     }
@@ -195,8 +200,9 @@ fn forward(q: Strided<f32>, k: Strided<f32>, v: Strided<f32>, mask: Strided<bool
         let (b, h) = (bh / n.heads, bh % n.heads);
         let mut p = vec![0f32; t * s];
         gemm(p.as_mut_ptr(), s as isize, 1, q.matrix(b, h), k.matrix(b, h / rep).t(), n.scale(), false);
+        let mut scratch = Vec::new();
         for (i, (row, lse)) in p.chunks_mut(s.max(1)).zip(lse.iter_mut()).enumerate() {
-            *lse = softmax_row(row, |j| mask.at([b, 0, i, j]));
+            *lse = softmax_row(row, mask.row(b, 0, i, &mut scratch));
         }
         let (offset, rs) = head_in_token_major(t, n.heads, d, b, h);
         let out_ptr = out_ptr;
@@ -219,14 +225,19 @@ fn backward(q: Strided<f32>, k: Strided<f32>, v: Strided<f32>, mask: Strided<boo
         let (b, g) = (bg / n.kv_heads, bg % n.kv_heads);
         let (dq_ptr, dk_ptr, dv_ptr) = ptrs;
         let (kv_offset, kv_rs) = head_in_token_major(s, n.kv_heads, d, b, g);
-        let (p, dp) = (&mut vec![0f32; t * s], &mut vec![0f32; t * s]);
+        let (p, dp, scratch) = (&mut vec![0f32; t * s], &mut vec![0f32; t * s], &mut Vec::new());
         for (r, h) in (g * rep..(g + 1) * rep).enumerate() {
             let accumulate = r > 0;
             gemm(p.as_mut_ptr(), s as isize, 1, q.matrix(b, h), k.matrix(b, g).t(), n.scale(), false);
             let lse = &lse[(b * n.heads + h) * t..][..t];
             for (i, row) in p.chunks_mut(s.max(1)).enumerate() {
-                for (j, x) in row.iter_mut().enumerate() {
-                    *x = if lse[i] == f32::NEG_INFINITY || mask.at([b, 0, i, j]) { 0.0 } else { exp(*x - lse[i]) };
+                let (lse, masked) = (lse[i], mask.row(b, 0, i, scratch));
+                if lse == f32::NEG_INFINITY {
+                    row.fill(0.0);
+                    continue;
+                }
+                for (x, &masked) in row.iter_mut().zip(masked) {
+                    *x = if masked { 0.0 } else { exp(*x - lse) };
                 }
             }
             let grad_out = grad.matrix(b, h);
@@ -234,7 +245,7 @@ fn backward(q: Strided<f32>, k: Strided<f32>, v: Strided<f32>, mask: Strided<boo
             gemm(unsafe { dv_ptr.0.add(kv_offset) }, kv_rs, 1, Mat::row_major(p, t, s).t(), grad_out, 1.0, accumulate);
             gemm(dp.as_mut_ptr(), s as isize, 1, grad_out, v.matrix(b, g).t(), 1.0, false);
             for (p_row, dp_row) in p.chunks(s.max(1)).zip(dp.chunks_mut(s.max(1))) {
-                let dot: f32 = p_row.iter().zip(dp_row.iter()).map(|(p, dp)| p * dp).sum();
+                let dot = math::dot(p_row, dp_row);
                 for (dp, &p) in dp_row.iter_mut().zip(p_row) {
                     *dp = p * (*dp - dot);
                 }

@@ -12,7 +12,7 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::backend::Cpu;
-use crate::model::cpu_math::{exp, rows_per_task};
+use crate::model::cpu_math::{self as math, exp, rows_per_task};
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
 
@@ -32,7 +32,7 @@ fn target_indices(targets: Tensor<Cpu, 1, Int>, vocab: usize, ignore: Option<usi
 
 /// `ln Σ_j exp(row_j)`, stably (max first).
 fn log_sum_exp(row: &[f32]) -> f32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let max = math::max(row);
     if max == f32::NEG_INFINITY {
         return max;
     }

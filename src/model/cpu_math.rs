@@ -29,6 +29,47 @@ pub(crate) fn exp(x: f32) -> f32 {
     if x < -87.0 { 0.0 } else { scaled }
 }
 
+/// `f` folded over 8 interleaved lanes and then across them: a reduction the compiler can
+/// vectorize (a single running value is a dependency chain it must keep in order).
+#[inline(always)]
+fn fold8(xs: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(init, |a, &x| f(a, x));
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = f(*lane, x);
+        }
+    }
+    lanes.iter().fold(tail, |a, &x| f(a, x))
+}
+
+/// `Σ xs`, in 8 lanes.
+#[inline(always)]
+pub(crate) fn sum(xs: &[f32]) -> f32 {
+    fold8(xs, 0.0, |a, x| a + x)
+}
+
+/// `max xs` (−∞ for none), in 8 lanes.
+#[inline(always)]
+pub(crate) fn max(xs: &[f32]) -> f32 {
+    fold8(xs, f32::NEG_INFINITY, |a, x| if x > a { x } else { a })
+}
+
+/// `Σ a ⊙ b`, in 8 lanes.
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -14,7 +14,7 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::backend::Cpu;
-use crate::model::cpu_math::rows_per_task;
+use crate::model::cpu_math::{self as math, rows_per_task};
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
 
@@ -30,13 +30,17 @@ fn forward(x: &[f32], dim: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> (Ve
     let mut stats = vec![[0f32; 2]; rows];
     let per_task = rows_per_task(dim);
     y.par_chunks_mut(dim * per_task).zip(stats.par_chunks_mut(per_task)).enumerate().for_each(|(task, (y, stats))| {
+        let mut centered = Vec::with_capacity(dim);
         for (i, (y, stat)) in y.chunks_mut(dim).zip(stats.iter_mut()).enumerate() {
             let row = &x[(task * per_task + i) * dim..][..dim];
-            let mean = if b.is_some() { row.iter().sum::<f32>() / dim as f32 } else { 0.0 };
-            let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
+            let mean = if b.is_some() { math::sum(row) / dim as f32 } else { 0.0 };
+            centered.clear();
+            centered.extend(row.iter().map(|&v| v - mean));
+            let var = math::dot(&centered, &centered) / dim as f32;
             let sigma = (var + eps).sqrt();
-            for (j, (y, &v)) in y.iter_mut().zip(row).enumerate() {
-                *y = (v - mean) / sigma * w[j] + b.map_or(0.0, |b| b[j]);
+            match b {
+                Some(b) => y.iter_mut().zip(&centered).zip(w.iter().zip(b)).for_each(|((y, &c), (&w, &b))| *y = c / sigma * w + b),
+                None => y.iter_mut().zip(&centered).zip(w).for_each(|((y, &c), &w)| *y = c / sigma * w),
             }
             *stat = [mean, sigma];
         }
@@ -53,21 +57,16 @@ fn backward(x: &[f32], g: &[f32], dim: usize, w: &[f32], stats: &[[f32; 2]], cen
         .enumerate()
         .map(|(task, dx)| {
             let (mut dw, mut db) = (vec![0f32; dim], vec![0f32; if centered { dim } else { 0 }]);
+            let (mut u, mut x_hat) = (vec![0f32; dim], vec![0f32; dim]);
             for (i, dx) in dx.chunks_mut(dim).enumerate() {
                 let row = task * per_task + i;
                 let ([mean, sigma], x, g) = (stats[row], &x[row * dim..][..dim], &g[row * dim..][..dim]);
-                let (mut mean_u, mut mean_ux) = (0f32, 0f32);
-                for j in 0..dim {
-                    let (u, x_hat) = (g[j] * w[j], (x[j] - mean) / sigma);
-                    mean_u += u;
-                    mean_ux += u * x_hat;
-                    dw[j] += g[j] * x_hat;
-                }
-                let (mean_u, mean_ux) = (if centered { mean_u / dim as f32 } else { 0.0 }, mean_ux / dim as f32);
-                for j in 0..dim {
-                    let x_hat = (x[j] - mean) / sigma;
-                    dx[j] = (g[j] * w[j] - mean_u - x_hat * mean_ux) / sigma;
-                }
+                u.iter_mut().zip(g.iter().zip(w)).for_each(|(u, (&g, &w))| *u = g * w);
+                x_hat.iter_mut().zip(x).for_each(|(h, &x)| *h = (x - mean) / sigma);
+                let mean_u = if centered { math::sum(&u) / dim as f32 } else { 0.0 };
+                let mean_ux = math::dot(&u, &x_hat) / dim as f32;
+                dw.iter_mut().zip(g.iter().zip(&x_hat)).for_each(|(dw, (&g, &h))| *dw += g * h);
+                dx.iter_mut().zip(u.iter().zip(&x_hat)).for_each(|(dx, (&u, &h))| *dx = (u - mean_u - h * mean_ux) / sigma);
                 for (db, &g) in db.iter_mut().zip(g) {
                     *db += g;
                 }
