@@ -1,6 +1,7 @@
 //! The hot paths, so regressions show up: a ternary and a full-precision linear layer forward +
-//! backward (the fused op against the tensor-op reference), attention, MLP, whole-model forward
-//! and a training step (forward, backward, AdamW). CPU (ndarray); with `--features wgpu` the
+//! backward (the fused op against the tensor-op reference), the CPU's fused model ops (attention
+//! core, cross-entropy, norm, RoPE, gated activation) against theirs, attention, MLP,
+//! whole-model forward and a training step (forward, backward, AdamW). CPU (ndarray); with `--features wgpu` the
 //! linear rows also run on wgpu, and with `--features wgpu,fusion` a wgpu training step runs on
 //! `CubeBackend` and on Burn's fusion backend.
 //!
@@ -17,7 +18,10 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use criterion::Criterion;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tritter::model::{attention_mask, Attention, Mlp};
+use tritter::model::{
+    attention_mask, cross_entropy, gated_relu_squared, reference_attention, reference_cross_entropy, reference_gated_relu_squared, reference_norm, reference_rope,
+    scaled_dot_product_attention, Attention, Mlp, Norm, RotaryEmbedding,
+};
 use tritter::ternary::{reference_ternary_linear, ternary_linear, TernaryQuant};
 use tritter::train::{optimizer::adamw, TrainConfig};
 use tritter::{TritterConfig, TritterModel, WeightScale};
@@ -64,6 +68,60 @@ fn linear_rows<AD: AutodiffBackend>(backend: &str, device: &AD::Device, criterio
         rows.push(format!("| {backend} | {what}, 8×128, forward + backward, tensor-op reference | {:.1} |", reference * 1e3));
         rows.push(format!("| {backend} | {what}, 8×128, forward + backward, fused (**{:.2}×** the reference) | {:.1} |", reference / fused, fused * 1e3));
     }
+}
+
+/// Forward + backward of the CPU's fused model ops against their tensor-op references, on
+/// `small_100m` shapes (4×128 tokens), one gradient element read back.
+fn fused_op_rows(criterion: &mut Criterion, rows: &mut Vec<String>) {
+    type AD = burn::backend::Autodiff<Cpu>;
+    let mut rng = StdRng::seed_from_u64(4);
+    let device = Default::default();
+    let c = TritterConfig::small_100m();
+    let (b, t, d) = (4, 128, c.head_dim());
+    let grad = |x: &Tensor<AD, 4>, loss: Tensor<AD, 1>| drop(x.grad(&loss.backward()).unwrap().slice([0..1, 0..1, 0..1, 0..1]).into_data());
+    let mut row = |what: &str, fused: &mut dyn FnMut(), reference: &mut dyn FnMut()| {
+        criterion.bench_function(&format!("{what}/fused"), |bench| bench.iter(&mut *fused));
+        let (f, r) = (results::median_seconds(&mut *fused, 9), results::median_seconds(&mut *reference, 9));
+        rows.push(format!("| CPU | {what}, forward + backward, tensor-op reference | {:.2} |", r * 1e3));
+        rows.push(format!("| CPU | {what}, forward + backward, fused (**{:.1}×** the reference) | {:.2} |", r / f, f * 1e3));
+    };
+    // q, k, v as the model hands them over: `[B, heads, T, d]` views of `[B, T, heads, d]`.
+    let q = random::<AD, 4>(&mut rng, [b, t, c.num_heads, d], &device).mul_scalar(20.0).require_grad();
+    let kv = random::<AD, 4>(&mut rng, [b, t, c.num_kv_heads, d], &device).mul_scalar(20.0).require_grad();
+    let mask = attention_mask(&ids::<AD>(&mut rng, 2, b, t, &device), None);
+    let attend = |fused: bool| {
+        let (qt, kt) = (q.clone().swap_dims(1, 2), kv.clone().swap_dims(1, 2));
+        let out = if fused { scaled_dot_product_attention(qt, kt.clone(), kt, mask.clone()) } else { reference_attention(qt, kt.clone(), kt, mask.clone()) };
+        grad(&q, out.sum());
+    };
+    row("attention core (GQA 12/4 heads, 128 keys)", &mut || attend(true), &mut || attend(false));
+    let logits = random::<AD, 2>(&mut rng, [b * (t - 1), c.vocab_size], &device).mul_scalar(20.0).require_grad();
+    let targets = Tensor::<AD, 1, Int>::from_data(TensorData::new((0..b * (t - 1)).map(|_| rng.random_range(0..c.vocab_size as i64)).collect::<Vec<_>>(), [b * (t - 1)]), &device);
+    let loss = |fused: bool| {
+        let l = if fused { cross_entropy(logits.clone(), targets.clone(), None) } else { reference_cross_entropy(logits.clone(), targets.clone(), None) };
+        drop(logits.grad(&l.backward()).unwrap().slice([0..1, 0..1]).into_data());
+    };
+    row("cross-entropy, 508 × 32 000 logits", &mut || loss(true), &mut || loss(false));
+    let x = random::<AD, 4>(&mut rng, [b, t, 1, c.hidden_size], &device).mul_scalar(20.0).require_grad();
+    let norm = Norm::<AD>::new(tritter::NormKind::LayerNorm, c.hidden_size, 1e-5, &device);
+    let normalize = |fused: bool| {
+        let y = if fused { norm.forward(x.clone()) } else { reference_norm(x.clone().reshape([b * t, c.hidden_size]), norm.weight.val(), norm.bias.as_ref().map(|b| b.val()), 1e-5).reshape([b, t, 1, c.hidden_size]) };
+        grad(&x, y.sum());
+    };
+    row("LayerNorm over 768, 512 rows", &mut || normalize(true), &mut || normalize(false));
+    let rope = RotaryEmbedding { theta: c.rope_theta, head_dim: d };
+    let rotate = |fused: bool| {
+        let y = if fused { rope.apply(q.clone(), 0) } else { let (cos, sin) = rope.tables(0, t); reference_rope(q.clone(), cos, sin) };
+        grad(&q, y.sum());
+    };
+    row("RoPE, 12 heads × 64", &mut || rotate(true), &mut || rotate(false));
+    let gate = random::<AD, 4>(&mut rng, [b, t, 1, c.intermediate_size], &device).mul_scalar(20.0).require_grad();
+    let up = random::<AD, 4>(&mut rng, [b, t, 1, c.intermediate_size], &device).mul_scalar(20.0).require_grad();
+    let activate = |fused: bool| {
+        let y = if fused { gated_relu_squared(gate.clone(), up.clone()) } else { reference_gated_relu_squared(gate.clone(), up.clone()) };
+        grad(&gate, y.sum());
+    };
+    row("gated squared ReLU, 512 × 2048", &mut || activate(true), &mut || activate(false));
 }
 
 /// Median seconds of a training step (forward, backward, AdamW) of the test preset on 8×128.
@@ -114,6 +172,7 @@ fn main() {
     criterion.bench_function("model_fwd/test/8x128", |b| b.iter(|| model.forward(input.clone()).into_data()));
     rows.push(format!("| CPU | whole model forward, test preset, 8×128 | {:.1} |", 1e3 * results::median_seconds(|| drop(model.forward(input.clone()).into_data()), 9)));
 
+    fused_op_rows(&mut criterion, &mut rows);
     let step = train_step_seconds::<burn::backend::Autodiff<Cpu>>(&device, &mut criterion, "CPU");
     rows.push(format!("| CPU | training step (forward, backward, AdamW), test preset, 8×128 | {:.1} |", 1e3 * step));
 

@@ -6,8 +6,8 @@ use burn::tensor::{backend::Backend, Bool, Tensor};
 use crate::config::TritterConfig;
 use crate::model::norm::Norm;
 use crate::model::rope::RotaryEmbedding;
-use crate::reshape::reshape;
 use crate::model::scaled_dot_product::scaled_dot_product_attention;
+use crate::reshape::reshape;
 use crate::ternary::{Projection, TernaryLinearConfig, TernaryQuant};
 
 /// Builds one projection of a block with the model's quantization settings.

@@ -3,10 +3,10 @@
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::config::NormKind;
-use crate::reshape::reshape;
 #[allow(unused_imports)] // unused in a build without the ndarray feature
 use crate::backend::same;
+use crate::config::NormKind;
+use crate::reshape::reshape;
 
 /// A norm over the last dim: LayerNorm (`weight`, `bias`) or RMSNorm (`weight` only).
 /// Weights start at 1, biases at 0.
