@@ -60,7 +60,8 @@ fn run_child<C: CheckpointStrategy>() {
 }
 
 fn main() {
-    tritter::allocator::keep_freed_memory();
+    // Not `tritter::allocator::keep_freed_memory`: the baseline needs freed memory returned to
+    // the OS, so s/step here includes the page faults that the training binaries avoid.
     match std::env::var("TRITTER_MEMORY_MODE").as_deref() {
         Ok("plain") => return run_child::<NoCheckpointing>(),
         Ok("balanced") => return run_child::<BalancedCheckpointing>(),
