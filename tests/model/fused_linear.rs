@@ -223,10 +223,11 @@ fn whole_model_fused_equals_the_reference_path() {
                     }
                     // The reference's own f32 attention gradients are off by up to ~1e-4 of their
                     // scale (`fused_ops`: against f64), and a gradient that is a sum with heavy
-                    // cancellation (k_norm's bias) is compared with the model's largest gradient.
+                    // cancellation (k_norm's bias: measured up to 8e-4 of its own scale but 3e-6 of
+                    // the model's largest gradient) is compared with the model's largest gradient.
                     let err = max_rel_diff(f, &as_f64(r));
                     let abs = f.iter().zip(r).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                    assert!(err < 5e-4 || abs < 1e-6 * largest, "{path}: gradient of {name}, bitnet={bitnet}: {err:e}");
+                    assert!(err < 5e-4 || abs < 1e-5 * largest, "{path}: gradient of {name}, bitnet={bitnet}: {err:e}");
                 }
             }
             clean += 1;
