@@ -158,7 +158,6 @@ impl Dims {
     fn scale(&self) -> f32 {
         1.0 / (self.head_dim as f32).sqrt()
     }
-
 }
 
 /// Offset and row stride of the `[rows, d]` matrix of head `h` in batch `b` of a `[B, rows,
