@@ -1,12 +1,13 @@
 //! The hot paths, so regressions show up: a ternary and a full-precision linear layer forward +
 //! backward (the fused op against the tensor-op reference), the CPU's fused model ops (attention
 //! core, cross-entropy, norm, RoPE, gated activation) against theirs, attention, MLP,
-//! whole-model forward and a training step (forward, backward, AdamW). CPU (ndarray); with `--features wgpu` the
-//! linear rows also run on wgpu, and with `--features wgpu,fusion` a wgpu training step runs on
-//! `CubeBackend` and on Burn's fusion backend.
+//! whole-model forward and a training step (forward, backward, AdamW). CPU (ndarray); with
+//! `--features wgpu` (or `cuda`) the linear rows also run on wgpu (or CUDA), and with
+//! `--features wgpu,fusion` a wgpu training step runs on `CubeBackend` and on Burn's fusion
+//! backend.
 //!
-//! `cargo bench --bench hot_paths [--features wgpu[,fusion]]` (criterion statistics, then a
-//! section of BENCHMARKS.md with medians).
+//! `cargo bench --bench hot_paths [--features wgpu[,fusion] | --features cuda]` (criterion
+//! statistics, then a section of BENCHMARKS.md with medians).
 
 #[path = "support/results.rs"]
 mod results;
@@ -30,6 +31,9 @@ type Cpu = burn::backend::NdArray<f32>;
 /// The wgpu backend the ternary ops run on (`burn::backend::Wgpu` without Burn's fusion).
 #[cfg(feature = "wgpu")]
 type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+/// The CUDA backend the ternary ops run on (`burn::backend::Cuda` without Burn's fusion).
+#[cfg(feature = "cuda")]
+type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
 
 fn random<Bk: Backend, const D: usize>(rng: &mut StdRng, shape: [usize; D], device: &Bk::Device) -> Tensor<Bk, D> {
     let n = shape.iter().product();
@@ -152,6 +156,8 @@ fn main() {
     linear_rows::<burn::backend::Autodiff<Cpu>>("CPU", &device, &mut criterion, &mut rows);
     #[cfg(feature = "wgpu")]
     linear_rows::<burn::backend::Autodiff<WgpuCube>>("wgpu", &Default::default(), &mut criterion, &mut rows);
+    #[cfg(feature = "cuda")]
+    linear_rows::<burn::backend::Autodiff<CudaCube>>("CUDA", &Default::default(), &mut criterion, &mut rows);
 
     // Blocks and the whole model on the CPU, `small_100m` shapes for the blocks.
     let mut rng = StdRng::seed_from_u64(2);
@@ -194,7 +200,7 @@ fn main() {
         &format!(
             "## Hot paths\n\nMachine: {}. Command: `cargo bench --bench hot_paths{}`. Median milliseconds per call (criterion's statistics are printed by the run).\n\n| backend | what | ms |\n|---|---|---|\n{}",
             results::machine(),
-            if cfg!(feature = "fusion") { " --features wgpu,fusion" } else if cfg!(feature = "wgpu") { " --features wgpu" } else { "" },
+            if cfg!(feature = "cuda") { " --features cuda" } else if cfg!(feature = "fusion") { " --features wgpu,fusion" } else if cfg!(feature = "wgpu") { " --features wgpu" } else { "" },
             rows.join("\n")
         ),
     );
