@@ -37,6 +37,11 @@ pub(crate) fn same_ref<A: 'static, C: 'static>(value: &A) -> &C {
     (value as &dyn std::any::Any).downcast_ref::<C>().unwrap_or_else(|| unreachable!("checked TypeId"))
 }
 
+/// A backend's float primitive as a tensor.
+pub(crate) fn float<B: burn::tensor::backend::Backend, const D: usize>(primitive: burn::tensor::ops::FloatTensor<B>) -> burn::tensor::Tensor<B, D> {
+    burn::tensor::Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(primitive))
+}
+
 /// Returns `$plain` when `$b` is the CPU backend and `$autodiff` (written for the checkpoint
 /// strategy type `$c`) when it is the CPU backend under `Autodiff`, with or without gradient
 /// checkpointing: the dispatch of the CPU's fused model ops.

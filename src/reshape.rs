@@ -28,9 +28,9 @@ pub(crate) mod cpu {
     use burn::backend::ndarray::NdArrayTensor;
     use burn::backend::Autodiff;
     use burn::tensor::ops::FloatTensor;
-    use burn::tensor::{Tensor, TensorPrimitive};
+    use burn::tensor::Tensor;
 
-    use crate::backend::Cpu;
+    use crate::backend::{float, Cpu};
 
     /// The primitive under a new shape: no copy when it is contiguous.
     pub(crate) fn reshape_primitive(t: FloatTensor<Cpu>, dims: &[usize]) -> FloatTensor<Cpu> {
@@ -42,7 +42,7 @@ pub(crate) mod cpu {
     }
 
     pub(crate) fn reshape<const D1: usize, const D2: usize>(t: Tensor<Cpu, D1>, dims: [usize; D2]) -> Tensor<Cpu, D2> {
-        Tensor::from_primitive(TensorPrimitive::Float(reshape_primitive(t.into_primitive().tensor(), &dims)))
+        float(reshape_primitive(t.into_primitive().tensor(), &dims))
     }
 
     #[derive(Debug)]
@@ -71,6 +71,6 @@ pub(crate) mod cpu {
             OpsKind::Tracked(prep) => prep.finish(before, y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
-        Tensor::from_primitive(TensorPrimitive::Float(out))
+        float(out)
     }
 }

@@ -20,10 +20,10 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ndarray::NdArrayTensor;
 use burn::backend::Autodiff;
 use burn::tensor::ops::{BoolTensor, FloatTensor};
-use burn::tensor::{Bool, Tensor, TensorMetadata, TensorPrimitive};
+use burn::tensor::{Bool, Tensor, TensorMetadata};
 use rayon::prelude::*;
 
-use crate::backend::Cpu;
+use crate::backend::{float, Cpu};
 use crate::model::cpu_math::{self as math, exp};
 
 /// A 4-D array's element pointer, dims and strides (in elements); the storage it points into is
@@ -268,7 +268,7 @@ pub(crate) fn attention(q: Tensor<Cpu, 4>, k: Tensor<Cpu, 4>, v: Tensor<Cpu, 4>,
     let dims = q.dims();
     let (q, k, v, mask) = (q.into_primitive().tensor(), k.into_primitive().tensor(), v.into_primitive().tensor(), mask.into_primitive());
     let (out, _) = with_view(q, |q| with_view(k, |k| with_view(v, |v| with_view(mask, |mask| forward(q, k, v, mask)))));
-    Tensor::from_primitive(TensorPrimitive::Float(token_major_tensor(out, dims)))
+    float(token_major_tensor(out, dims))
 }
 
 #[derive(Debug)]
@@ -315,5 +315,5 @@ pub(crate) fn fused_attention<C: CheckpointStrategy>(
         OpsKind::Tracked(prep) => prep.finish((q.primitive, k.primitive, v.primitive, mask, lse), out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    float(out)
 }

@@ -8,10 +8,10 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::backend::Cpu;
+use crate::backend::{float, Cpu};
 use crate::model::cpu_math::{self as math, exp, rows_per_task};
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
@@ -86,9 +86,9 @@ impl Backward<Cpu, 1> for FusedCrossEntropy {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [Some(node)] = ops.parents else { return };
-        let grad_loss: f32 = Tensor::<Cpu, 1>::from_primitive(TensorPrimitive::Float(grads.consume::<Cpu>(&ops.node))).into_scalar().elem();
+        let grad_loss: f32 = float::<Cpu, 1>(grads.consume::<Cpu>(&ops.node)).into_scalar().elem();
         let (logits, lse, targets, kept) = ops.state;
-        let logits = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(logits));
+        let logits = float::<_, 2>(logits);
         let [rows, vocab] = logits.dims();
         let scale = grad_loss / kept.max(1) as f32;
         let mut grad = vec![0f32; rows * vocab];
@@ -119,7 +119,7 @@ pub(crate) fn fused_cross_entropy<C: CheckpointStrategy>(
     let vocab = logits.dims()[1];
     let logits = logits.into_primitive().tensor();
     let targets = target_indices(Tensor::from_primitive(targets.into_primitive()), vocab, ignore);
-    let inner = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(logits.primitive.clone()));
+    let inner = float::<_, 2>(logits.primitive.clone());
     let device = inner.device();
     let (lse, loss, kept) = with_rows(inner, |rows| forward(rows, vocab, &targets));
     let loss = Tensor::<Cpu, 1>::from_data(TensorData::new(vec![loss], [1]), &device).into_primitive().tensor();
@@ -127,5 +127,5 @@ pub(crate) fn fused_cross_entropy<C: CheckpointStrategy>(
         OpsKind::Tracked(prep) => prep.finish((logits.primitive, lse, targets, kept), loss),
         OpsKind::UnTracked(prep) => prep.finish(loss),
     };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    float(out)
 }

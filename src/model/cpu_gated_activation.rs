@@ -7,10 +7,10 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::backend::Cpu;
+use crate::backend::{float, Cpu};
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
 const PIECE: usize = crate::model::cpu_math::TASK_ELEMENTS;
@@ -32,16 +32,12 @@ fn forward(gate: &[f32], up: &[f32]) -> Vec<f32> {
     out
 }
 
-fn apply<const D: usize>(gate: Tensor<Cpu, D>, up: Tensor<Cpu, D>) -> Tensor<Cpu, D> {
+/// `relu(gate)² ⊙ up` on the CPU without autodiff (inference; also the fused node's forward).
+pub(crate) fn gated_relu_squared<const D: usize>(gate: Tensor<Cpu, D>, up: Tensor<Cpu, D>) -> Tensor<Cpu, D> {
     let ((gate, dims), (up, _)) = (as_2d(gate), as_2d(up));
     let [rows, cols] = gate.dims();
     let out = with_rows(gate, |gate| with_rows(up, |up| forward(gate, up)));
     crate::reshape::cpu::reshape(cpu_tensor(out, rows, cols), dims)
-}
-
-/// `relu(gate)² ⊙ up` on the CPU without autodiff (inference).
-pub(crate) fn gated_relu_squared<const D: usize>(gate: Tensor<Cpu, D>, up: Tensor<Cpu, D>) -> Tensor<Cpu, D> {
-    apply(gate, up)
 }
 
 #[derive(Debug)]
@@ -51,7 +47,7 @@ impl<const D: usize> Backward<Cpu, 2> for FusedGate<D> {
     type State = (FloatTensor<Cpu>, FloatTensor<Cpu>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let tensor = |t: FloatTensor<Cpu>| as_2d(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(t)));
+        let tensor = |t: FloatTensor<Cpu>| as_2d(float::<_, D>(t));
         let ((g, dims), (gate, _), (up, _)) = (tensor(grads.consume::<Cpu>(&ops.node)), tensor(ops.state.0), tensor(ops.state.1));
         let [rows, cols] = g.dims();
         let (mut d_gate, mut d_up) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
@@ -82,11 +78,10 @@ pub(crate) fn fused_gated_relu_squared<C: CheckpointStrategy, const D: usize>(
     up: Tensor<Autodiff<Cpu, C>, D>,
 ) -> Tensor<Autodiff<Cpu, C>, D> {
     let (gate, up) = (gate.into_primitive().tensor(), up.into_primitive().tensor());
-    let inner = |t: &FloatTensor<Cpu>| Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(t.clone()));
-    let y = apply(inner(&gate.primitive), inner(&up.primitive)).into_primitive().tensor();
+    let y = gated_relu_squared::<D>(float(gate.primitive.clone()), float(up.primitive.clone())).into_primitive().tensor();
     let out = match FusedGate::<D>.prepare::<C>([gate.node.clone(), up.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish((gate.primitive, up.primitive), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    float(out)
 }

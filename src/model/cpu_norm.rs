@@ -10,17 +10,17 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::backend::Cpu;
+use crate::backend::{float, Cpu};
 use crate::model::cpu_math::{self as math, rows_per_task};
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
 
 fn vector(t: Tensor<Cpu, 1>) -> Vec<f32> {
     let n = t.dims()[0];
-    with_rows(t.reshape([1, n]), |v| v.to_vec())
+    with_rows(crate::reshape::cpu::reshape(t, [1, n]), |v| v.to_vec())
 }
 
 /// `y` and each row's `(μ, σ)` (μ = 0 for RMSNorm, `centered = false`).
@@ -100,12 +100,12 @@ type State = (FloatTensor<Cpu>, Vec<f32>, Vec<[f32; 2]>);
 impl FusedNorm {
     /// The gradients of x, w and (LayerNorm) b.
     fn gradients(g: FloatTensor<Cpu>, state: State, centered: bool) -> (Tensor<Cpu, 2>, Tensor<Cpu, 1>, Option<Tensor<Cpu, 1>>) {
-        let g = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(g));
+        let g = float::<_, 2>(g);
         let (x, w, stats) = state;
-        let x = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(x));
+        let x = float::<_, 2>(x);
         let [rows, dim] = x.dims();
         let (dx, dw, db) = with_rows(x, |x| with_rows(g, |g| backward(x, g, dim, &w, &stats, centered)));
-        let vector = |v: Vec<f32>| cpu_tensor(v, 1, dim).reshape([dim]);
+        let vector = |v: Vec<f32>| crate::reshape::cpu::reshape(cpu_tensor(v, 1, dim), [dim]);
         (cpu_tensor(dx, rows, dim), vector(dw), centered.then(|| vector(db)))
     }
 }
@@ -142,9 +142,8 @@ pub(crate) fn fused_norm<C: CheckpointStrategy>(
 ) -> Tensor<Autodiff<Cpu, C>, 2> {
     let [rows, dim] = x.dims();
     let (x, w, b) = (x.into_primitive().tensor(), w.into_primitive().tensor(), b.map(|b| b.into_primitive().tensor()));
-    let inner = |t: &FloatTensor<Cpu>| Tensor::<Cpu, 1>::from_primitive(TensorPrimitive::Float(t.clone()));
-    let (w_values, b_values) = (vector(inner(&w.primitive)), b.as_ref().map(|b| vector(inner(&b.primitive))));
-    let x_inner = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(x.primitive.clone()));
+    let (w_values, b_values) = (vector(float(w.primitive.clone())), b.as_ref().map(|b| vector(float(b.primitive.clone()))));
+    let x_inner = float::<_, 2>(x.primitive.clone());
     let (y, stats) = with_rows(x_inner, |x| forward(x, dim, &w_values, b_values.as_deref(), eps as f32));
     let y = cpu_tensor(y, rows, dim).into_primitive().tensor();
     let out = match b {
@@ -157,5 +156,5 @@ pub(crate) fn fused_norm<C: CheckpointStrategy>(
             OpsKind::UnTracked(prep) => prep.finish(y),
         },
     };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    float(out)
 }

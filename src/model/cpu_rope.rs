@@ -6,10 +6,10 @@ use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::Checkpoi
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::backend::Cpu;
+use crate::backend::{float, Cpu};
 use crate::model::cpu_math::rows_per_task;
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
@@ -68,7 +68,7 @@ impl Backward<Cpu, 1> for FusedRope {
     type State = Tables;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let g = Tensor::<Cpu, 4>::from_primitive(TensorPrimitive::Float(grads.consume::<Cpu>(&ops.node)));
+        let g = float::<_, 4>(grads.consume::<Cpu>(&ops.node));
         if let [Some(node)] = ops.parents {
             grads.register::<Cpu>(node.id, rotate_tensor(g, &ops.state, true).into_primitive().tensor());
         }
@@ -78,10 +78,10 @@ impl Backward<Cpu, 1> for FusedRope {
 /// RoPE on the CPU under autodiff, as one node.
 pub(crate) fn fused_rope<C: CheckpointStrategy>(x: Tensor<Autodiff<Cpu, C>, 4>, tables: Tables) -> Tensor<Autodiff<Cpu, C>, 4> {
     let x = x.into_primitive().tensor();
-    let y = rotate_tensor(Tensor::from_primitive(TensorPrimitive::Float(x.primitive.clone())), &tables, false).into_primitive().tensor();
+    let y = rotate_tensor(float(x.primitive.clone()), &tables, false).into_primitive().tensor();
     let out = match FusedRope.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish(tables, y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    float(out)
 }

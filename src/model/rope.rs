@@ -17,11 +17,11 @@ impl RotaryEmbedding {
     /// `i < d/2`, computed in f64 and rounded once to f32; each `[len * d/2]`, row-major.
     pub fn tables(&self, offset: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
         let half = self.head_dim / 2;
+        let freqs: Vec<f64> = (0..half).map(|i| self.theta.powf(-2.0 * i as f64 / self.head_dim as f64)).collect();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
         for p in offset..offset + len {
-            for i in 0..half {
-                let freq = self.theta.powf(-2.0 * i as f64 / self.head_dim as f64);
+            for &freq in &freqs {
                 let angle = p as f64 * freq;
                 cos.push(angle.cos() as f32);
                 sin.push(angle.sin() as f32);

@@ -17,14 +17,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::Autodiff;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
 
+use crate::backend::float;
 use crate::ternary::backend::TernaryBackend;
 use crate::ternary::linear::TernaryQuant;
-
-fn tensor<B: burn::tensor::backend::Backend>(primitive: FloatTensor<B>) -> Tensor<B, 2> {
-    Tensor::from_primitive(TensorPrimitive::Float(primitive))
-}
 
 /// The backward of the fused projection; its state is `(w, x, requantize)`: the weight kept only
 /// when `x` is tracked (its gradient needs `W̃`) and the input only when `w` is, either already
@@ -43,17 +40,17 @@ impl<B: TernaryBackend> Backward<B, 2> for StraightThroughLinear {
         let (w, x, requantize) = ops.state;
         if let (Some(node), Some(w)) = (node_x, w) {
             let w = match &requantize {
-                Some(quant) => B::quantize_weight(tensor(w), quant),
-                None => tensor(w),
+                Some(quant) => B::quantize_weight(float(w), quant),
+                None => float(w),
             };
-            grads.register::<B>(node.id, B::matmul_nn(tensor(grad_y.clone()), w).into_primitive().tensor());
+            grads.register::<B>(node.id, B::matmul_nn(float(grad_y.clone()), w).into_primitive().tensor());
         }
         if let (Some(node), Some(x)) = (node_w, x) {
             let x = match &requantize {
-                Some(quant) => B::quantize_activation(tensor(x), quant),
-                None => tensor(x),
+                Some(quant) => B::quantize_activation(float(x), quant),
+                None => float(x),
             };
-            grads.register::<B>(node.id, B::matmul_tn(tensor(grad_y), x).into_primitive().tensor());
+            grads.register::<B>(node.id, B::matmul_tn(float(grad_y), x).into_primitive().tensor());
         }
     }
 }
@@ -61,8 +58,8 @@ impl<B: TernaryBackend> Backward<B, 2> for StraightThroughLinear {
 impl<B: TernaryBackend, C: CheckpointStrategy> TernaryBackend for Autodiff<B, C> {
     fn ternary_linear(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
         let (x, w) = (x.into_primitive().tensor(), w.into_primitive().tensor());
-        let x_quantized = B::quantize_activation(tensor(x.primitive.clone()), quant);
-        let w_quantized = B::quantize_weight(tensor(w.primitive.clone()), quant);
+        let x_quantized = B::quantize_activation(float(x.primitive.clone()), quant);
+        let w_quantized = B::quantize_weight(float(w.primitive.clone()), quant);
         let y = B::matmul_nt(x_quantized.clone(), w_quantized.clone()).into_primitive().tensor();
         let out = match StraightThroughLinear.prepare::<C>([x.node.clone(), w.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
@@ -77,6 +74,6 @@ impl<B: TernaryBackend, C: CheckpointStrategy> TernaryBackend for Autodiff<B, C>
             }
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
-        Tensor::from_primitive(TensorPrimitive::Float(out))
+        float(out)
     }
 }
