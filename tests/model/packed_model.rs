@@ -8,6 +8,8 @@ use tritter::ternary::Projection;
 use tritter::{TritterConfig, TritterError, TritterModel, WeightScale};
 
 use crate::common::{fresh_rng, ids_tensor, max_rel_diff, named_params, random_ids, temp_dir, to_vec, B};
+use crate::reference::Reference;
+use crate::reference_f64::random_tiny_config;
 
 fn config(weight_scale: WeightScale) -> TritterConfig {
     let mut config = TritterConfig::test();
@@ -24,24 +26,50 @@ fn model(config: &TritterConfig) -> TritterModel<B> {
 fn packed_logits_equal_the_fake_quantized_forward() {
     let mut rng = fresh_rng("packed_logits_equal_the_fake_quantized_forward");
     let device = Default::default();
-    // Full-precision activations: only the summation order differs, so f32 rounding bounds it.
-    // Int8 activations: where float rounding moves a product across a .5 boundary, one code
-    // changes by 1 (1/127 of that activation); in a wide-init network such flips compound, so
-    // that case uses the default init, where they stay at the 1e-4 level. A wrong weight,
-    // scale or code moves logits by O(1).
-    for (activation_bits, init_std, tolerance) in [(None, 0.3, 1e-5), (Some(8), 0.02, 2e-3)] {
-        for scale in [WeightScale::PerTensor, WeightScale::PerRow, WeightScale::PerGroup(32)] {
-            let config = TritterConfig { activation_bits, init_std, ..config(scale) };
+    let packed_logits = |latent: TritterModel<B>, ids: &Vec<Vec<usize>>| {
+        let expected: Vec<f64> = to_vec(latent.forward(ids_tensor::<B>(ids, &device))).iter().map(|&v| v as f64).collect();
+        let packed = latent.into_packed().unwrap();
+        let packed_count = packed.projections().iter().filter(|(_, p)| matches!(p, Projection::Packed(_))).count();
+        // A tied ternary head is the embedding, which stays f32 for the lookup.
+        let config = packed.config();
+        let tied_head = (config.ternary_lm_head && config.tie_embeddings) as usize;
+        assert_eq!(packed_count, config.ternary_matrices().len() - tied_head, "every ternary projection is packed");
+        max_rel_diff(&to_vec(packed.forward(ids_tensor::<B>(ids, &device))), &expected)
+    };
+    for scale in [WeightScale::PerTensor, WeightScale::PerRow, WeightScale::PerGroup(8)] {
+        // Full-precision activations: only the summation order differs, so f32 rounding bounds it.
+        let config = TritterConfig { activation_bits: None, ..config(scale) };
+        let seq = rng.random_range(1..20);
+        let ids = random_ids(&mut rng, 2, seq, config.vocab_size);
+        let err = packed_logits(model(&config), &ids);
+        assert!(err < 1e-5, "{scale:?}, f32 activations: packed logits differ by {err} (relative)");
+
+        // Int8 activations: the two forms quantize the same values, but where float rounding puts
+        // a value on the other side of a .5 boundary one code differs, and such flips compound
+        // through the layers. So, as in the f64 reference test, draws whose f64 forward passes
+        // within 3e-5 of a rounding boundary are skipped and the clean ones compared at the same
+        // 1e-5 (about 3 in 10 short draws are clean). A wrong weight, scale or code moves logits by O(1).
+        let mut clean = 0;
+        for _ in 0..100 {
+            let config = TritterConfig { activation_bits: Some(8), weight_scale: scale, ..random_tiny_config(&mut rng, true) };
             let latent = model(&config);
-            let seq = rng.random_range(1..20);
-            let ids = ids_tensor::<B>(&random_ids(&mut rng, 2, seq, config.vocab_size), &device);
-            let expected: Vec<f64> = to_vec(latent.forward(ids.clone())).iter().map(|&v| v as f64).collect();
-            let packed = latent.into_packed().unwrap();
-            let packed_count = packed.projections().iter().filter(|(_, p)| matches!(p, Projection::Packed(_))).count();
-            assert_eq!(packed_count, config.ternary_matrices().len(), "every ternary projection is packed");
-            let err = max_rel_diff(&to_vec(packed.forward(ids)), &expected);
-            assert!(err < tolerance, "{scale:?}, activations {activation_bits:?}: packed logits differ by {err} (relative)");
+            let dir = temp_dir();
+            latent.save_checkpoint(dir.path()).unwrap();
+            let seq = rng.random_range(1..=6);
+            let ids = random_ids(&mut rng, 1, seq, config.vocab_size);
+            let mut reference = Reference::load(dir.path());
+            ids.iter().for_each(|row| drop(reference.forward(row)));
+            if reference.min_boundary_distance < 3e-5 {
+                continue;
+            }
+            let err = packed_logits(latent, &ids);
+            assert!(err < 1e-5, "{scale:?}, int8 activations: packed logits differ by {err} (relative) for {config:?}");
+            clean += 1;
+            if clean == 3 {
+                break;
+            }
         }
+        assert!(clean >= 3, "{scale:?}: only {clean} draws clear of rounding ties");
     }
 }
 
