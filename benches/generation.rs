@@ -1,6 +1,7 @@
 //! Generation tokens/s at batch 1: the packed model (2-bit codes, the backend's packed matmul)
 //! against the fake-quantized f32 model it came from, for the `test` and `small_100m` presets on
-//! the CPU, and on wgpu when built with `--features wgpu`. Goal: packed ≥ 2× on the CPU.
+//! the CPU, and on wgpu when built with `--features wgpu` (on `CubeBackend` and on Burn's fusion
+//! backend over it, which is `burn::backend::Wgpu`). Goal: packed ≥ 2× on the CPU.
 //!
 //! `cargo bench --bench generation [--features wgpu]` (writes a section of BENCHMARKS.md).
 
@@ -15,6 +16,10 @@ use tritter::infer::{generate, GenerateOptions};
 use tritter::{TritterConfig, TritterModel};
 
 const PROMPT: usize = 16;
+
+/// The wgpu backend without Burn's fusion (`burn::backend::Wgpu` is the fusion backend over it).
+#[cfg(feature = "wgpu")]
+type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
 
 /// Median seconds of 3 greedy generations of `new` tokens after a `PROMPT`-token prompt.
 fn seconds<Bk: Backend>(model: &TritterModel<Bk>, prompt: &[u32], new: usize) -> f64 {
@@ -52,11 +57,13 @@ fn measure<Bk: Backend>(backend: &str, presets: &[(&str, usize)], device: &Bk::D
 fn main() {
     let rows = measure::<burn::backend::NdArray<f32>>("CPU (ndarray)", &[("test", 64), ("small_100m", 32)], &Default::default());
     #[cfg(feature = "wgpu")]
-    let rows = rows + &measure::<burn::backend::Wgpu>("wgpu", &[("test", 64), ("small_100m", 16)], &Default::default());
+    let rows = rows + &measure::<WgpuCube>("wgpu", &[("test", 64), ("small_100m", 16)], &Default::default());
+    #[cfg(feature = "wgpu")]
+    let rows = rows + &measure::<burn::backend::Wgpu>("wgpu+fusion", &[("test", 64), ("small_100m", 16)], &Default::default());
     #[cfg(feature = "cuda")]
     let rows = rows + &measure::<burn::backend::Cuda>("CUDA", &[("test", 64), ("small_100m", 64)], &Default::default());
     let gpu_note = if cfg!(any(feature = "wgpu", feature = "cuda")) {
-        " On wgpu/CUDA the packed model quantizes activations with tensor ops and runs the CubeCL packed kernel (one output per unit, codes decoded on the fly); lavapipe is Mesa's CPU Vulkan driver, so its rows measure a CPU emulating a GPU."
+        " On wgpu/CUDA the packed model quantizes activations with tensor ops and runs the CubeCL packed kernel (one output per unit, codes decoded on the fly; under fusion as a registered fusion operation); lavapipe is Mesa's CPU Vulkan driver, so its rows measure a CPU emulating a GPU."
     } else {
         " Build with `--features wgpu` (or `cuda`) to add GPU rows."
     };

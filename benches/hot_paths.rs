@@ -2,11 +2,10 @@
 //! backward (the fused op against the tensor-op reference), the CPU's fused model ops (attention
 //! core, cross-entropy, norm, RoPE, gated activation) against theirs, attention, MLP,
 //! whole-model forward and a training step (forward, backward, AdamW). CPU (ndarray); with
-//! `--features wgpu` (or `cuda`) the linear rows also run on wgpu (or CUDA), and with
-//! `--features wgpu,fusion` a wgpu training step runs on `CubeBackend` and on Burn's fusion
-//! backend.
+//! `--features wgpu` (or `cuda`) the linear rows also run on wgpu (or CUDA), and on wgpu they and
+//! a training step run on `CubeBackend` and on Burn's fusion backend over it (`Wgpu`).
 //!
-//! `cargo bench --bench hot_paths [--features wgpu[,fusion] | --features cuda]` (criterion
+//! `cargo bench --bench hot_paths [--features wgpu | --features cuda]` (criterion
 //! statistics, then a section of BENCHMARKS.md with medians).
 
 #[path = "support/results.rs"]
@@ -28,10 +27,10 @@ use tritter::train::{optimizer::adamw, TrainConfig};
 use tritter::{TritterConfig, TritterModel, WeightScale};
 
 type Cpu = burn::backend::NdArray<f32>;
-/// The wgpu backend the ternary ops run on (`burn::backend::Wgpu` without Burn's fusion).
+/// The wgpu backend without Burn's fusion (`burn::backend::Wgpu` is the fusion backend over it).
 #[cfg(feature = "wgpu")]
 type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
-/// The CUDA backend the ternary ops run on (`burn::backend::Cuda` without Burn's fusion).
+/// The CUDA backend without Burn's fusion.
 #[cfg(feature = "cuda")]
 type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
 
@@ -156,8 +155,12 @@ fn main() {
     linear_rows::<burn::backend::Autodiff<Cpu>>("CPU", &device, &mut criterion, &mut rows);
     #[cfg(feature = "wgpu")]
     linear_rows::<burn::backend::Autodiff<WgpuCube>>("wgpu", &Default::default(), &mut criterion, &mut rows);
+    #[cfg(feature = "wgpu")]
+    linear_rows::<burn::backend::Autodiff<tritter::backend::Wgpu>>("wgpu+fusion", &Default::default(), &mut criterion, &mut rows);
     #[cfg(feature = "cuda")]
     linear_rows::<burn::backend::Autodiff<CudaCube>>("CUDA", &Default::default(), &mut criterion, &mut rows);
+    #[cfg(feature = "cuda")]
+    linear_rows::<burn::backend::Autodiff<tritter::backend::Cuda>>("CUDA+fusion", &Default::default(), &mut criterion, &mut rows);
 
     // Blocks and the whole model on the CPU, `small_100m` shapes for the blocks.
     let mut rng = StdRng::seed_from_u64(2);
@@ -182,17 +185,16 @@ fn main() {
     let step = train_step_seconds::<burn::backend::Autodiff<Cpu>>(&device, &mut criterion, "CPU");
     rows.push(format!("| CPU | training step (forward, backward, AdamW), test preset, 8×128 | {:.1} |", 1e3 * step));
 
-    // What Burn's kernel fusion is worth on wgpu against the CubeCL backend this crate's ternary
-    // kernels run on (`--features wgpu,fusion`: `Wgpu` is then `Fusion<CubeBackend>`, which gets
-    // the tensor-op reference path).
-    #[cfg(all(feature = "wgpu", feature = "fusion"))]
+    // What Burn's kernel fusion is worth on wgpu (`Wgpu` is `Fusion<CubeBackend>`; this crate's
+    // ternary ops run on both).
+    #[cfg(feature = "wgpu")]
     {
         type Bare = burn::backend::Autodiff<WgpuCube>;
         type Fused = burn::backend::Autodiff<tritter::backend::Wgpu>;
         let bare = train_step_seconds::<Bare>(&Default::default(), &mut criterion, "wgpu");
         let fused = train_step_seconds::<Fused>(&Default::default(), &mut criterion, "wgpu+fusion");
-        rows.push(format!("| wgpu | training step, test preset, 8×128, `CubeBackend` (this crate's ternary ops) | {:.1} |", 1e3 * bare));
-        rows.push(format!("| wgpu | training step, test preset, 8×128, Burn fusion (tensor-op reference; {:.2}× the `CubeBackend` time) | {:.1} |", fused / bare, 1e3 * fused));
+        rows.push(format!("| wgpu | training step, test preset, 8×128, `CubeBackend` | {:.1} |", 1e3 * bare));
+        rows.push(format!("| wgpu+fusion | training step, test preset, 8×128, Burn fusion ({:.2}× the `CubeBackend` time) | {:.1} |", fused / bare, 1e3 * fused));
     }
 
     results::record(
@@ -200,7 +202,7 @@ fn main() {
         &format!(
             "## Hot paths\n\nMachine: {}. Command: `cargo bench --bench hot_paths{}`. Median milliseconds per call (criterion's statistics are printed by the run).\n\n| backend | what | ms |\n|---|---|---|\n{}",
             results::machine(),
-            if cfg!(feature = "cuda") { " --features cuda" } else if cfg!(feature = "fusion") { " --features wgpu,fusion" } else if cfg!(feature = "wgpu") { " --features wgpu" } else { "" },
+            if cfg!(feature = "cuda") { " --features cuda" } else if cfg!(feature = "wgpu") { " --features wgpu" } else { "" },
             rows.join("\n")
         ),
     );

@@ -7,6 +7,9 @@
 //! `cargo run --release --example train` (CPU); `--features wgpu` or `--features cuda` pick
 //! those backends.
 
+// Burn's fusion backend (under `--features wgpu` or `cuda`) nests types deeper than the default limit.
+#![recursion_limit = "256"]
+
 #[path = "../src/bin/tritter/common.rs"]
 mod common;
 #[path = "../src/bin/tritter/train.rs"]

@@ -2,7 +2,8 @@
 //! plain tensor-op reference, so any backend works. The CPU (ndarray) backend brings its own
 //! quantizers ([`crate::ternary::cpu_quant`]), GEMM ([`crate::ternary::cpu_gemm`]) and packed
 //! kernel ([`crate::ternary::cpu_kernel`]); the CubeCL backends (wgpu, CUDA) their packed kernel
-//! (`crate::ternary::cube_kernel`); `Autodiff<B>` the fused training projection whose backward
+//! (`crate::ternary::cube_kernel`), also under Burn's fusion (`crate::ternary::fusion_ops`);
+//! `Autodiff<B>` the fused training projection whose backward
 //! is the straight-through estimator ([`crate::ternary::fused_linear`]).
 //!
 //! Rust has no specialisation, so the model, generic over `B: Backend`, reaches a backend's
@@ -137,16 +138,23 @@ impl<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement> TernaryBackend f
     }
 }
 
-/// `burn::backend::Wgpu` without Burn's `fusion` feature (this crate's build).
+/// The wgpu backend without Burn's fusion.
 #[cfg(feature = "wgpu")]
 type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
-/// `burn::backend::Cuda` without Burn's `fusion` feature.
+/// The CUDA backend without Burn's fusion.
 #[cfg(feature = "cuda")]
 type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
+/// `burn::backend::Wgpu` (Burn's fusion is on in this crate's wgpu build).
+#[cfg(feature = "wgpu")]
+type WgpuFusion = burn_fusion::Fusion<WgpuCube>;
+/// `burn::backend::Cuda` (likewise).
+#[cfg(feature = "cuda")]
+type CudaFusion = burn_fusion::Fusion<CudaCube>;
 
 /// Returns `$body` (written for the backend type `$t`) when `$b` is one of the backends with
-/// their own [`TernaryBackend`] implementation: the CPU, wgpu and CUDA backends of this crate's
-/// build and their `Autodiff` (training) forms, with and without gradient checkpointing.
+/// their own [`TernaryBackend`] implementation: the CPU, wgpu and CUDA backends (the last two with
+/// and without Burn's fusion) and their `Autodiff` (training) forms, with and without gradient
+/// checkpointing.
 macro_rules! for_listed_backends {
     ($b:ty, |$t:ident| $body:expr) => {
         for_listed_backends!(@each $b, $t, $body,
@@ -158,7 +166,13 @@ macro_rules! for_listed_backends {
             [feature = "wgpu"] burn::backend::Autodiff<WgpuCube, BalancedCheckpointing>,
             [feature = "cuda"] CudaCube,
             [feature = "cuda"] burn::backend::Autodiff<CudaCube>,
-            [feature = "cuda"] burn::backend::Autodiff<CudaCube, BalancedCheckpointing>
+            [feature = "cuda"] burn::backend::Autodiff<CudaCube, BalancedCheckpointing>,
+            [feature = "wgpu"] WgpuFusion,
+            [feature = "wgpu"] burn::backend::Autodiff<WgpuFusion>,
+            [feature = "wgpu"] burn::backend::Autodiff<WgpuFusion, BalancedCheckpointing>,
+            [feature = "cuda"] CudaFusion,
+            [feature = "cuda"] burn::backend::Autodiff<CudaFusion>,
+            [feature = "cuda"] burn::backend::Autodiff<CudaFusion, BalancedCheckpointing>
         )
     };
     (@each $b:ty, $t:ident, $body:expr, $([$($cfg:tt)*] $listed:ty),*) => {
@@ -172,6 +186,13 @@ macro_rules! for_listed_backends {
             }
         )*
     };
+}
+
+/// Whether `B` runs its own [`TernaryBackend`] ops (the CPU, wgpu and CUDA backends of this
+/// build and their `Autodiff` forms) rather than the tensor-op references.
+pub fn has_native_ops<B: Backend>() -> bool {
+    for_listed_backends!(B, |T| true);
+    false
 }
 
 /// `y = x̃ · W̃ᵀ` on `[tokens, in]` with `B`'s [`TernaryBackend::ternary_linear`], or the

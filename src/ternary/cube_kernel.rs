@@ -2,15 +2,15 @@
 //! computes one output from the 2-bit codes, decoding them on the fly; no f32 weight matrix is
 //! ever built. Activations are quantized (int8 fake quantization) with tensor ops first.
 //!
-//! Burn's `Wgpu` / `Cuda` types are `CubeBackend<..>` in this crate's build (Burn's `fusion`
-//! feature is off); a build that turns fusion on gets the tensor-op reference instead.
+//! It serves `CubeBackend` directly and, as a registered custom operation, Burn's fusion backend
+//! over it (`crate::ternary::fusion_ops`).
 
 use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::cubecl::{calculate_cube_count_elemwise, prelude::ScalarArg, CubeDim};
 use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime};
 
 use crate::config::WeightScale;
-use crate::ternary::pack::CODES_PER_WORD;
+use crate::ternary::pack::{PackedTernary, CODES_PER_WORD};
 use crate::ternary::packed_linear::PackedLinear;
 use crate::ternary::quant::fake_quantize_activation;
 
@@ -118,17 +118,34 @@ pub fn packed_matmul_into<R: CubeRuntime, BT: BoolElement>(
         Some(_) => fake_quantize_activation(x),
         None => x,
     };
-    let cols = w.packed.cols.max(1);
-    let (row_stride, group) = match w.packed.weight_scale {
+    let out = packed_matmul_primitive::<R>(
+        x.into_primitive().tensor(),
+        codes.into_primitive(),
+        scales.into_primitive().tensor(),
+        &w.packed,
+        output.map(|o| o.into_primitive().tensor()),
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// The kernel on primitives: `x [M, K]` (already quantized as the layer says) times the packed
+/// weight whose device codes and scales are given and whose layout `packed` describes, into
+/// `output` or a fresh `[M, N]` buffer. Also what the fusion backend's operation runs.
+pub(crate) fn packed_matmul_primitive<R: CubeRuntime>(
+    x: CubeTensor<R>,
+    codes: CubeTensor<R>,
+    scales: CubeTensor<R>,
+    packed: &PackedTernary,
+    output: Option<CubeTensor<R>>,
+) -> CubeTensor<R> {
+    let cols = packed.cols.max(1);
+    let (row_stride, group) = match packed.weight_scale {
         WeightScale::PerTensor => (0, cols),
         WeightScale::PerRow => (1, cols),
         WeightScale::PerGroup(g) => (cols.div_ceil(g), g),
     };
-    let x: CubeTensor<R> = x.into_primitive().tensor();
-    let output = match output {
-        Some(output) => output.into_primitive().tensor(),
-        None => empty_device::<R, f32>(x.client.clone(), x.device.clone(), Shape::new([x.shape.dims::<2>()[0], w.packed.rows])),
-    };
-    let out = launch::<R>(x, codes.into_primitive(), scales.into_primitive().tensor(), output, row_stride as u32, group as u32);
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    let output = output.unwrap_or_else(|| {
+        empty_device::<R, f32>(x.client.clone(), x.device.clone(), Shape::new([x.shape.dims::<2>()[0], packed.rows]))
+    });
+    launch::<R>(x, codes, scales, output, row_stride as u32, group as u32)
 }

@@ -9,13 +9,15 @@ pub mod cpu_quant;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod cube_kernel;
 pub mod fused_linear;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod fusion_ops;
 pub mod linear;
 pub mod pack;
 pub mod packed_linear;
 pub mod projection;
 pub mod quant;
 
-pub use backend::TernaryBackend;
+pub use backend::{has_native_ops, TernaryBackend};
 pub use cpu_kernel::CpuKernel;
 pub use linear::{reference_ternary_linear, ternary_linear, TernaryLinear, TernaryLinearConfig, TernaryQuant};
 pub use pack::{PackedTernary, CODES_PER_WORD};

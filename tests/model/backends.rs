@@ -125,12 +125,16 @@ fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
     assert!(err < tolerance, "{name}: packed model logits differ from the CPU kernel's by {err}");
 }
 
+/// The wgpu backend without Burn's fusion (`tritter::backend::Wgpu` is the fusion backend over it).
+#[cfg(feature = "wgpu")]
+type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+
 /// The CubeCL kernel run into an output filled with NaN, for backends that have it.
 fn poisoned_run<G: Backend>(layer: &tritter::ternary::PackedLinear<G>, x: burn::tensor::Tensor<G, 2>) -> Option<Vec<f32>> {
     #[cfg(feature = "wgpu")]
     {
         use std::any::Any;
-        type W = tritter::backend::Wgpu;
+        type W = WgpuCube;
         let layer = (layer as &dyn Any).downcast_ref::<tritter::ternary::PackedLinear<W>>()?;
         let x = (Box::new(x) as Box<dyn Any>).downcast::<burn::tensor::Tensor<W, 2>>().ok()?;
         let output = burn::tensor::Tensor::<W, 2>::full([x.dims()[0], layer.packed.rows], f32::NAN, &x.device());
@@ -143,11 +147,26 @@ fn poisoned_run<G: Backend>(layer: &tritter::ternary::PackedLinear<G>, x: burn::
 #[cfg(feature = "wgpu")]
 #[test]
 fn packed_matmul_on_wgpu_matches_the_reference() {
-    packed_agrees::<tritter::backend::Wgpu>("packed_matmul_on_wgpu_matches_the_reference", &Default::default(), 1e-4);
+    assert!(tritter::ternary::has_native_ops::<WgpuCube>());
+    packed_agrees::<WgpuCube>("packed_matmul_on_wgpu_matches_the_reference", &Default::default(), 1e-4);
+}
+
+/// Under Burn's fusion the kernel runs as a registered fusion operation (its output buffer comes
+/// from the fusion stream, so it cannot be poisoned here; the CubeBackend test above does that).
+#[cfg(feature = "wgpu")]
+#[test]
+fn packed_matmul_on_wgpu_fusion_matches_the_reference() {
+    type W = tritter::backend::Wgpu;
+    assert!(tritter::ternary::has_native_ops::<W>() && tritter::ternary::has_native_ops::<burn::backend::Autodiff<W>>());
+    packed_agrees::<W>("packed_matmul_on_wgpu_fusion_matches_the_reference", &Default::default(), 1e-4);
 }
 
 #[cfg(feature = "cuda")]
 #[test]
 fn packed_matmul_on_cuda_matches_the_reference() {
-    packed_agrees::<tritter::backend::Cuda>("packed_matmul_on_cuda_matches_the_reference", &Default::default(), 3e-3);
+    type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
+    type C = tritter::backend::Cuda; // the fusion backend over CudaCube
+    assert!(tritter::ternary::has_native_ops::<C>() && tritter::ternary::has_native_ops::<CudaCube>());
+    packed_agrees::<C>("packed_matmul_on_cuda_matches_the_reference", &Default::default(), 3e-3);
+    packed_agrees::<CudaCube>("packed_matmul_on_cuda_matches_the_reference (CubeBackend)", &Default::default(), 3e-3);
 }

@@ -115,6 +115,7 @@ fn projection_with_gradients<Ad: AutodiffBackend>(x: &Tensor<Ad, 3>, w: &Tensor<
 /// The fused op against the reference on backend `Ad`: outputs and gradients, every
 /// quantization, each input tracked or not.
 fn fused_matches_reference<Ad: AutodiffBackend>(name: &str, device: &Ad::Device, tolerance: f64) {
+    assert!(tritter::ternary::has_native_ops::<Ad>(), "{name}: the backend's own op, not the reference, is under test");
     let mut rng = fresh_rng(name);
     for (batch, seq, d_in, d_out) in [(1, 1, 1, 1), (2, 3, 17, 5), (1, 9, 130, 33), (3, 40, 96, 70), (2, rng.random_range(1..50), rng.random_range(1..200), rng.random_range(1..200))] {
         let x = random_tensor::<Ad, 3>(&mut rng, [batch, seq, d_in], 1.0, device);
@@ -142,12 +143,14 @@ fn fused_gradients_equal_the_reference_gradients() {
 }
 
 /// On wgpu (lavapipe without a GPU) the fused node runs the tensor-op quantizers and Burn's
-/// matmul of the CubeCL backend.
+/// matmul, on Burn's fusion backend (`Wgpu`) and on the bare CubeCL backend under it.
 #[cfg(feature = "wgpu")]
 #[test]
 fn fused_gradients_on_wgpu_equal_the_reference_gradients() {
-    type Wgpu = burn::backend::Autodiff<tritter::backend::Wgpu>;
-    fused_matches_reference::<Wgpu>("fused_gradients_on_wgpu_equal_the_reference_gradients", &Default::default(), 1e-4);
+    type Fusion = burn::backend::Autodiff<tritter::backend::Wgpu>;
+    type Cube = burn::backend::Autodiff<burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>>;
+    fused_matches_reference::<Fusion>("fused_gradients_on_wgpu_equal_the_reference_gradients", &Default::default(), 1e-4);
+    fused_matches_reference::<Cube>("fused_gradients_on_wgpu_equal_the_reference_gradients (CubeBackend)", &Default::default(), 1e-4);
 }
 
 #[cfg(feature = "cuda")]
@@ -188,6 +191,7 @@ fn whole_model_fused_equals_the_reference_path() {
     // across an int8 rounding tie in a later layer, so draws where the f64 reference passes within
     // 3e-5 of a rounding boundary are skipped, as in the f64 test.
     let mut rng = fresh_rng("whole_model_fused_equals_the_reference_path");
+    assert!(tritter::ternary::has_native_ops::<AD>() && !tritter::ternary::has_native_ops::<ReferenceB>());
     let device = Default::default();
     for bitnet in [false, true] {
         let mut clean = 0;

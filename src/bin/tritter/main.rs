@@ -1,7 +1,7 @@
 //! The `tritter` command line: training, generation, evaluation, data preparation and tokenizer
 //! training.
 
-// Burn's fusion backend (`--features fusion`) nests types deeper than the default limit.
+// Burn's fusion backend (under `--features wgpu` or `cuda`) nests types deeper than the default limit.
 #![recursion_limit = "256"]
 
 use std::path::PathBuf;
