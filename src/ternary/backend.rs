@@ -3,8 +3,8 @@
 //! quantizers ([`crate::ternary::cpu_quant`]), GEMM ([`crate::ternary::cpu_gemm`]) and packed
 //! kernel ([`crate::ternary::cpu_kernel`]); the CubeCL backends (wgpu, CUDA) their packed kernel
 //! (`crate::ternary::cube_kernel`), also under Burn's fusion (`crate::ternary::fusion_ops`);
-//! `Autodiff<B>` the fused training projection whose backward
-//! is the straight-through estimator ([`crate::ternary::fused_linear`]).
+//! `Autodiff<B>` the fused training projection whose backward is the straight-through estimator
+//! ([`crate::ternary::fused_linear`]).
 //!
 //! Rust has no specialisation, so the model, generic over `B: Backend`, reaches a backend's
 //! implementation through [`ternary_linear`], [`packed_matmul`] and [`packed_linear`]: they

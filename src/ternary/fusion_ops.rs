@@ -1,5 +1,5 @@
 //! The packed matmul on Burn's fusion backend, `Fusion<CubeBackend>` (what `burn::backend::Wgpu`
-//! and `Cuda` are when Burn's `fusion` feature is on). A fusion backend records operations and
+//! and `Cuda` are in this crate's `wgpu` and `cuda` builds). A fusion backend records operations and
 //! runs them later, so the CubeCL kernel ([`crate::ternary::cube_kernel`]) enters its stream as a
 //! registered custom operation, as burn-vision's ops do: inputs `[x̃, codes, scales]`, output
 //! `[y]`. The activation quantizer before it stays in tensor ops, which fusion fuses.
