@@ -93,20 +93,29 @@ fn code_dot_words(kernel: CpuKernel, words: &[u32], first: usize, xp: &[i8]) -> 
     let whole = (words.len() - w) / WORDS_PER_BLOCK;
     if whole > 0 {
         let start_block = (first + w) / WORDS_PER_BLOCK;
-        let block_words = &words[w..w + whole * WORDS_PER_BLOCK];
         let block_x = &xp[start_block * BLOCK..(start_block + whole) * BLOCK];
-        sum += match kernel {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Avx2` is only used after `is_available` confirmed the CPU feature.
-            CpuKernel::Avx2 => unsafe { code_dot_blocks_avx2(block_words, block_x) },
-            _ => code_dot_blocks_portable(block_words, block_x),
-        };
+        sum += code_dot_blocks(kernel, &words[w..w + whole * WORDS_PER_BLOCK], block_x);
         w += whole * WORDS_PER_BLOCK;
     }
-    for (i, &word) in words[w..].iter().enumerate() {
-        sum += code_dot_word(word, first + w + i, xp);
+    // The tail, under one block, as a whole block padded with code 0 (which adds nothing): rows
+    // narrower than a block (a 64-wide model) would otherwise run the scalar word loop only.
+    if w < words.len() {
+        let mut padded = [0u32; WORDS_PER_BLOCK];
+        padded[..words.len() - w].copy_from_slice(&words[w..]);
+        let block = (first + w) / WORDS_PER_BLOCK;
+        sum += code_dot_blocks(kernel, &padded, &xp[block * BLOCK..(block + 1) * BLOCK]);
     }
     sum
+}
+
+/// `Σ code·q` over whole blocks with `kernel`'s loop.
+fn code_dot_blocks(kernel: CpuKernel, words: &[u32], xp: &[i8]) -> i32 {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx2` is only used after `is_available` confirmed the CPU feature.
+        CpuKernel::Avx2 => unsafe { code_dot_blocks_avx2(words, xp) },
+        _ => code_dot_blocks_portable(words, xp),
+    }
 }
 
 /// `Σ code·q` of one word (word index `word_index` in its row) against the permuted codes.
