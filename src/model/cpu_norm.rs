@@ -17,7 +17,6 @@ use crate::backend::{float, Cpu};
 use crate::model::cpu_math::{self as math, rows_per_task};
 use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
-
 fn vector(t: Tensor<Cpu, 1>) -> Vec<f32> {
     let n = t.dims()[0];
     with_rows(crate::reshape::cpu::reshape(t, [1, n]), |v| v.to_vec())

@@ -10,10 +10,10 @@
 //! cores (`cargo bench --bench hot_paths`).
 
 use burn::backend::ndarray::NdArrayTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::backend::Cpu;
+use crate::backend::{float, Cpu};
 use crate::ternary::cpu_kernel::dense_matmul_f32;
 
 /// Up to this many rows of `a`, `a · bᵀ` reads `b` once with [`dense_matmul_f32`] (generation).
@@ -47,7 +47,7 @@ fn with_operand<R>(t: Tensor<Cpu, 2>, f: impl FnOnce(Operand) -> R) -> R {
 /// A row-major `[rows, cols]` CPU tensor that owns `data` (no copy).
 pub(crate) fn cpu_tensor(data: Vec<f32>, rows: usize, cols: usize) -> Tensor<Cpu, 2> {
     let array = ndarray::Array::from_shape_vec(ndarray::IxDyn(&[rows, cols]), data).expect("data length = rows × cols");
-    Tensor::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(array.into_shared())))
+    float(NdArrayTensor::from(array.into_shared()))
 }
 
 impl Operand {

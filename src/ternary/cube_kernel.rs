@@ -5,14 +5,14 @@
 //! It serves `CubeBackend` directly and, as a registered custom operation, Burn's fusion backend
 //! over it (`crate::ternary::fusion_ops`).
 
-use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Shape, Tensor};
 use burn_cubecl::cubecl::{calculate_cube_count_elemwise, prelude::ScalarArg, CubeDim};
 use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime};
 
+use crate::backend::float;
 use crate::config::WeightScale;
 use crate::ternary::pack::{PackedTernary, CODES_PER_WORD};
 use crate::ternary::packed_linear::PackedLinear;
-use crate::ternary::quant::fake_quantize_activation;
 
 mod kernel {
     // `#[cube]` expands to `cubecl::...` paths.
@@ -114,18 +114,14 @@ pub fn packed_matmul_into<R: CubeRuntime, BT: BoolElement>(
     output: Option<Tensor<CubeBackend<R, f32, i32, BT>, 2>>,
 ) -> Tensor<CubeBackend<R, f32, i32, BT>, 2> {
     let (codes, scales) = w.device_tensors(&x.device());
-    let x = match *w.activation_bits {
-        Some(_) => fake_quantize_activation(x),
-        None => x,
-    };
     let out = packed_matmul_primitive::<R>(
-        x.into_primitive().tensor(),
+        w.quantize_input(x).into_primitive().tensor(),
         codes.into_primitive(),
         scales.into_primitive().tensor(),
         &w.packed,
         output.map(|o| o.into_primitive().tensor()),
     );
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    float(out)
 }
 
 /// The kernel on primitives: `x [M, K]` (already quantized as the layer says) times the packed

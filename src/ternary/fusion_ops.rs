@@ -11,18 +11,18 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Shape, Tensor};
 use burn_cubecl::fusion::FusionCubeRuntime;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionHandle};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
 
+use crate::backend::float;
 use crate::ternary::backend::TernaryBackend;
 use crate::ternary::cube_kernel::packed_matmul_primitive;
 use crate::ternary::pack::PackedTernary;
 use crate::ternary::packed_linear::PackedLinear;
-use crate::ternary::quant::fake_quantize_activation;
 
 type Cube<R, BT> = CubeBackend<R, f32, i32, BT>;
 
@@ -53,17 +53,13 @@ impl<R: CubeRuntime, BT: BoolElement> Operation<FusionCubeRuntime<R, BT>> for Pa
 impl<R: CubeRuntime, BT: BoolElement> TernaryBackend for Fusion<Cube<R, BT>> {
     fn packed_matmul(x: Tensor<Self, 2>, w: &PackedLinear<Self>) -> Tensor<Self, 2> {
         let (codes, scales) = w.device_tensors(&x.device());
-        let x = match *w.activation_bits {
-            Some(_) => fake_quantize_activation(x),
-            None => x,
-        };
-        let (x, codes, scales) = (x.into_primitive().tensor(), codes.into_primitive(), scales.into_primitive().tensor());
+        let (x, codes, scales) = (w.quantize_input(x).into_primitive().tensor(), codes.into_primitive(), scales.into_primitive().tensor());
         let client = x.client.clone();
         let streams = OperationStreams::with_inputs([&x, &codes, &scales]);
         let y = TensorIr::uninit(client.create_empty_handle(), Shape::new([x.shape.dims::<2>()[0], w.packed.rows]), DType::F32);
         let desc = CustomOpIr::new("tritter_packed_ternary_matmul", &[x.into_ir(), codes.into_ir(), scales.into_ir()], &[y]);
         let op = PackedMatmulOp::<R, BT> { desc: desc.clone(), packed: w.packed.0.clone(), _backend: PhantomData };
         let y = client.register(streams, OperationIr::Custom(desc), op).output();
-        Tensor::from_primitive(TensorPrimitive::Float(y))
+        float(y)
     }
 }

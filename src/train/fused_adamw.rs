@@ -92,7 +92,7 @@ impl<B: Backend> SimpleOptimizer<B> for FusedAdamW {
 #[cfg(feature = "ndarray")]
 mod cpu {
     use burn::backend::ndarray::NdArrayTensor;
-    use burn::tensor::{Tensor, TensorPrimitive};
+    use burn::tensor::Tensor;
     use ndarray::ArcArray;
     use rayon::prelude::*;
 
@@ -112,7 +112,7 @@ mod cpu {
     }
 
     fn tensor<const D: usize>(array: Array) -> Tensor<Cpu, D> {
-        Tensor::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(array)))
+        crate::backend::float(NdArrayTensor::from(array))
     }
 
     /// One piece of the step, written as a loop over zipped slices with the branches outside it
