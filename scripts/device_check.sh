@@ -13,6 +13,7 @@ if [ "${1:-}" = "--build" ]; then
     cp "$(bin test --no-run --features cuda --test model | tail -1)" device-bin/model-test
     cp "$(bin bench --no-run --features cuda --bench generation | tail -1)" device-bin/generation
     cp "$(bin bench --no-run --features cuda --bench hot_paths | tail -1)" device-bin/hot_paths
+    cp "$(bin bench --no-run --features cuda --bench gpu_gemv | tail -1)" device-bin/gpu_gemv
     cargo build --release --features cuda --example train && cp target/release/examples/train device-bin/
     strip device-bin/* || true
     ls -la device-bin
@@ -25,6 +26,14 @@ log="$out/device_check.txt"
     echo "== machine"; date -u; nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv; nproc
     echo "== CUDA tests: ndarray vs CUDA, packed kernel vs f64 (poisoned output), the full suite"
     ./device-bin/model-test --test-threads=4 --nocapture 2>&1 | grep -E "^test |test result|panicked|error|cuda f32 matmul|relative error"
+    echo "== packed GEMV at batch 1 on CUDA: both CubeCL kernels vs Burn's f32 matmul, GB/s vs a device copy and the card's nominal bandwidth"
+    name="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+    # Nominal memory bandwidth (GB/s) of the cards this may run on.
+    case "$name" in
+        *H200*) peak=4800 ;; *H100*NVL*) peak=3900 ;; *H100*PCIe*) peak=2000 ;; *H100*) peak=3350 ;;
+        *A100*80GB*) peak=2039 ;; *A100*) peak=1555 ;; *) peak="" ;;
+    esac
+    TRITTER_GPU_NAME="$name" TRITTER_GPU_PEAK_GBS="$peak" ./device-bin/gpu_gemv --bench 2>&1 | grep -E "^CUDA|^\| CUDA|Device copy|panicked"
     echo "== generation at batch 1: packed vs fake-quantized f32 (CPU and CUDA rows)"
     ./device-bin/generation 2>&1 | grep -E "tok/s|panicked"
     echo "== hot paths"

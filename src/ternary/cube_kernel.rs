@@ -1,12 +1,14 @@
-//! The packed matmul as a CubeCL kernel, for the CubeCL backends (wgpu, CUDA): each unit
-//! computes one output from the 2-bit codes, decoding them on the fly; no f32 weight matrix is
-//! ever built. Activations are quantized (int8 fake quantization) with tensor ops first.
+//! The packed matmul as CubeCL kernels, for the CubeCL backends (wgpu, CUDA): outputs are
+//! computed from the 2-bit codes, decoded on the fly; no f32 weight matrix is ever built.
+//! Activations are quantized (int8 fake quantization) with tensor ops first. Two kernels
+//! ([`CubeKernel`]): one unit per output, and for few tokens (generation) a row-cooperative one
+//! whose units read a row's code words side by side, as a GPU's memory wants them read.
 //!
 //! It serves `CubeBackend` directly and, as a registered custom operation, Burn's fusion backend
 //! over it (`crate::ternary::fusion_ops`).
 
 use burn::tensor::{DType, Shape, Tensor};
-use burn_cubecl::cubecl::{calculate_cube_count_elemwise, prelude::ScalarArg, CubeDim};
+use burn_cubecl::cubecl::{calculate_cube_count_elemwise, prelude::ScalarArg, CubeCount, CubeDim};
 use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime};
 
 use crate::backend::float;
@@ -58,16 +60,115 @@ mod kernel {
         }
         output[m * output.stride(0) + n] = acc;
     }
+
+    /// Output rows per cube of [`packed_ternary_gemv_kernel`].
+    pub const ROWS_PER_CUBE: u32 = 8;
+    /// Units that share one output row in [`packed_ternary_gemv_kernel`] (a power of two).
+    pub const LANES: u32 = 32;
+
+    /// The same product with [`LANES`] units per output (cube `LANES × ROWS_PER_CUBE`, cube
+    /// position = (row block, token)): lane `l` takes words `l, l + LANES, ...` of the row, so a
+    /// row's codes are read in consecutive words by consecutive units (coalesced on a GPU), and
+    /// the lanes' partial sums are added up in shared memory. With `scale_per_word` (every
+    /// 16-column word lies in one scale group) a full word's sum is scaled once.
+    #[cube(launch)]
+    pub fn packed_ternary_gemv_kernel(
+        x: &Tensor<f32>,
+        codes: &Tensor<u32>,
+        scales: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        scale_row_stride: u32,
+        group_size: u32,
+        scale_per_word: u32,
+    ) {
+        let lane = UNIT_POS_X as usize;
+        let slot = UNIT_POS_Y as usize * (LANES as usize) + lane;
+        let n = CUBE_POS_X as usize * (ROWS_PER_CUBE as usize) + UNIT_POS_Y as usize;
+        let m = CUBE_POS_Y as usize;
+        let n_dim = output.shape(1);
+        let mut partial = f32::new(0.0);
+        if n < n_dim {
+            let k_dim = x.shape(1);
+            let x_base = m * x.stride(0);
+            let c_base = n * codes.stride(0);
+            let s_base = n * (scale_row_stride as usize);
+            let group = group_size as usize;
+            let mut w = lane;
+            while w < codes.shape(1) {
+                let word = codes[c_base + w];
+                let k0 = w * 16;
+                if scale_per_word == 1u32 && k0 + 16 <= k_dim {
+                    let mut sum = f32::new(0.0);
+                    #[unroll]
+                    for j in 0..16u32 {
+                        let value = f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0);
+                        sum += x[x_base + k0 + j as usize] * value;
+                    }
+                    partial += sum * scales[s_base + k0 / group];
+                } else {
+                    for j in 0..16u32 {
+                        let k = k0 + j as usize;
+                        // The last word's padding codes (value 0) have no column in x.
+                        if k < k_dim {
+                            let value = f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0);
+                            partial += x[x_base + k] * scales[s_base + k / group] * value;
+                        }
+                    }
+                }
+                w += LANES as usize;
+            }
+        }
+        let mut sums = SharedMemory::<f32>::new((LANES * ROWS_PER_CUBE) as usize);
+        sums[slot] = partial;
+        sync_cube();
+        let mut active = ((LANES / 2) as usize).runtime();
+        while active > 0 {
+            if lane < active {
+                sums[slot] = sums[slot] + sums[slot + active];
+            }
+            sync_cube();
+            active /= 2;
+        }
+        if lane == 0 && n < n_dim {
+            output[m * output.stride(0) + n] = sums[slot];
+        }
+    }
 }
 
-/// Writes `x [M, K] · W̃ᵀ` (codes `[N, ⌈K/16⌉]`, scales) into `output [M, N]`.
+/// Which CubeCL kernel multiplies: both compute the same sums (in a different order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CubeKernel {
+    /// One unit per output, reading its row's codes word by word.
+    PerOutput,
+    /// [`kernel::LANES`] units per output reading consecutive words of the row (coalesced) and
+    /// adding their partial sums in shared memory: for few tokens (generation).
+    RowCooperative,
+}
+
+impl CubeKernel {
+    /// Token counts up to which [`CubeKernel::RowCooperative`] is used.
+    pub const COOPERATIVE_MAX_TOKENS: usize = 16;
+
+    /// The kernel for an `[tokens, K]` input.
+    pub fn for_tokens(tokens: usize) -> Self {
+        if tokens <= Self::COOPERATIVE_MAX_TOKENS {
+            Self::RowCooperative
+        } else {
+            Self::PerOutput
+        }
+    }
+}
+
+/// Writes `x [M, K] · W̃ᵀ` (codes `[N, ⌈K/16⌉]`, scales) into `output [M, N]`; γ(n, k) is
+/// `scales[n · scale_row_stride + k / group_size]`.
 fn launch<R: CubeRuntime>(
+    kernel: CubeKernel,
     x: CubeTensor<R>,
     codes: CubeTensor<R>,
     scales: CubeTensor<R>,
     output: CubeTensor<R>,
-    scale_row_stride: u32,
-    group_size: u32,
+    scale_row_stride: usize,
+    group_size: usize,
 ) -> CubeTensor<R> {
     assert_eq!(x.dtype, DType::F32, "x must be f32");
     assert!(matches!(codes.dtype, DType::I32 | DType::U32), "codes must be 32-bit ints, got {:?}", codes.dtype);
@@ -80,19 +181,22 @@ fn launch<R: CubeRuntime>(
     if m * n == 0 {
         return output;
     }
-    let cube_dim = CubeDim::new(&client, m * n);
-    let cube_count = calculate_cube_count_elemwise(&client, m * n, cube_dim);
-    kernel::packed_ternary_matmul_kernel::launch::<R>(
-        &client,
-        cube_count,
-        cube_dim,
-        x.as_tensor_arg(1),
-        codes.as_tensor_arg(1),
-        scales.as_tensor_arg(1),
-        output.as_tensor_arg(1),
-        ScalarArg::new(scale_row_stride),
-        ScalarArg::new(group_size),
-    )
+    let args = (x.as_tensor_arg(1), codes.as_tensor_arg(1), scales.as_tensor_arg(1), output.as_tensor_arg(1));
+    let (row_stride, group) = (ScalarArg::new(scale_row_stride as u32), ScalarArg::new(group_size as u32));
+    match kernel {
+        CubeKernel::PerOutput => {
+            let cube_dim = CubeDim::new(&client, m * n);
+            let cube_count = calculate_cube_count_elemwise(&client, m * n, cube_dim);
+            kernel::packed_ternary_matmul_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group)
+        }
+        CubeKernel::RowCooperative => {
+            let cube_dim = CubeDim::new_2d(kernel::LANES, kernel::ROWS_PER_CUBE);
+            let cube_count = CubeCount::Static(n.div_ceil(kernel::ROWS_PER_CUBE as usize) as u32, m as u32, 1);
+            // Every word in one scale group: the group is a multiple of 16 columns or the whole row.
+            let per_word = group_size % CODES_PER_WORD == 0 || group_size >= k;
+            kernel::packed_ternary_gemv_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, ScalarArg::new(per_word as u32))
+        }
+    }
     .expect("packed ternary matmul launch");
     output
 }
@@ -103,18 +207,21 @@ pub fn packed_matmul<R: CubeRuntime, BT: BoolElement>(
     x: Tensor<CubeBackend<R, f32, i32, BT>, 2>,
     w: &PackedLinear<CubeBackend<R, f32, i32, BT>>,
 ) -> Tensor<CubeBackend<R, f32, i32, BT>, 2> {
-    packed_matmul_into(x, w, None)
+    let kernel = CubeKernel::for_tokens(x.dims()[0]);
+    packed_matmul_into(kernel, x, w, None)
 }
 
-/// [`packed_matmul`] writing into `output` (`[M, N]`) when given (tests poison it first),
-/// else into a fresh buffer.
+/// [`packed_matmul`] with the given kernel, writing into `output` (`[M, N]`) when given
+/// (tests poison it first), else into a fresh buffer.
 pub fn packed_matmul_into<R: CubeRuntime, BT: BoolElement>(
+    kernel: CubeKernel,
     x: Tensor<CubeBackend<R, f32, i32, BT>, 2>,
     w: &PackedLinear<CubeBackend<R, f32, i32, BT>>,
     output: Option<Tensor<CubeBackend<R, f32, i32, BT>, 2>>,
 ) -> Tensor<CubeBackend<R, f32, i32, BT>, 2> {
     let (codes, scales) = w.device_tensors(&x.device());
     let out = packed_matmul_primitive::<R>(
+        kernel,
         w.quantize_input(x).into_primitive().tensor(),
         codes.into_primitive(),
         scales.into_primitive().tensor(),
@@ -128,6 +235,7 @@ pub fn packed_matmul_into<R: CubeRuntime, BT: BoolElement>(
 /// weight whose device codes and scales are given and whose layout `packed` describes, into
 /// `output` or a fresh `[M, N]` buffer. Also what the fusion backend's operation runs.
 pub(crate) fn packed_matmul_primitive<R: CubeRuntime>(
+    kernel: CubeKernel,
     x: CubeTensor<R>,
     codes: CubeTensor<R>,
     scales: CubeTensor<R>,
@@ -143,5 +251,5 @@ pub(crate) fn packed_matmul_primitive<R: CubeRuntime>(
     let output = output.unwrap_or_else(|| {
         empty_device::<R, f32>(x.client.clone(), x.device.clone(), Shape::new([x.shape.dims::<2>()[0], packed.rows]))
     });
-    launch::<R>(x, codes, scales, output, row_stride as u32, group as u32)
+    launch::<R>(kernel, x, codes, scales, output, row_stride, group)
 }

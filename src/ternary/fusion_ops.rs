@@ -20,7 +20,7 @@ use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorI
 
 use crate::backend::float;
 use crate::ternary::backend::TernaryBackend;
-use crate::ternary::cube_kernel::packed_matmul_primitive;
+use crate::ternary::cube_kernel::{packed_matmul_primitive, CubeKernel};
 use crate::ternary::pack::PackedTernary;
 use crate::ternary::packed_linear::PackedLinear;
 
@@ -45,7 +45,8 @@ impl<R: CubeRuntime, BT: BoolElement> Operation<FusionCubeRuntime<R, BT>> for Pa
         let x = handles.get_float_tensor::<Cube<R, BT>>(x);
         let codes = handles.get_int_tensor::<Cube<R, BT>>(codes);
         let scales = handles.get_float_tensor::<Cube<R, BT>>(scales);
-        let out = packed_matmul_primitive::<R>(x, codes, scales, &self.packed, None);
+        let kernel = CubeKernel::for_tokens(x.shape.dims::<2>()[0]);
+        let out = packed_matmul_primitive::<R>(kernel, x, codes, scales, &self.packed, None);
         handles.register_float_tensor::<Cube<R, BT>>(&y.id, out);
     }
 }

@@ -107,8 +107,9 @@ fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
             let got = to_vec(layer.forward(x.clone()));
             let err = max_rel_diff(&got, &expected);
             assert!(err < tolerance, "{name} {rows}×{cols}, {tokens} tokens, {scale:?}, {bits:?}: relative error {err}");
-            if let Some(poisoned) = poisoned_run(&layer, x) {
-                assert_eq!(poisoned, got, "{name}: the kernel left output elements unwritten or differs between runs");
+            for (kernel, poisoned) in poisoned_runs(&layer, x) {
+                let err = max_rel_diff(&poisoned, &expected);
+                assert!(err < tolerance, "{name} {kernel} into a NaN-filled output, {rows}×{cols}, {tokens} tokens, {scale:?}, {bits:?}: relative error {err}");
             }
         }
     }
@@ -129,20 +130,28 @@ fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
 #[cfg(feature = "wgpu")]
 type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
 
-/// The CubeCL kernel run into an output filled with NaN, for backends that have it.
+/// Each CubeCL kernel run into an output filled with NaN (unwritten elements stay NaN), for
+/// backends that have them.
 #[cfg_attr(not(feature = "wgpu"), allow(unused_variables))]
-fn poisoned_run<G: Backend>(layer: &tritter::ternary::PackedLinear<G>, x: burn::tensor::Tensor<G, 2>) -> Option<Vec<f32>> {
+fn poisoned_runs<G: Backend>(layer: &tritter::ternary::PackedLinear<G>, x: burn::tensor::Tensor<G, 2>) -> Vec<(String, Vec<f32>)> {
     #[cfg(feature = "wgpu")]
     {
         use std::any::Any;
+        use tritter::ternary::cube_kernel::{packed_matmul_into, CubeKernel};
         type W = WgpuCube;
-        let layer = (layer as &dyn Any).downcast_ref::<tritter::ternary::PackedLinear<W>>()?;
-        let x = (Box::new(x) as Box<dyn Any>).downcast::<burn::tensor::Tensor<W, 2>>().ok()?;
-        let output = burn::tensor::Tensor::<W, 2>::full([x.dims()[0], layer.packed.rows], f32::NAN, &x.device());
-        return Some(to_vec(tritter::ternary::cube_kernel::packed_matmul_into(*x, layer, Some(output))));
+        let (Some(layer), Some(x)) = ((layer as &dyn Any).downcast_ref::<tritter::ternary::PackedLinear<W>>(), (&x as &dyn Any).downcast_ref::<burn::tensor::Tensor<W, 2>>()) else {
+            return Vec::new();
+        };
+        return [CubeKernel::PerOutput, CubeKernel::RowCooperative]
+            .into_iter()
+            .map(|kernel| {
+                let output = burn::tensor::Tensor::<W, 2>::full([x.dims()[0], layer.packed.rows], f32::NAN, &x.device());
+                (format!("{kernel:?}"), to_vec(packed_matmul_into(kernel, x.clone(), layer, Some(output))))
+            })
+            .collect();
     }
     #[allow(unreachable_code)]
-    None
+    Vec::new()
 }
 
 #[cfg(feature = "wgpu")]
