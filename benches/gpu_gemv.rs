@@ -1,5 +1,5 @@
 //! Batch-1 packed ternary GEMV on a CubeCL device (wgpu, CUDA): the two CubeCL kernels
-//! (one unit per output; `LANES` units per output reading consecutive code words) against
+//! (one unit per output; up to 32 units per output reading consecutive code words) against
 //! Burn's f32 matmul of the same dense weight, with the effective bandwidth of the packed
 //! weight bytes as a fraction of a device copy measured in the same run and, where the caller
 //! states it (`TRITTER_GPU_PEAK_GBS`, set by `scripts/device_check.sh` from the card's name),
@@ -140,7 +140,7 @@ fn main() {
         results::record(
             "gpu_gemv",
             &format!(
-                "## Packed ternary GEMV, batch 1, on the device\n\nMachine: {}{gpu}. Command: `cargo bench --bench gpu_gemv --features {features}`. `x · W̃ᵀ` for one token with f32 activations (the kernel alone; int8 activations add the quantizer's tensor ops), shape = out × in; milliseconds per call (median over batches of calls, the device drained after each batch), speed-up against Burn's f32 matmul of the same dense weight in parentheses, bandwidth = packed weight bytes / time. `per output` = one unit per output; `cooperative` = 32 units per output reading consecutive code words, partial sums added in shared memory (what the packed model uses up to {} tokens). Each call reads another copy of the weight (≥ 64 MiB in all). {}\n\n| backend | shape | f32 matmul ms | per output ms | cooperative ms |\n|---|---|---|---|---|\n{}",
+                "## Packed ternary GEMV, batch 1, on the device\n\nMachine: {}{gpu}. Command: `cargo bench --bench gpu_gemv --features {features}`. `x · W̃ᵀ` for one token with f32 activations (the kernel alone; int8 activations add the quantizer's tensor ops), shape = out × in; milliseconds per call (median over batches of calls, the device drained after each batch), speed-up against Burn's f32 matmul of the same dense weight in parentheses, bandwidth = packed weight bytes / time. `per output` = one unit per output; `cooperative` = 32 units per output reading consecutive code words, partial sums added in shared memory (what the packed model uses on a GPU, i.e. a device with plane operations, up to {} tokens; elsewhere `per output`). Each call reads another copy of the weight (≥ 64 MiB in all). {}\n\n| backend | shape | f32 matmul ms | per output ms | cooperative ms |\n|---|---|---|---|---|\n{}",
                 results::machine(),
                 tritter::ternary::cube_kernel::CubeKernel::COOPERATIVE_MAX_TOKENS,
                 notes.join(" "),

@@ -8,7 +8,7 @@
 //! over it (`crate::ternary::fusion_ops`).
 
 use burn::tensor::{DType, Shape, Tensor};
-use burn_cubecl::cubecl::{calculate_cube_count_elemwise, prelude::ScalarArg, CubeCount, CubeDim};
+use burn_cubecl::cubecl::{calculate_cube_count_elemwise, features::Plane, prelude::{ComputeClient, ScalarArg}, CubeCount, CubeDim};
 use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime};
 
 use crate::backend::float;
@@ -21,6 +21,35 @@ mod kernel {
     use burn_cubecl::cubecl;
     use burn_cubecl::cubecl::{cube, prelude::*};
 
+    /// `Σ_j x[x_base + 16w + j] · γ · (code j of word w − 1)` over the word's columns that exist
+    /// (the last word's padding codes have none); γ(k) = `scales[s_base + k / group]`. With
+    /// `scale_per_word` (every 16-column word lies in one scale group) a full word's sum is
+    /// scaled once, without a division per column.
+    #[cube]
+    fn word_dot(x: &Tensor<f32>, x_base: usize, word: u32, w: usize, scales: &Tensor<f32>, s_base: usize, group: usize, scale_per_word: u32) -> f32 {
+        let k_dim = x.shape(1);
+        let k0 = w * 16;
+        let mut out = f32::new(0.0);
+        if scale_per_word == 1u32 && k0 + 16 <= k_dim {
+            let mut sum = f32::new(0.0);
+            #[unroll]
+            for j in 0..16u32 {
+                let value = f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0);
+                sum += x[x_base + k0 + j as usize] * value;
+            }
+            out = sum * scales[s_base + k0 / group];
+        } else {
+            for j in 0..16u32 {
+                let k = k0 + j as usize;
+                if k < k_dim {
+                    let value = f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0);
+                    out += x[x_base + k] * scales[s_base + k / group] * value;
+                }
+            }
+        }
+        out
+    }
+
     /// `output[m, n] = Σ_k x[m, k] · γ(n, k) · (code(n, k) − 1)`, one output per unit; γ is
     /// `scales[n · scale_row_stride + k / group_size]`. Codes arrive as the backend's 32-bit
     /// ints and are read as the same words.
@@ -32,6 +61,7 @@ mod kernel {
         output: &mut Tensor<f32>,
         scale_row_stride: u32,
         group_size: u32,
+        scale_per_word: u32,
     ) {
         let n_dim = output.shape(1);
         if ABSOLUTE_POS >= output.shape(0) * n_dim {
@@ -39,38 +69,24 @@ mod kernel {
         }
         let m = ABSOLUTE_POS / n_dim;
         let n = ABSOLUTE_POS % n_dim;
-        let k_dim = x.shape(1);
         let x_base = m * x.stride(0);
         let c_base = n * codes.stride(0);
         let s_base = n * (scale_row_stride as usize);
-        let group = group_size as usize;
-
         let mut acc = f32::new(0.0);
         for w in 0..codes.shape(1) {
-            let word = codes[c_base + w];
-            let k0 = w * 16;
-            for j in 0..16u32 {
-                let k = k0 + j as usize;
-                // The last word's padding codes (value 0) have no column in x.
-                if k < k_dim {
-                    let value = f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0);
-                    acc += x[x_base + k] * scales[s_base + k / group] * value;
-                }
-            }
+            acc += word_dot(x, x_base, codes[c_base + w], w, scales, s_base, group_size as usize, scale_per_word);
         }
         output[m * output.stride(0) + n] = acc;
     }
 
-    /// Output rows per cube of [`packed_ternary_gemv_kernel`].
-    pub const ROWS_PER_CUBE: u32 = 8;
-    /// Units that share one output row in [`packed_ternary_gemv_kernel`] (a power of two).
-    pub const LANES: u32 = 32;
+    /// Units per cube of [`packed_ternary_gemv_kernel`]: `lanes × rows`.
+    pub const COOPERATIVE_CUBE_UNITS: u32 = 256;
 
-    /// The same product with [`LANES`] units per output (cube `LANES × ROWS_PER_CUBE`, cube
-    /// position = (row block, token)): lane `l` takes words `l, l + LANES, ...` of the row, so a
+    /// The same product with `CUBE_DIM_X` units ("lanes", a power of two) per output and
+    /// `CUBE_DIM_Y` outputs per cube (cube position = (token, row block), so the cubes that read
+    /// one weight row run together): lane `l` takes words `l, l + lanes, ...` of the row, so a
     /// row's codes are read in consecutive words by consecutive units (coalesced on a GPU), and
-    /// the lanes' partial sums are added up in shared memory. With `scale_per_word` (every
-    /// 16-column word lies in one scale group) a full word's sum is scaled once.
+    /// the lanes' partial sums are added up in shared memory.
     #[cube(launch)]
     pub fn packed_ternary_gemv_kernel(
         x: &Tensor<f32>,
@@ -81,47 +97,27 @@ mod kernel {
         group_size: u32,
         scale_per_word: u32,
     ) {
+        let lanes = CUBE_DIM_X as usize;
         let lane = UNIT_POS_X as usize;
-        let slot = UNIT_POS_Y as usize * (LANES as usize) + lane;
-        let n = CUBE_POS_X as usize * (ROWS_PER_CUBE as usize) + UNIT_POS_Y as usize;
-        let m = CUBE_POS_Y as usize;
+        let slot = UNIT_POS_Y as usize * lanes + lane;
+        let n = CUBE_POS_Y as usize * (CUBE_DIM_Y as usize) + UNIT_POS_Y as usize;
+        let m = CUBE_POS_X as usize;
         let n_dim = output.shape(1);
         let mut partial = f32::new(0.0);
         if n < n_dim {
-            let k_dim = x.shape(1);
             let x_base = m * x.stride(0);
             let c_base = n * codes.stride(0);
             let s_base = n * (scale_row_stride as usize);
-            let group = group_size as usize;
             let mut w = lane;
             while w < codes.shape(1) {
-                let word = codes[c_base + w];
-                let k0 = w * 16;
-                if scale_per_word == 1u32 && k0 + 16 <= k_dim {
-                    let mut sum = f32::new(0.0);
-                    #[unroll]
-                    for j in 0..16u32 {
-                        let value = f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0);
-                        sum += x[x_base + k0 + j as usize] * value;
-                    }
-                    partial += sum * scales[s_base + k0 / group];
-                } else {
-                    for j in 0..16u32 {
-                        let k = k0 + j as usize;
-                        // The last word's padding codes (value 0) have no column in x.
-                        if k < k_dim {
-                            let value = f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0);
-                            partial += x[x_base + k] * scales[s_base + k / group] * value;
-                        }
-                    }
-                }
-                w += LANES as usize;
+                partial += word_dot(x, x_base, codes[c_base + w], w, scales, s_base, group_size as usize, scale_per_word);
+                w += lanes;
             }
         }
-        let mut sums = SharedMemory::<f32>::new((LANES * ROWS_PER_CUBE) as usize);
+        let mut sums = SharedMemory::<f32>::new(COOPERATIVE_CUBE_UNITS as usize);
         sums[slot] = partial;
         sync_cube();
-        let mut active = ((LANES / 2) as usize).runtime();
+        let mut active = lanes / 2;
         while active > 0 {
             if lane < active {
                 sums[slot] = sums[slot] + sums[slot + active];
@@ -140,18 +136,23 @@ mod kernel {
 pub enum CubeKernel {
     /// One unit per output, reading its row's codes word by word.
     PerOutput,
-    /// [`kernel::LANES`] units per output reading consecutive words of the row (coalesced) and
-    /// adding their partial sums in shared memory: for few tokens (generation).
+    /// Up to 32 units per output (fewer for rows under 32 words) reading consecutive words of
+    /// the row, their partial sums added in shared memory.
     RowCooperative,
 }
 
 impl CubeKernel {
-    /// Token counts up to which [`CubeKernel::RowCooperative`] is used.
+    /// Token counts up to which [`CubeKernel::RowCooperative`] is used on a GPU.
     pub const COOPERATIVE_MAX_TOKENS: usize = 16;
 
-    /// The kernel for an `[tokens, K]` input.
-    pub fn for_tokens(tokens: usize) -> Self {
-        if tokens <= Self::COOPERATIVE_MAX_TOKENS {
+    /// The kernel for an `[tokens, K]` input on `client`'s device: for few tokens on a GPU the
+    /// row-cooperative one (with one unit per output a 4096-row GEMV has 4096 units, a few per
+    /// streaming multiprocessor, each reading a row of its own). A device without plane
+    /// operations gets the per-output kernel: wgpu withholds them from CPU adapters (lavapipe),
+    /// where the per-output kernel measured faster (BENCHMARKS.md, `gpu_gemv`).
+    pub fn choose<R: CubeRuntime>(client: &ComputeClient<R>, tokens: usize) -> Self {
+        let gpu = client.properties().features.plane.contains(Plane::Ops);
+        if gpu && tokens <= Self::COOPERATIVE_MAX_TOKENS {
             Self::RowCooperative
         } else {
             Self::PerOutput
@@ -183,18 +184,21 @@ fn launch<R: CubeRuntime>(
     }
     let args = (x.as_tensor_arg(1), codes.as_tensor_arg(1), scales.as_tensor_arg(1), output.as_tensor_arg(1));
     let (row_stride, group) = (ScalarArg::new(scale_row_stride as u32), ScalarArg::new(group_size as u32));
+    // Every word in one scale group: the group is a multiple of 16 columns or the whole row.
+    let per_word = ScalarArg::new((group_size % CODES_PER_WORD == 0 || group_size >= k) as u32);
     match kernel {
         CubeKernel::PerOutput => {
             let cube_dim = CubeDim::new(&client, m * n);
             let cube_count = calculate_cube_count_elemwise(&client, m * n, cube_dim);
-            kernel::packed_ternary_matmul_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group)
+            kernel::packed_ternary_matmul_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, per_word)
         }
         CubeKernel::RowCooperative => {
-            let cube_dim = CubeDim::new_2d(kernel::LANES, kernel::ROWS_PER_CUBE);
-            let cube_count = CubeCount::Static(n.div_ceil(kernel::ROWS_PER_CUBE as usize) as u32, m as u32, 1);
-            // Every word in one scale group: the group is a multiple of 16 columns or the whole row.
-            let per_word = group_size % CODES_PER_WORD == 0 || group_size >= k;
-            kernel::packed_ternary_gemv_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, ScalarArg::new(per_word as u32))
+            // Lanes: the row's words rounded up to a power of two, at most 32.
+            let lanes = words.next_power_of_two().min(32) as u32;
+            let rows = kernel::COOPERATIVE_CUBE_UNITS / lanes;
+            let cube_dim = CubeDim::new_2d(lanes, rows);
+            let cube_count = CubeCount::Static(m as u32, n.div_ceil(rows as usize) as u32, 1);
+            kernel::packed_ternary_gemv_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, per_word)
         }
     }
     .expect("packed ternary matmul launch");
@@ -207,7 +211,7 @@ pub fn packed_matmul<R: CubeRuntime, BT: BoolElement>(
     x: Tensor<CubeBackend<R, f32, i32, BT>, 2>,
     w: &PackedLinear<CubeBackend<R, f32, i32, BT>>,
 ) -> Tensor<CubeBackend<R, f32, i32, BT>, 2> {
-    let kernel = CubeKernel::for_tokens(x.dims()[0]);
+    let kernel = CubeKernel::choose(&R::client(&x.device()), x.dims()[0]);
     packed_matmul_into(kernel, x, w, None)
 }
 

@@ -45,7 +45,7 @@ impl<R: CubeRuntime, BT: BoolElement> Operation<FusionCubeRuntime<R, BT>> for Pa
         let x = handles.get_float_tensor::<Cube<R, BT>>(x);
         let codes = handles.get_int_tensor::<Cube<R, BT>>(codes);
         let scales = handles.get_float_tensor::<Cube<R, BT>>(scales);
-        let kernel = CubeKernel::for_tokens(x.shape.dims::<2>()[0]);
+        let kernel = CubeKernel::choose(&x.client, x.shape.dims::<2>()[0]);
         let out = packed_matmul_primitive::<R>(kernel, x, codes, scales, &self.packed, None);
         handles.register_float_tensor::<Cube<R, BT>>(&y.id, out);
     }
