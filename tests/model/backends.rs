@@ -129,29 +129,41 @@ fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
 /// The wgpu backend without Burn's fusion (`tritter::backend::Wgpu` is the fusion backend over it).
 #[cfg(feature = "wgpu")]
 type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+/// The CUDA backend without Burn's fusion.
+#[cfg(feature = "cuda")]
+type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
 
-/// Each CubeCL kernel run into an output filled with NaN (unwritten elements stay NaN), for
-/// backends that have them.
-#[cfg_attr(not(feature = "wgpu"), allow(unused_variables))]
+/// Each CubeCL kernel run into an output filled with NaN (unwritten elements stay NaN), on the
+/// `CubeBackend`s that have them; nothing elsewhere.
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(unused_variables))]
 fn poisoned_runs<G: Backend>(layer: &tritter::ternary::PackedLinear<G>, x: burn::tensor::Tensor<G, 2>) -> Vec<(String, Vec<f32>)> {
     #[cfg(feature = "wgpu")]
-    {
-        use std::any::Any;
-        use tritter::ternary::cube_kernel::{packed_matmul_into, CubeKernel};
-        type W = WgpuCube;
-        let (Some(layer), Some(x)) = ((layer as &dyn Any).downcast_ref::<tritter::ternary::PackedLinear<W>>(), (&x as &dyn Any).downcast_ref::<burn::tensor::Tensor<W, 2>>()) else {
-            return Vec::new();
-        };
-        return [CubeKernel::PerOutput, CubeKernel::RowCooperative]
-            .into_iter()
-            .map(|kernel| {
-                let output = burn::tensor::Tensor::<W, 2>::full([x.dims()[0], layer.packed.rows], f32::NAN, &x.device());
-                (format!("{kernel:?}"), to_vec(packed_matmul_into(kernel, x.clone(), layer, Some(output))))
-            })
-            .collect();
+    if let Some(runs) = poisoned_runs_on::<G, burn::backend::wgpu::WgpuRuntime, u32>(layer, &x) {
+        return runs;
     }
-    #[allow(unreachable_code)]
+    #[cfg(feature = "cuda")]
+    if let Some(runs) = poisoned_runs_on::<G, burn_cubecl::cubecl::cuda::CudaRuntime, u8>(layer, &x) {
+        return runs;
+    }
     Vec::new()
+}
+
+/// [`poisoned_runs`] when `G` is `CubeBackend<R, f32, i32, BT>`.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn poisoned_runs_on<G: Backend, R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement>(
+    layer: &tritter::ternary::PackedLinear<G>,
+    x: &burn::tensor::Tensor<G, 2>,
+) -> Option<Vec<(String, Vec<f32>)>> {
+    use std::any::Any;
+    use tritter::ternary::cube_kernel::{packed_matmul_into, CubeKernel};
+    type C<R, BT> = burn_cubecl::CubeBackend<R, f32, i32, BT>;
+    let layer = (layer as &dyn Any).downcast_ref::<tritter::ternary::PackedLinear<C<R, BT>>>()?;
+    let x = (x as &dyn Any).downcast_ref::<burn::tensor::Tensor<C<R, BT>, 2>>()?;
+    let run = |kernel: CubeKernel| {
+        let output = burn::tensor::Tensor::full([x.dims()[0], layer.packed.rows], f32::NAN, &x.device());
+        (format!("{kernel:?}"), to_vec(packed_matmul_into(kernel, x.clone(), layer, Some(output))))
+    };
+    Some(vec![run(CubeKernel::PerOutput), run(CubeKernel::RowCooperative)])
 }
 
 #[cfg(feature = "wgpu")]
@@ -174,7 +186,6 @@ fn packed_matmul_on_wgpu_fusion_matches_the_reference() {
 #[cfg(feature = "cuda")]
 #[test]
 fn packed_matmul_on_cuda_matches_the_reference() {
-    type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
     type C = tritter::backend::Cuda; // the fusion backend over CudaCube
     assert!(tritter::ternary::has_native_ops::<C>() && tritter::ternary::has_native_ops::<CudaCube>());
     packed_agrees::<C>("packed_matmul_on_cuda_matches_the_reference", &Default::default(), 3e-3);
