@@ -186,6 +186,8 @@ fn launch<R: CubeRuntime>(
     let (row_stride, group) = (ScalarArg::new(scale_row_stride as u32), ScalarArg::new(group_size as u32));
     // Every word in one scale group: the group is a multiple of 16 columns or the whole row.
     let per_word = ScalarArg::new((group_size % CODES_PER_WORD == 0 || group_size >= k) as u32);
+    // The cooperative grid has one cube row per token, at most 65 535 (it is for few tokens).
+    let kernel = if m > u16::MAX as usize { CubeKernel::PerOutput } else { kernel };
     match kernel {
         CubeKernel::PerOutput => {
             let cube_dim = CubeDim::new(&client, m * n);
