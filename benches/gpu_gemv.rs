@@ -1,4 +1,5 @@
-//! Batch-1 packed ternary GEMV on a CubeCL device (wgpu, CUDA): the two CubeCL kernels
+//! Batch-1 packed ternary GEMV on a CubeCL device (wgpu, CUDA), and with `TRITTER_GEMV_TOKENS`
+//! a few tokens per call: the two CubeCL kernels
 //! (one unit per output; up to 32 units per output reading consecutive code words) against
 //! Burn's f32 matmul of the same dense weight, with the effective bandwidth of the packed
 //! weight bytes as a fraction of a device copy measured in the same run and, where the caller
@@ -67,12 +68,22 @@ mod device {
         bytes / seconds_per_call(|_| src.clone().mul_scalar(1.0)) / 1e9
     }
 
+    /// Tokens per call: 1, or the list in `TRITTER_GEMV_TOKENS` (e.g. `1,4,16,32`, which the
+    /// device script sets to find where the cooperative kernel stops paying).
+    fn token_counts() -> Vec<usize> {
+        let list = std::env::var("TRITTER_GEMV_TOKENS").unwrap_or_else(|_| "1".into());
+        let counts: Vec<usize> = list.split(',').map(|t| t.trim().parse().unwrap_or_else(|_| panic!("TRITTER_GEMV_TOKENS: `{t}` is not a token count"))).collect();
+        assert!(counts.iter().all(|&t| t > 0), "TRITTER_GEMV_TOKENS: token counts must be positive, got `{list}`");
+        counts
+    }
+
     pub fn rows<R: CubeRuntime, BT: BoolElement>(backend: &str, criterion: &mut Criterion) -> String {
         type Cube<R, BT> = CubeBackend<R, f32, i32, BT>;
         let device = Default::default();
         let mut rng = StdRng::seed_from_u64(11);
         let copy = copy_bandwidth::<Cube<R, BT>>(&device);
         let peak: Option<f64> = std::env::var("TRITTER_GPU_PEAK_GBS").ok().and_then(|v| v.parse().ok());
+        let token_counts = token_counts();
         let mut rows = String::new();
         for (out, inp) in SHAPES {
             let values: Vec<i8> = (0..out * inp).map(|_| rng.random_range(-1..=1)).collect();
@@ -82,44 +93,50 @@ mod device {
             let layers: Vec<PackedLinear<Cube<R, BT>>> = (0..copies).map(|_| PackedLinear::with_device_tensors(packed.clone(), None, &device)).collect();
             let dense: Vec<f32> = values.iter().map(|&v| v as f32 * 0.05).collect();
             let dense: Vec<Tensor<Cube<R, BT>, 2>> = (0..WORKING_SET.div_ceil(4 * out * inp)).map(|_| Tensor::from_data(TensorData::new(dense.clone(), [out, inp]), &device)).collect();
-            let x = Tensor::<Cube<R, BT>, 2>::random([1, inp], Distribution::Default, &device);
-            let shape = format!("{out}x{inp}");
-            let (x, layers) = (&x, &layers);
-            let packed_call = |kernel: CubeKernel| move |i: usize| packed_matmul_into(kernel, x.clone(), &layers[i % layers.len()], None);
-            let f32_call = |i: usize| x.clone().matmul(dense[i % dense.len()].clone().transpose());
-            // Both kernels compute the f32 matmul's product before anything is timed.
-            let reference: Vec<f32> = f32_call(0).into_data().to_vec().unwrap();
-            let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
-            for kernel in [CubeKernel::PerOutput, CubeKernel::RowCooperative] {
-                let got: Vec<f32> = packed_call(kernel)(0).into_data().to_vec().unwrap();
-                let err = got.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
-                assert!(err < 1e-3, "{backend} {kernel:?} {shape}: relative error {err} against the f32 matmul");
-                criterion.bench_function(&format!("gpu_gemv/{backend}/{kernel:?}/{shape}"), |b| b.iter(|| sync(&packed_call(kernel)(0))));
+            for &tokens in &token_counts {
+                let x = Tensor::<Cube<R, BT>, 2>::random([tokens, inp], Distribution::Default, &device);
+                let shape = format!("{out}x{inp}/{tokens}");
+                let (x, layers) = (&x, &layers);
+                let packed_call = |kernel: CubeKernel| move |i: usize| packed_matmul_into(kernel, x.clone(), &layers[i % layers.len()], None);
+                let f32_call = |i: usize| x.clone().matmul(dense[i % dense.len()].clone().transpose());
+                // Both kernels compute the f32 matmul's product before anything is timed.
+                let reference: Vec<f32> = f32_call(0).into_data().to_vec().unwrap();
+                let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for kernel in [CubeKernel::PerOutput, CubeKernel::RowCooperative] {
+                    let got: Vec<f32> = packed_call(kernel)(0).into_data().to_vec().unwrap();
+                    let err = got.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+                    assert!(err < 1e-3, "{backend} {kernel:?} {shape}: relative error {err} against the f32 matmul");
+                    if tokens == 1 {
+                        criterion.bench_function(&format!("gpu_gemv/{backend}/{kernel:?}/{shape}"), |b| b.iter(|| sync(&packed_call(kernel)(0))));
+                    }
+                }
+                if tokens == 1 {
+                    criterion.bench_function(&format!("gpu_gemv/{backend}/f32_matmul/{shape}"), |b| b.iter(|| sync(&f32_call(0))));
+                }
+                let f32_s = seconds_per_call(f32_call);
+                let per_output = seconds_per_call(packed_call(CubeKernel::PerOutput));
+                let cooperative = seconds_per_call(packed_call(CubeKernel::RowCooperative));
+                let gbps = |s: f64| bytes as f64 / s / 1e9;
+                let share = |s: f64| match peak {
+                    Some(p) => format!("{:.1}% of copy, {:.1}% of nominal", 100.0 * gbps(s) / copy, 100.0 * gbps(s) / p),
+                    None => format!("{:.1}% of copy", 100.0 * gbps(s) / copy),
+                };
+                println!("{backend} {shape}: f32 {:.4} ms, per-output {:.4} ms, cooperative {:.4} ms", f32_s * 1e3, per_output * 1e3, cooperative * 1e3);
+                rows.push_str(&format!(
+                    "| {backend} | {}×{} | {tokens} | {:.4} | {:.4} ({:.2}×; {:.3} GB/s, {}) | {:.4} ({:.2}×; {:.3} GB/s, {}) |\n",
+                    out,
+                    inp,
+                    f32_s * 1e3,
+                    per_output * 1e3,
+                    f32_s / per_output,
+                    gbps(per_output),
+                    share(per_output),
+                    cooperative * 1e3,
+                    f32_s / cooperative,
+                    gbps(cooperative),
+                    share(cooperative),
+                ));
             }
-            criterion.bench_function(&format!("gpu_gemv/{backend}/f32_matmul/{shape}"), |b| b.iter(|| sync(&f32_call(0))));
-            let f32_s = seconds_per_call(f32_call);
-            let per_output = seconds_per_call(packed_call(CubeKernel::PerOutput));
-            let cooperative = seconds_per_call(packed_call(CubeKernel::RowCooperative));
-            let gbps = |s: f64| bytes as f64 / s / 1e9;
-            let share = |s: f64| match peak {
-                Some(p) => format!("{:.1}% of copy, {:.1}% of nominal", 100.0 * gbps(s) / copy, 100.0 * gbps(s) / p),
-                None => format!("{:.1}% of copy", 100.0 * gbps(s) / copy),
-            };
-            println!("{backend} {shape}: f32 {:.4} ms, per-output {:.4} ms, cooperative {:.4} ms", f32_s * 1e3, per_output * 1e3, cooperative * 1e3);
-            rows.push_str(&format!(
-                "| {backend} | {}×{} | {:.4} | {:.4} ({:.2}×; {:.3} GB/s, {}) | {:.4} ({:.2}×; {:.3} GB/s, {}) |\n",
-                out,
-                inp,
-                f32_s * 1e3,
-                per_output * 1e3,
-                f32_s / per_output,
-                gbps(per_output),
-                share(per_output),
-                cooperative * 1e3,
-                f32_s / cooperative,
-                gbps(cooperative),
-                share(cooperative),
-            ));
         }
         format!("Device copy bandwidth ({backend}, read + write of 64 MiB, same run): {copy:.1} GB/s{}.\n\n{rows}", peak.map(|p| format!("; nominal bandwidth given: {p:.0} GB/s")).unwrap_or_default())
     }
@@ -137,10 +154,11 @@ fn main() {
         let (notes, rows): (Vec<_>, Vec<_>) = sections.iter().map(|s| s.split_once("\n\n").unwrap()).unzip();
         let gpu = std::env::var("TRITTER_GPU_NAME").map(|n| format!(", GPU {n}")).unwrap_or_default();
         let features = if cfg!(feature = "cuda") { "cuda" } else { "wgpu" };
+        let tokens = std::env::var("TRITTER_GEMV_TOKENS").map(|t| format!("TRITTER_GEMV_TOKENS={t} ")).unwrap_or_default();
         results::record(
             "gpu_gemv",
             &format!(
-                "## Packed ternary GEMV, batch 1, on the device\n\nMachine: {}{gpu}. Command: `cargo bench --bench gpu_gemv --features {features}`. `x · W̃ᵀ` for one token with f32 activations (the kernel alone; int8 activations add the quantizer's tensor ops), shape = out × in; milliseconds per call (median over batches of calls, the device drained after each batch), speed-up against Burn's f32 matmul of the same dense weight in parentheses, bandwidth = packed weight bytes / time. `per output` = one unit per output; `cooperative` = 32 units per output reading consecutive code words, partial sums added in shared memory (what the packed model uses on a GPU, i.e. a device with plane operations, up to {} tokens; elsewhere `per output`). Each call reads another copy of the weight (≥ 64 MiB in all). {}\n\n| backend | shape | f32 matmul ms | per output ms | cooperative ms |\n|---|---|---|---|---|\n{}",
+                "## Packed ternary GEMV at batch 1 (and a few tokens), on the device\n\nMachine: {}{gpu}. Command: `{tokens}cargo bench --bench gpu_gemv --features {features}`. `x · W̃ᵀ` for a few tokens (1 unless `TRITTER_GEMV_TOKENS` lists others) with f32 activations (the kernel alone; int8 activations add the quantizer's tensor ops), shape = out × in; milliseconds per call (median over batches of calls, the device drained after each batch), speed-up against Burn's f32 matmul of the same dense weight in parentheses, bandwidth = packed weight bytes / time. `per output` = one unit per output; `cooperative` = 32 units per output reading consecutive code words, partial sums added in shared memory (what the packed model uses on a GPU, i.e. a device with plane operations, up to {} tokens; elsewhere `per output`). Each call reads another copy of the weight (≥ 64 MiB in all). {}\n\n| backend | shape | tokens | f32 matmul ms | per output ms | cooperative ms |\n|---|---|---|---|---|---|\n{}",
                 results::machine(),
                 tritter::ternary::cube_kernel::CubeKernel::COOPERATIVE_MAX_TOKENS,
                 notes.join(" "),

@@ -1,9 +1,9 @@
-//! The hot paths, so regressions show up: a ternary and a full-precision linear layer forward +
-//! backward (the fused op against the tensor-op reference), the CPU's fused model ops (attention
+//! The hot paths, so regressions show up: the training projection's two quantizers, a ternary and
+//! a full-precision linear layer forward + backward (the fused op against the tensor-op reference), the CPU's fused model ops (attention
 //! core, cross-entropy, norm, RoPE, gated activation) against theirs, attention, MLP,
 //! whole-model forward and a training step (forward, backward, AdamW). CPU (ndarray); with
-//! `--features wgpu` (or `cuda`) the linear rows also run on wgpu (or CUDA), and on wgpu they and
-//! a training step run on `CubeBackend` and on Burn's fusion backend over it (`Wgpu`).
+//! `--features wgpu` (or `cuda`) the linear rows and a training step also run on wgpu (or CUDA),
+//! on `CubeBackend` and on Burn's fusion backend over it (`Wgpu`, `Cuda`).
 //!
 //! `cargo bench --bench hot_paths [--features wgpu | --features cuda]` (criterion
 //! statistics, then a section of BENCHMARKS.md with medians).
@@ -22,7 +22,7 @@ use tritter::model::{
     attention_mask, cross_entropy, gated_relu_squared, reference_attention, reference_cross_entropy, reference_gated_relu_squared, reference_norm, reference_rope,
     scaled_dot_product_attention, Attention, Mlp, Norm, RotaryEmbedding,
 };
-use tritter::ternary::{reference_ternary_linear, ternary_linear, TernaryQuant};
+use tritter::ternary::{fake_quantize_activation, fake_quantize_weight, reference_ternary_linear, ternary_linear, TernaryBackend, TernaryQuant};
 use tritter::train::{optimizer::adamw, TrainConfig};
 use tritter::{TritterConfig, TritterModel, WeightScale};
 
@@ -56,12 +56,34 @@ fn linear_step<AD: AutodiffBackend>(x: &Tensor<AD, 3>, w: &Tensor<AD, 2>, quant:
     let _ = x.grad(&grads).unwrap().slice([0..1, 0..1, 0..1]).into_data();
 }
 
-fn linear_rows<AD: AutodiffBackend>(backend: &str, device: &AD::Device, criterion: &mut Criterion, rows: &mut Vec<String>) {
+/// The forward's two quantizers alone, `x̃` of `[1024, 1024]` and `W̃` of `[4096, 1024]` (per
+/// tensor): the backend's own (`native`) or the tensor ops; one element of each read back.
+fn quantize<Bk: TernaryBackend>(x: &Tensor<Bk, 2>, w: &Tensor<Bk, 2>, quant: &TernaryQuant, native: bool) {
+    let (xq, wq) = if native {
+        (Bk::quantize_activation(x.clone(), quant), Bk::quantize_weight(w.clone(), quant))
+    } else {
+        (fake_quantize_activation(x.clone()), fake_quantize_weight(w.clone(), WeightScale::PerTensor))
+    };
+    let _ = xq.slice([0..1, 0..1]).into_data();
+    let _ = wq.slice([0..1, 0..1]).into_data();
+}
+
+fn linear_rows<AD: AutodiffBackend>(backend: &str, device: &AD::Device, criterion: &mut Criterion, rows: &mut Vec<String>)
+where
+    AD::InnerBackend: TernaryBackend,
+{
     let mut rng = StdRng::seed_from_u64(1);
     // Owned arrays, as parameters and activations are in training (see `with_owned_params`).
     let x = random::<AD, 3>(&mut rng, [8, 128, 1024], device).mul_scalar(1.0);
     let w = random::<AD, 2>(&mut rng, [4096, 1024], device).mul_scalar(1.0);
     let ternary = TernaryQuant::bitnet(WeightScale::PerTensor, Some(8));
+    let (x2, w2) = (x.clone().reshape([1024, 1024]).inner(), w.clone().inner());
+    let what = "quantizers x̃ 1024×1024 and W̃ 4096×1024 (per tensor), forward";
+    criterion.bench_function(&format!("{what}/fused/{backend}"), |b| b.iter(|| quantize(&x2, &w2, &ternary, true)));
+    let fused = results::median_seconds(|| quantize(&x2, &w2, &ternary, true), 9);
+    let reference = results::median_seconds(|| quantize(&x2, &w2, &ternary, false), 9);
+    rows.push(format!("| {backend} | {what}, tensor ops | {:.2} |", reference * 1e3));
+    rows.push(format!("| {backend} | {what}, the backend's kernels (**{:.1}×** the tensor ops) | {:.2} |", reference / fused, fused * 1e3));
     let plain = TernaryQuant::FULL_PRECISION;
     for (quant, what) in [(&ternary, "TernaryLinear 1024→4096 (int8 activations)"), (&plain, "full-precision linear 1024→4096")] {
         criterion.bench_function(&format!("{what}/fused/{backend}"), |b| b.iter(|| linear_step(&x, &w, quant, true)));
@@ -147,6 +169,15 @@ fn train_step_seconds<AD: AutodiffBackend>(device: &AD::Device, criterion: &mut 
     seconds
 }
 
+/// Training-step rows of a GPU backend: `CubeBackend` and Burn's fusion backend over it.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn train_step_rows<Bare: AutodiffBackend, Fused: AutodiffBackend>(backend: &str, criterion: &mut Criterion, rows: &mut Vec<String>) {
+    let bare = train_step_seconds::<Bare>(&Default::default(), criterion, backend);
+    let fused = train_step_seconds::<Fused>(&Default::default(), criterion, &format!("{backend}+fusion"));
+    rows.push(format!("| {backend} | training step, test preset, 8×128, `CubeBackend` | {:.1} |", 1e3 * bare));
+    rows.push(format!("| {backend}+fusion | training step, test preset, 8×128, Burn fusion ({:.2}× the `CubeBackend` time) | {:.1} |", fused / bare, 1e3 * fused));
+}
+
 fn main() {
     tritter::allocator::keep_freed_memory();
     let mut criterion = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(5)).configure_from_args();
@@ -185,17 +216,12 @@ fn main() {
     let step = train_step_seconds::<burn::backend::Autodiff<Cpu>>(&device, &mut criterion, "CPU");
     rows.push(format!("| CPU | training step (forward, backward, AdamW), test preset, 8×128 | {:.1} |", 1e3 * step));
 
-    // What Burn's kernel fusion is worth on wgpu (`Wgpu` is `Fusion<CubeBackend>`; this crate's
-    // ternary ops run on both).
+    // What Burn's kernel fusion is worth on the GPU backends (`Wgpu` / `Cuda` are `Fusion` over
+    // `CubeBackend`; this crate's ternary ops run on both).
     #[cfg(feature = "wgpu")]
-    {
-        type Bare = burn::backend::Autodiff<WgpuCube>;
-        type Fused = burn::backend::Autodiff<tritter::backend::Wgpu>;
-        let bare = train_step_seconds::<Bare>(&Default::default(), &mut criterion, "wgpu");
-        let fused = train_step_seconds::<Fused>(&Default::default(), &mut criterion, "wgpu+fusion");
-        rows.push(format!("| wgpu | training step, test preset, 8×128, `CubeBackend` | {:.1} |", 1e3 * bare));
-        rows.push(format!("| wgpu+fusion | training step, test preset, 8×128, Burn fusion ({:.2}× the `CubeBackend` time) | {:.1} |", fused / bare, 1e3 * fused));
-    }
+    train_step_rows::<burn::backend::Autodiff<WgpuCube>, burn::backend::Autodiff<tritter::backend::Wgpu>>("wgpu", &mut criterion, &mut rows);
+    #[cfg(feature = "cuda")]
+    train_step_rows::<burn::backend::Autodiff<CudaCube>, burn::backend::Autodiff<tritter::backend::Cuda>>("CUDA", &mut criterion, &mut rows);
 
     results::record(
         "hot_paths",

@@ -4,10 +4,15 @@
 # poisoned outputs, packed checkpoints on CUDA), the CUDA benchmarks (packed generation, hot
 # paths) and the training example. Build here first with `bash scripts/device_check.sh --build`,
 # which compiles with `--features cuda` and copies the binaries into device-bin/ (git-ignored);
-# then run it there with device-bin/ carried. Output goes to $OUT (or ./device-out).
+# then run it there with device-bin/ carried (about 9 minutes). Output goes to $OUT (or
+# ./device-out).
 set -uo pipefail
 if [ "${1:-}" = "--build" ]; then
     set -e
+    # cudarc reads the CUDA version from nvcc at build time and, with no nvcc here, assumes the
+    # newest it knows (13.1). The lent machines run CUDA 13.0 (driver 580, KINDS.md), so build
+    # against that unless told otherwise.
+    export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
     mkdir -p device-bin
     bin() { cargo "$@" --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -v '^$'; }
     cp "$(bin test --no-run --features cuda --test model | tail -1)" device-bin/model-test
@@ -20,24 +25,43 @@ if [ "${1:-}" = "--build" ]; then
     exit 0
 fi
 out="${OUT:-device-out}"
+# cubecl-cuda loads the driver and NVRTC at run time: make the toolkit's NVRTC findable (the
+# CUDA image also ships one inside the nvidia-cuda-nvrtc Python wheel).
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+    $(python3 -c 'import glob, nvidia; print(" ".join(glob.glob(nvidia.__path__[0] + "/*/lib")))' 2>/dev/null); do
+    [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done
 mkdir -p "$out"
 log="$out/device_check.txt"
+# Each step's whole output goes to $OUT/<step>.txt (the benches print the BENCHMARKS.md section
+# they write); the log keeps the lines that matter. Each step has its own time limit so that one
+# slow step cannot starve the rest of the call (about 9 minutes in all).
+step() {
+    local name="$1" limit="$2" filter="$3"; shift 3
+    echo "== $name (limit ${limit}s)"
+    timeout --kill-after=5 "$limit" "$@" >"$out/$name.txt" 2>&1
+    local rc=$?
+    grep -E "$filter" "$out/$name.txt"
+    [ $rc -eq 0 ] || echo "!! $name exited with $rc (124 = time limit)"
+}
 {
     echo "== machine"; date -u; nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv; nproc
-    echo "== CUDA tests: ndarray vs CUDA, packed kernel vs f64 (poisoned output), the full suite"
-    ./device-bin/model-test --test-threads=4 --nocapture 2>&1 | grep -E "^test |test result|panicked|error|cuda f32 matmul|relative error"
-    echo "== packed GEMV at batch 1 on CUDA: both CubeCL kernels vs Burn's f32 matmul, GB/s vs a device copy and the card's nominal bandwidth"
+    echo "NVRTC: $( (ldconfig -p | grep -o 'libnvrtc\.so[.0-9]*' | head -1; for d in ${LD_LIBRARY_PATH:+${LD_LIBRARY_PATH//:/ }}; do ls "$d" 2>/dev/null | grep -m1 '^libnvrtc\.so'; done) | head -3 | tr '\n' ' ')"
     name="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
     # Nominal memory bandwidth (GB/s) of the cards this may run on.
     case "$name" in
         *H200*) peak=4800 ;; *H100*NVL*) peak=3900 ;; *H100*PCIe*) peak=2000 ;; *H100*) peak=3350 ;;
         *A100*80GB*) peak=2039 ;; *A100*) peak=1555 ;; *) peak="" ;;
     esac
-    TRITTER_GPU_NAME="$name" TRITTER_GPU_PEAK_GBS="$peak" ./device-bin/gpu_gemv --bench 2>&1 | grep -E "^CUDA|^\| CUDA|Device copy|panicked"
-    echo "== generation at batch 1: packed vs fake-quantized f32 (CPU and CUDA rows)"
-    ./device-bin/generation 2>&1 | grep -E "tok/s|panicked"
-    echo "== hot paths"
-    ./device-bin/hot_paths --bench 2>&1 | grep -E "time:|^[a-z_]+/" | head -40
-    echo "== example train on CUDA: generated tasks, batch 128 x 64, 600 steps"
-    ./device-bin/train --batch 128 --steps 600 --out "$out/run-tasks" 2>&1 | tail -14
+    # Correctness first: ndarray vs CUDA logits, both packed kernels vs f64 (poisoned outputs).
+    step model-test 150 "^test |test result|panicked|cuda f32 matmul|relative error" \
+        ./device-bin/model-test --test-threads=4 --nocapture
+    # Batch-1 packed GEMV (and 4/16/32 tokens: where the cooperative kernel stops paying), both
+    # CubeCL kernels vs Burn's f32 matmul, GB/s vs a device copy and the card's nominal bandwidth.
+    step gpu_gemv 90 "^CUDA|^\| CUDA|Device copy|panicked" \
+        env TRITTER_GPU_NAME="$name" TRITTER_GPU_PEAK_GBS="$peak" TRITTER_GEMV_TOKENS=1,4,16,32 ./device-bin/gpu_gemv --bench
+    # Linear layer forward + backward (fused vs reference) and training steps, CPU and CUDA rows.
+    step hot_paths 150 "^\| (CPU|CUDA)|panicked" ./device-bin/hot_paths --bench --warm-up-time 1 --measurement-time 2
+    step generation 90 "^\| |panicked" ./device-bin/generation
+    step train 75 "." ./device-bin/train --batch 128 --steps 600 --out /tmp/run-tasks
 } 2>&1 | tee "$log"

@@ -130,11 +130,23 @@ impl TernaryBackend for Cpu {
     }
 }
 
-/// The CubeCL backends (wgpu, CUDA) multiply packed weights with [`crate::ternary::cube_kernel`].
+/// The CubeCL backends (wgpu, CUDA) quantize with [`crate::ternary::cube_quant`] and multiply
+/// packed weights with [`crate::ternary::cube_kernel`].
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement> TernaryBackend for burn_cubecl::CubeBackend<R, f32, i32, BT> {
     fn packed_matmul(x: Tensor<Self, 2>, w: &PackedLinear<Self>) -> Tensor<Self, 2> {
         crate::ternary::cube_kernel::packed_matmul(x, w)
+    }
+
+    fn quantize_activation(x: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
+        if quant.activation_bits.is_some() { crate::ternary::cube_quant::quantize_activation_into(x, None) } else { x }
+    }
+
+    fn quantize_weight(w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
+        match quant.weight_scale {
+            Some(scale) => crate::ternary::cube_quant::quantize_weight_into(w, scale, None),
+            None => w,
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The packed matmul as CubeCL kernels, for the CubeCL backends (wgpu, CUDA): outputs are
 //! computed from the 2-bit codes, decoded on the fly; no f32 weight matrix is ever built.
-//! Activations are quantized (int8 fake quantization) with tensor ops first. Two kernels
+//! Activations are int8 fake-quantized first ([`crate::ternary::cube_quant`]). Two kernels
 //! ([`CubeKernel`]): one unit per output, and for few tokens (generation) a row-cooperative one
 //! whose units read a row's code words side by side, as a GPU's memory wants them read.
 //!
@@ -13,6 +13,7 @@ use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device, tensor::C
 
 use crate::backend::float;
 use crate::config::WeightScale;
+use crate::ternary::cube_quant::quantize_activation_primitive;
 use crate::ternary::pack::{PackedTernary, CODES_PER_WORD};
 use crate::ternary::packed_linear::PackedLinear;
 
@@ -207,8 +208,8 @@ fn launch<R: CubeRuntime>(
     output
 }
 
-/// The packed matmul on a CubeCL backend: activations quantized as the reference does, then the
-/// kernel on the layer's device codes and scales.
+/// The packed matmul on a CubeCL backend: activations quantized as the reference does (one
+/// kernel), then the product kernel on the layer's device codes and scales.
 pub fn packed_matmul<R: CubeRuntime, BT: BoolElement>(
     x: Tensor<CubeBackend<R, f32, i32, BT>, 2>,
     w: &PackedLinear<CubeBackend<R, f32, i32, BT>>,
@@ -228,26 +229,30 @@ pub fn packed_matmul_into<R: CubeRuntime, BT: BoolElement>(
     let (codes, scales) = w.device_tensors(&x.device());
     let out = packed_matmul_primitive::<R>(
         kernel,
-        w.quantize_input(x).into_primitive().tensor(),
+        x.into_primitive().tensor(),
         codes.into_primitive(),
         scales.into_primitive().tensor(),
         &w.packed,
+        w.activation_bits.is_some(),
         output.map(|o| o.into_primitive().tensor()),
     );
     float(out)
 }
 
-/// The kernel on primitives: `x [M, K]` (already quantized as the layer says) times the packed
-/// weight whose device codes and scales are given and whose layout `packed` describes, into
-/// `output` or a fresh `[M, N]` buffer. Also what the fusion backend's operation runs.
+/// The kernel on primitives: `x [M, K]` (int8 fake-quantized first with `int8_input`, by
+/// [`crate::ternary::cube_quant`]) times the packed weight whose device codes and scales are
+/// given and whose layout `packed` describes, into `output` or a fresh `[M, N]` buffer. Also what
+/// the fusion backend's operation runs.
 pub(crate) fn packed_matmul_primitive<R: CubeRuntime>(
     kernel: CubeKernel,
     x: CubeTensor<R>,
     codes: CubeTensor<R>,
     scales: CubeTensor<R>,
     packed: &PackedTernary,
+    int8_input: bool,
     output: Option<CubeTensor<R>>,
 ) -> CubeTensor<R> {
+    let x = if int8_input { quantize_activation_primitive(x, None) } else { x };
     let cols = packed.cols.max(1);
     let (row_stride, group) = match packed.weight_scale {
         WeightScale::PerTensor => (0, cols),

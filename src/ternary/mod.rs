@@ -8,6 +8,8 @@ pub mod cpu_kernel;
 pub mod cpu_quant;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod cube_kernel;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod cube_quant;
 pub mod fused_linear;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod fusion_ops;

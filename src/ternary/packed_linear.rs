@@ -56,14 +56,6 @@ impl<B: Backend> PackedLinear<B> {
         }
     }
 
-    /// `x` as the layer's kernels take it: int8 fake-quantized per token, or as is.
-    pub(crate) fn quantize_input(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        match *self.activation_bits {
-            Some(_) => fake_quantize_activation(x),
-            None => x,
-        }
-    }
-
     /// `[.., in] -> [.., out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let mut dims = x.dims();
@@ -91,5 +83,6 @@ pub fn unpack_codes<B: Backend>(codes: Tensor<B, 2, Int>, cols: usize) -> Tensor
 pub fn reference_packed_matmul<B: Backend>(x: Tensor<B, 2>, w: &PackedLinear<B>) -> Tensor<B, 2> {
     let (codes, scales) = w.device_tensors(&x.device());
     let weight = scale_codes(unpack_codes(codes, w.packed.cols), scales, w.packed.weight_scale);
-    w.quantize_input(x).matmul(weight.transpose())
+    let x = if w.activation_bits.is_some() { fake_quantize_activation(x) } else { x };
+    x.matmul(weight.transpose())
 }

@@ -67,6 +67,123 @@ fn cpu_quantizers_equal_the_tensor_op_quantizers_bit_for_bit() {
     }
 }
 
+/// γ = mean|W| of each element's scale group, in f64.
+fn gammas_f64(w: &[f32], rows: usize, cols: usize, scale: WeightScale) -> Vec<f64> {
+    let len = match scale {
+        WeightScale::PerTensor => rows * cols,
+        WeightScale::PerRow => cols,
+        WeightScale::PerGroup(n) => n,
+    };
+    let groups: Vec<f64> = w.chunks(len.max(1)).map(|g| g.iter().map(|v| v.abs() as f64).sum::<f64>() / len as f64).collect();
+    (0..w.len()).map(|i| groups[i / len.max(1)]).collect()
+}
+
+/// Whether `|w| / γ` lies within 1e-5 of a rounding boundary of the ternary code (0.5 or 1.5),
+/// where a γ summed in another order (a GPU reduction) may pick the other code.
+fn near_weight_tie(w: f32, gamma: f64) -> bool {
+    let t = w.abs() as f64 / (gamma + tritter::ternary::WEIGHT_EPS as f64);
+    (t - 0.5).abs() < 1e-5 || (t - 1.5).abs() < 1e-5
+}
+
+/// Moves the weights that sit near a rounding boundary for any of `quants`' scales 1% outwards,
+/// so that quantizers whose γ differ in the last bits (the GPU kernels and Burn's reduction)
+/// agree on every code.
+fn clear_of_weight_ties(w: &mut [f32], rows: usize, cols: usize, quants: &[TernaryQuant]) {
+    for _ in 0..10 {
+        let mut moved = false;
+        for scale in quants.iter().filter_map(|q| q.weight_scale) {
+            let gammas = gammas_f64(w, rows, cols, scale);
+            for (v, &gamma) in w.iter_mut().zip(&gammas) {
+                if near_weight_tie(*v, gamma) {
+                    *v *= 1.01;
+                    moved = true;
+                }
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("weights still near a rounding boundary");
+}
+
+/// The CubeCL quantizers (`tritter::ternary::cube_quant`) into NaN-filled outputs, and through
+/// `G`'s `TernaryBackend` (for the fusion backend: as registered fusion operations): `x̃` bit for
+/// bit against `G`'s tensor-op quantizer (the same f32 operations), `W̃` against an f64
+/// recomputation for every scale granularity (a weight within 1e-5 of a rounding boundary may
+/// take either code), on shapes that cover one cube per row, rows shorter than a cube, and the
+/// per-tensor scale's two-level sum (more than 4096 elements, not a multiple of it).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn device_quantizers_agree<G: TernaryBackend>(name: &str, poisoned: &dyn Fn(Tensor<G, 2>, Option<WeightScale>) -> Option<Vec<f32>>) {
+    let mut rng = fresh_rng(name);
+    let device = Default::default();
+    let shapes = [(1, 1), (3, 17), (7, 130), (40, 4099), (2, 70_000), (300, 1000), (rng.random_range(1..64), rng.random_range(1..700))];
+    for (rows, cols) in shapes {
+        let scale_std = 10f32.powf(rng.random_range(-3.0..1.0));
+        let mut x: Vec<f32> = (0..rows * cols).map(|_| normal(&mut rng) * scale_std).collect();
+        x[..cols].iter_mut().for_each(|v| *v = 0.0); // an all-zero token: the absmax floor ε
+        let mut w: Vec<f32> = (0..rows * cols).map(|_| normal(&mut rng) * scale_std).collect();
+        if rows > 2 {
+            w[cols..2 * cols].iter_mut().for_each(|v| *v = 0.0); // an all-zero row: γ = 0
+        }
+        let xt = Tensor::<G, 2>::from_data(TensorData::new(x.clone(), [rows, cols]), &device);
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let expected = bits(to_vec(fake_quantize_activation(xt.clone())));
+        let int8 = TernaryQuant::bitnet(WeightScale::PerTensor, Some(8));
+        assert!(bits(to_vec(G::quantize_activation(xt.clone(), &int8))) == expected, "{name}: activations {rows}×{cols}");
+        if let Some(got) = poisoned(xt, None) {
+            assert!(bits(got) == expected, "{name}: activations {rows}×{cols} into a NaN-filled output");
+        }
+        let divisors: Vec<usize> = (1..=cols).filter(|n| cols % n == 0).collect();
+        for scale in [WeightScale::PerTensor, WeightScale::PerRow, WeightScale::PerGroup(divisors[rng.random_range(0..divisors.len())])] {
+            let wt = Tensor::<G, 2>::from_data(TensorData::new(w.clone(), [rows, cols]), &device);
+            let gammas = gammas_f64(&w, rows, cols, scale);
+            let check = |got: Vec<f32>, how: &str| {
+                for (i, ((&g, &v), &gamma)) in got.iter().zip(&w).zip(&gammas).enumerate() {
+                    let code = |c: f64| (g as f64 - c * gamma).abs() <= 1e-5 * gamma;
+                    let want = ((v as f64 / (gamma + tritter::ternary::WEIGHT_EPS as f64)).round()).clamp(-1.0, 1.0);
+                    let ok = if near_weight_tie(v, gamma) { code(-1.0) || code(0.0) || code(1.0) } else { code(want) };
+                    assert!(ok, "{name}: weights {rows}×{cols} {scale:?} {how}: element {i} = {g} for w = {v}, γ = {gamma}");
+                }
+            };
+            check(to_vec(G::quantize_weight(wt.clone(), &TernaryQuant::bitnet(scale, None))), "through TernaryBackend");
+            if let Some(got) = poisoned(wt, Some(scale)) {
+                check(got, "into a NaN-filled output");
+            }
+        }
+    }
+}
+
+/// [`device_quantizers_agree`]'s poisoned runs on `CubeBackend<R, ..>`.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn cube_poisoned<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement>(
+    input: Tensor<burn_cubecl::CubeBackend<R, f32, i32, BT>, 2>,
+    weight_scale: Option<WeightScale>,
+) -> Option<Vec<f32>> {
+    use tritter::ternary::cube_quant::{quantize_activation_into, quantize_weight_into};
+    let output = Tensor::full(input.dims(), f32::NAN, &input.device());
+    Some(to_vec(match weight_scale {
+        Some(scale) => quantize_weight_into(input, scale, Some(output)),
+        None => quantize_activation_into(input, Some(output)),
+    }))
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_quantizers_match_the_tensor_op_quantizers_and_f64() {
+    type Cube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+    device_quantizers_agree::<Cube>("wgpu_quantizers_match_the_tensor_op_quantizers_and_f64", &cube_poisoned::<burn::backend::wgpu::WgpuRuntime, u32>);
+    device_quantizers_agree::<tritter::backend::Wgpu>("wgpu_quantizers_match_the_tensor_op_quantizers_and_f64 (fusion)", &|_, _| None);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_quantizers_match_the_tensor_op_quantizers_and_f64() {
+    type Cube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
+    device_quantizers_agree::<Cube>("cuda_quantizers_match_the_tensor_op_quantizers_and_f64", &cube_poisoned::<burn_cubecl::cubecl::cuda::CudaRuntime, u8>);
+    device_quantizers_agree::<tritter::backend::Cuda>("cuda_quantizers_match_the_tensor_op_quantizers_and_f64 (fusion)", &|_, _| None);
+}
+
 #[test]
 fn cpu_products_match_f64_for_any_operand_layout() {
     let mut rng = fresh_rng("cpu_products_match_f64_for_any_operand_layout");
@@ -119,9 +236,12 @@ fn fused_matches_reference<Ad: AutodiffBackend>(name: &str, device: &Ad::Device,
     let mut rng = fresh_rng(name);
     for (batch, seq, d_in, d_out) in [(1, 1, 1, 1), (2, 3, 17, 5), (1, 9, 130, 33), (3, 40, 96, 70), (2, rng.random_range(1..50), rng.random_range(1..200), rng.random_range(1..200))] {
         let x = random_tensor::<Ad, 3>(&mut rng, [batch, seq, d_in], 1.0, device);
-        let w = random_tensor::<Ad, 2>(&mut rng, [d_out, d_in], 0.5, device);
+        let quants = quants(&mut rng, d_in);
+        let mut w: Vec<f32> = (0..d_out * d_in).map(|_| normal(&mut rng) * 0.5).collect();
+        clear_of_weight_ties(&mut w, d_out, d_in, &quants);
+        let w = Tensor::<Ad, 2>::from_data(TensorData::new(w, [d_out, d_in]), device);
         let g = random_tensor::<Ad, 3>(&mut rng, [batch, seq, d_out], 1.0, device);
-        for quant in quants(&mut rng, d_in) {
+        for quant in quants {
             for track in [(true, true), (true, false), (false, true)] {
                 let fused = projection_with_gradients(&x, &w, &g, &quant, true, track);
                 let reference = projection_with_gradients(&x, &w, &g, &quant, false, track);
