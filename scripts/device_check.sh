@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
 # Runs on a lent GPU machine (no cargo, no internet there) in one call: the CUDA correctness
-# tests (ndarray vs CUDA logits, the packed ternary kernel against the f64 reference with
-# poisoned outputs, packed checkpoints on CUDA), the CUDA benchmarks (packed generation, hot
-# paths) and the training example. Build here first with `bash scripts/device_check.sh --build`,
-# which compiles with `--features cuda` and copies the binaries into device-bin/ (git-ignored);
-# then run it there with device-bin/ carried (about 9 minutes). Output goes to $OUT (or
-# ./device-out).
+# tests (ndarray vs CUDA logits; the packed ternary kernels and the quantizer kernels against
+# f64 with poisoned outputs; packed checkpoints on CUDA), the CUDA benchmarks (packed GEMV at 1
+# to 32 tokens, hot paths, packed generation) and the training example. Build here first with
+# `bash scripts/device_check.sh --build`, which compiles with `--features cuda` and packs the
+# binaries into device-bin/bins.tar.xz (git-ignored; about 25 MB, where the five binaries take
+# 130 MB and a call carries at most 64 MiB); then run it there with device-bin/ carried (about
+# 9 minutes). Output goes to $OUT (or ./device-out).
 set -uo pipefail
 if [ "${1:-}" = "--build" ]; then
     set -e
-    # cudarc reads the CUDA version from nvcc at build time and, with no nvcc here, assumes the
-    # newest it knows (13.1). The lent machines run CUDA 13.0 (driver 580, KINDS.md), so build
-    # against that unless told otherwise.
-    export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
     mkdir -p device-bin
     bin() { cargo "$@" --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -v '^$'; }
     cp "$(bin test --no-run --features cuda --test model | tail -1)" device-bin/model-test
@@ -21,14 +18,23 @@ if [ "${1:-}" = "--build" ]; then
     cp "$(bin bench --no-run --features cuda --bench gpu_gemv | tail -1)" device-bin/gpu_gemv
     cargo build --release --features cuda --example train && cp target/release/examples/train device-bin/
     strip device-bin/* || true
+    names="model-test generation hot_paths gpu_gemv train"
+    tar -C device-bin -cJf device-bin/bins.tar.xz $names
+    (cd device-bin && rm $names)
     ls -la device-bin
     exit 0
 fi
 out="${OUT:-device-out}"
+bins=device-bin
+if [ -f device-bin/bins.tar.xz ]; then
+    bins=/tmp/device-bin
+    mkdir -p "$bins"
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' device-bin/bins.tar.xz "$bins"
+fi
 # cubecl-cuda loads the driver and NVRTC at run time: make the toolkit's NVRTC findable (the
 # CUDA image also ships one inside the nvidia-cuda-nvrtc Python wheel).
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-    $(python3 -c 'import glob, nvidia; print(" ".join(glob.glob(nvidia.__path__[0] + "/*/lib")))' 2>/dev/null); do
+    $(python3 -c 'import glob, nvidia; print(" ".join(g for p in nvidia.__path__ for g in glob.glob(p + "/*/lib")))' 2>/dev/null); do
     [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
 mkdir -p "$out"
@@ -55,13 +61,13 @@ step() {
     esac
     # Correctness first: ndarray vs CUDA logits, both packed kernels vs f64 (poisoned outputs).
     step model-test 150 "^test |test result|panicked|cuda f32 matmul|relative error" \
-        ./device-bin/model-test --test-threads=4 --nocapture
+        $bins/model-test --test-threads=4 --nocapture
     # Batch-1 packed GEMV (and 4/16/32 tokens: where the cooperative kernel stops paying), both
     # CubeCL kernels vs Burn's f32 matmul, GB/s vs a device copy and the card's nominal bandwidth.
     step gpu_gemv 90 "^CUDA|^\| CUDA|Device copy|panicked" \
-        env TRITTER_GPU_NAME="$name" TRITTER_GPU_PEAK_GBS="$peak" TRITTER_GEMV_TOKENS=1,4,16,32 ./device-bin/gpu_gemv --bench
+        env TRITTER_GPU_NAME="$name" TRITTER_GPU_PEAK_GBS="$peak" TRITTER_GEMV_TOKENS=1,4,16,32 $bins/gpu_gemv --bench
     # Linear layer forward + backward (fused vs reference) and training steps, CPU and CUDA rows.
-    step hot_paths 150 "^\| (CPU|CUDA)|panicked" ./device-bin/hot_paths --bench --warm-up-time 1 --measurement-time 2
-    step generation 90 "^\| |panicked" ./device-bin/generation
-    step train 75 "." ./device-bin/train --batch 128 --steps 600 --out /tmp/run-tasks
+    step hot_paths 150 "^\| (CPU|CUDA)|panicked" $bins/hot_paths --bench --warm-up-time 1 --measurement-time 2
+    step generation 90 "^\| |panicked" $bins/generation
+    step train 75 "." $bins/train --batch 128 --steps 600 --out /tmp/run-tasks
 } 2>&1 | tee "$log"

@@ -3,11 +3,13 @@
 //! passes over device memory.
 //!
 //! - `x̃ = clamp(round(x · s), −128, 127) / s`, `s = 127 / max(max|x|, ε)` per token: one cube
-//!   per token reads its row for the absmax (shared-memory reduction) and again, from cache, to
-//!   quantize it. One launch; the tensor ops take six.
+//!   per token reads its row for the absmax (shared-memory reduction) and again, mostly from
+//!   cache, to quantize it. One launch, where the tensor ops launch nine kernels, six of them over
+//!   the whole tensor (eleven reads or writes of it).
 //! - `W̃ = clamp(round(W / (γ + ε)), −1, 1) · γ`, `γ = mean|W|` per scale group: one launch sums
-//!   `|W|` per group (per tensor: per 4096-element chunk, then the chunks' sums), one quantizes.
-//!   Two passes over the weight; the tensor ops make eleven.
+//!   `|W|` per group (per tensor: per 4096-element chunk, then the chunks' sums), one quantizes:
+//!   the weight is read twice and written once, where the tensor ops read or write it eleven
+//!   times.
 //!
 //! The same f32 operations as the tensor-op quantizers ([`crate::ternary::quant`]) in the same
 //! order, so `x̃` is theirs bit for bit; γ's sum runs in another order than Burn's reduction, so it

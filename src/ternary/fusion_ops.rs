@@ -20,8 +20,8 @@ use burn_fusion::{Fusion, FusionHandle};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
 
 use crate::backend::float;
-use crate::ternary::backend::TernaryBackend;
 use crate::config::WeightScale;
+use crate::ternary::backend::TernaryBackend;
 use crate::ternary::cube_kernel::{packed_matmul_primitive, CubeKernel};
 use crate::ternary::cube_quant::{quantize_activation_primitive, quantize_weight_primitive};
 use crate::ternary::linear::TernaryQuant;
