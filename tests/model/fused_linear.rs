@@ -1,7 +1,7 @@
 //! The fused ternary projection (`TernaryBackend::ternary_linear`: the CPU's one-pass quantizers
-//! and GEMM, one autodiff node with the straight-through backward) against the tensor-op
-//! reference and an f64 recomputation: quantized operands bit for bit, products for any operand
-//! layout, gradients, and a whole model's logits and parameter gradients.
+//! and GEMM, the CubeCL quantizers on wgpu and CUDA, one autodiff node with the straight-through
+//! backward) against the tensor-op reference and an f64 recomputation: quantized operands, products
+//! for any operand layout, gradients, and a whole model's logits and parameter gradients.
 
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::module::{Module, ModuleVisitor, Param};
