@@ -112,12 +112,13 @@ fn clear_of_weight_ties(w: &mut [f32], rows: usize, cols: usize, quants: &[Terna
 /// bit against `G`'s tensor-op quantizer (the same f32 operations), `W̃` against an f64
 /// recomputation for every scale granularity (a weight within 1e-5 of a rounding boundary may
 /// take either code), on shapes that cover one cube per row, rows shorter than a cube, and the
-/// per-tensor scale's two-level sum (more than 4096 elements, not a multiple of it).
+/// per-tensor scale's two-level sum (more than 4096 elements, not a multiple of it), and more rows
+/// than one grid dimension holds (65 535 cubes).
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn device_quantizers_agree<G: TernaryBackend>(name: &str, poisoned: &dyn Fn(Tensor<G, 2>, Option<WeightScale>) -> Option<Vec<f32>>) {
     let mut rng = fresh_rng(name);
     let device = Default::default();
-    let shapes = [(1, 1), (3, 17), (7, 130), (40, 4099), (2, 70_000), (300, 1000), (rng.random_range(1..64), rng.random_range(1..700))];
+    let shapes = [(1, 1), (3, 17), (7, 130), (40, 4099), (2, 70_000), (70_000, 3), (300, 1000), (rng.random_range(1..64), rng.random_range(1..700))];
     for (rows, cols) in shapes {
         let scale_std = 10f32.powf(rng.random_range(-3.0..1.0));
         let mut x: Vec<f32> = (0..rows * cols).map(|_| normal(&mut rng) * scale_std).collect();
