@@ -1,9 +1,10 @@
-//! The hot paths, so regressions show up: the training projection's two quantizers, a ternary and
-//! a full-precision linear layer forward + backward (the fused op against the tensor-op reference), the CPU's fused model ops (attention
-//! core, cross-entropy, norm, RoPE, gated activation) against theirs, attention, MLP,
-//! whole-model forward and a training step (forward, backward, AdamW). CPU (ndarray); with
-//! `--features wgpu` (or `cuda`) the linear rows and a training step also run on wgpu (or CUDA),
-//! on `CubeBackend` and on Burn's fusion backend over it (`Wgpu`, `Cuda`).
+//! The hot paths, so regressions show up: the training projection's two quantizers, a ternary
+//! and a full-precision linear layer forward + backward (the fused op against the tensor-op
+//! reference), the CPU's fused model ops (attention core, cross-entropy, norm, RoPE, gated
+//! activation) against theirs, attention, MLP, whole-model forward and a training step
+//! (forward, backward, AdamW). CPU (ndarray); with `--features wgpu` (or `cuda`) the quantizer,
+//! linear and training-step rows also run on wgpu (or CUDA), on `CubeBackend` and on Burn's
+//! fusion backend over it (`Wgpu`, `Cuda`).
 //!
 //! `cargo bench --bench hot_paths [--features wgpu | --features cuda]` (criterion
 //! statistics, then a section of BENCHMARKS.md with medians).
@@ -56,13 +57,13 @@ fn linear_step<AD: AutodiffBackend>(x: &Tensor<AD, 3>, w: &Tensor<AD, 2>, quant:
     let _ = x.grad(&grads).unwrap().slice([0..1, 0..1, 0..1]).into_data();
 }
 
-/// The forward's two quantizers alone, `x̃` of `[1024, 1024]` and `W̃` of `[4096, 1024]` (per
-/// tensor): the backend's own (`native`) or the tensor ops; one element of each read back.
+/// The forward's two quantizers alone (`x̃` and `W̃` as `quant` says): the backend's own
+/// (`native`) or the tensor ops; one element of each read back.
 fn quantize<Bk: TernaryBackend>(x: &Tensor<Bk, 2>, w: &Tensor<Bk, 2>, quant: &TernaryQuant, native: bool) {
     let (xq, wq) = if native {
         (Bk::quantize_activation(x.clone(), quant), Bk::quantize_weight(w.clone(), quant))
     } else {
-        (fake_quantize_activation(x.clone()), fake_quantize_weight(w.clone(), WeightScale::PerTensor))
+        (fake_quantize_activation(x.clone()), fake_quantize_weight(w.clone(), quant.weight_scale.expect("a ternary quantization")))
     };
     let _ = xq.slice([0..1, 0..1]).into_data();
     let _ = wq.slice([0..1, 0..1]).into_data();
