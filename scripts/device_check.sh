@@ -4,18 +4,20 @@
 # f64 with poisoned outputs; packed checkpoints on CUDA), the CUDA benchmarks (packed GEMV at 1
 # to 32 tokens, hot paths, packed generation) and the training example. Build here first with
 # `bash scripts/device_check.sh --build`, which compiles with `--features cuda` and packs the
-# binaries into device-bin/bins.tar.xz (git-ignored; 28 MB, where the five binaries take
-# 160 MB and a call carries at most 64 MiB; 23 minutes on 2 cores); then run it there with
+# binaries into device-bin/bins.tar.xz (git-ignored; 26 MB, where the five binaries take
+# 150 MB and a call carries at most 64 MiB; 23 minutes on 2 cores); then run it there with
 # device-bin/ carried (about 9 minutes). Output goes to $OUT (or ./device-out).
 set -uo pipefail
 if [ "${1:-}" = "--build" ]; then
     set -e
-    mkdir -p device-bin
-    bin() { cargo "$@" --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -v '^$'; }
-    cp "$(bin test --no-run --features cuda --test model | tail -1)" device-bin/model-test
-    cp "$(bin bench --no-run --features cuda --bench generation | tail -1)" device-bin/generation
-    cp "$(bin bench --no-run --features cuda --bench hot_paths | tail -1)" device-bin/hot_paths
-    cp "$(bin bench --no-run --features cuda --bench gpu_gemv | tail -1)" device-bin/gpu_gemv
+    rm -rf device-bin && mkdir -p device-bin
+    # The executable of target `$1` that `cargo $2..` builds (cargo also reports the `tritter`
+    # binary it builds alongside, so pick by name).
+    exe() { local name="$1"; shift; cargo "$@" --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep "/deps/$name-[0-9a-f]*$" | tail -1; }
+    cp "$(exe model test --no-run --features cuda --test model)" device-bin/model-test
+    cp "$(exe generation bench --no-run --features cuda --bench generation)" device-bin/generation
+    cp "$(exe hot_paths bench --no-run --features cuda --bench hot_paths)" device-bin/hot_paths
+    cp "$(exe gpu_gemv bench --no-run --features cuda --bench gpu_gemv)" device-bin/gpu_gemv
     cargo build --release --features cuda --example train && cp target/release/examples/train device-bin/
     strip device-bin/* || true
     names="model-test generation hot_paths gpu_gemv train"
