@@ -21,6 +21,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use crate::backend::{is, same, same_ref};
 #[cfg(feature = "ndarray")]
 use crate::backend::Cpu;
+use crate::config::WeightScale;
 #[cfg(feature = "ndarray")]
 use crate::ternary::{cpu_gemm, cpu_kernel::{packed_matmul_f32, packed_matmul_int8, CpuKernel}, cpu_quant};
 use crate::ternary::linear::{reference_ternary_linear, TernaryQuant};
@@ -54,19 +55,31 @@ pub trait TernaryBackend: Backend {
         Self::matmul_nt(Self::quantize_activation(x, quant), Self::quantize_weight(w, quant))
     }
 
-    /// `x̃`: `x: [tokens, in]` quantized per token as `quant` says, or as is (default: the
-    /// tensor-op quantizer).
+    /// `x̃`: `x: [tokens, in]` quantized per token as `quant` says ([`Self::int8_activation`]),
+    /// or as is. Backends implement the quantizer, not this.
     fn quantize_activation(x: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
-        if quant.activation_bits.is_some() { fake_quantize_activation(x) } else { x }
+        if quant.activation_bits.is_some() { Self::int8_activation(x) } else { x }
     }
 
-    /// `W̃`: `w: [out, in]` quantized as `quant` says, or as is (default: the tensor-op
-    /// quantizer).
+    /// `W̃`: `w: [out, in]` quantized as `quant` says ([`Self::ternary_weight`]), or as is.
+    /// Backends implement the quantizer, not this.
     fn quantize_weight(w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
         match quant.weight_scale {
-            Some(scale) => fake_quantize_weight(w, scale),
+            Some(scale) => Self::ternary_weight(w, scale),
             None => w,
         }
+    }
+
+    /// The per-token int8 fake quantization of `x: [tokens, in]` (default: the tensor-op
+    /// quantizer).
+    fn int8_activation(x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        fake_quantize_activation(x)
+    }
+
+    /// The absmean ternary fake quantization of `w: [out, in]` with `scale`'s groups (default:
+    /// the tensor-op quantizer).
+    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale) -> Tensor<Self, 2> {
+        fake_quantize_weight(w, scale)
     }
 
     /// `a · bᵀ` (the forward product; default: Burn's matmul).
@@ -103,16 +116,12 @@ impl TernaryBackend for Cpu {
         cpu_gemm::cpu_tensor(y, tokens, w.packed.rows)
     }
 
-    fn quantize_activation(x: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
-        if quant.activation_bits.is_none() {
-            return x;
-        }
+    fn int8_activation(x: Tensor<Self, 2>) -> Tensor<Self, 2> {
         let [tokens, cols] = x.dims();
         cpu_gemm::cpu_tensor(cpu_gemm::with_rows(x, |x| cpu_quant::fake_quantize_activation(x, cols)), tokens, cols)
     }
 
-    fn quantize_weight(w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
-        let Some(scale) = quant.weight_scale else { return w };
+    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale) -> Tensor<Self, 2> {
         let [rows, cols] = w.dims();
         cpu_gemm::cpu_tensor(cpu_gemm::with_rows(w, |w| cpu_quant::fake_quantize_weight(w, rows, cols, scale)), rows, cols)
     }
@@ -138,15 +147,12 @@ impl<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement> TernaryBackend f
         crate::ternary::cube_kernel::packed_matmul(x, w)
     }
 
-    fn quantize_activation(x: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
-        if quant.activation_bits.is_some() { crate::ternary::cube_quant::quantize_activation_into(x, None) } else { x }
+    fn int8_activation(x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        crate::ternary::cube_quant::quantize_activation_into(x, None)
     }
 
-    fn quantize_weight(w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
-        match quant.weight_scale {
-            Some(scale) => crate::ternary::cube_quant::quantize_weight_into(w, scale, None),
-            None => w,
-        }
+    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale) -> Tensor<Self, 2> {
+        crate::ternary::cube_quant::quantize_weight_into(w, scale, None)
     }
 }
 

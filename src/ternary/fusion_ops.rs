@@ -24,7 +24,6 @@ use crate::config::WeightScale;
 use crate::ternary::backend::TernaryBackend;
 use crate::ternary::cube_kernel::{packed_matmul_primitive, CubeKernel};
 use crate::ternary::cube_quant::{quantize_activation_primitive, quantize_weight_primitive};
-use crate::ternary::linear::TernaryQuant;
 use crate::ternary::pack::PackedTernary;
 use crate::ternary::packed_linear::PackedLinear;
 
@@ -108,14 +107,11 @@ impl<R: CubeRuntime, BT: BoolElement> TernaryBackend for Fusion<Cube<R, BT>> {
         float(y)
     }
 
-    fn quantize_activation(x: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
-        if quant.activation_bits.is_some() { quantize(x, None) } else { x }
+    fn int8_activation(x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        quantize(x, None)
     }
 
-    fn quantize_weight(w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
-        match quant.weight_scale {
-            Some(scale) => quantize(w, Some(scale)),
-            None => w,
-        }
+    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale) -> Tensor<Self, 2> {
+        quantize(w, Some(scale))
     }
 }
