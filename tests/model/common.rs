@@ -38,6 +38,18 @@ pub fn random_tensor<Bk: Backend, const D: usize>(rng: &mut StdRng, shape: [usiz
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
+/// γ = mean|W| of each element's scale group (`w` row-major `[rows, cols]`), recomputed in f64.
+pub fn gammas_f64(w: &[f32], rows: usize, cols: usize, scale: tritter::WeightScale) -> Vec<f64> {
+    let len = match scale {
+        tritter::WeightScale::PerTensor => rows * cols,
+        tritter::WeightScale::PerRow => cols,
+        tritter::WeightScale::PerGroup(n) => n,
+    }
+    .max(1);
+    let groups: Vec<f64> = w.chunks(len).map(|g| g.iter().map(|v| v.abs() as f64).sum::<f64>() / len as f64).collect();
+    (0..w.len()).map(|i| groups[i / len]).collect()
+}
+
 /// A standard normal sample (Box-Muller).
 pub fn normal(rng: &mut StdRng) -> f32 {
     let u1: f64 = rng.random_range(f64::EPSILON..1.0);

@@ -10,7 +10,7 @@ use rand::{rngs::StdRng, Rng};
 use tritter::ternary::{fake_quantize_activation, fake_quantize_weight, reference_ternary_linear, ternary_linear, TernaryBackend, TernaryQuant};
 use tritter::{TritterModel, WeightScale};
 
-use crate::common::{fresh_rng, ids_tensor, max_rel_diff, named_params, normal, random_ids, random_tensor, temp_dir, to_vec, AD, B};
+use crate::common::{fresh_rng, gammas_f64, ids_tensor, max_rel_diff, named_params, normal, random_ids, random_tensor, temp_dir, to_vec, AD, B};
 use crate::reference::Reference;
 use crate::reference_f64::random_tiny_config;
 
@@ -65,17 +65,6 @@ fn cpu_quantizers_equal_the_tensor_op_quantizers_bit_for_bit() {
             assert!(bits(to_vec(wq)) == bits(w_expected), "weights {rows}×{cols} {quant:?}");
         }
     }
-}
-
-/// γ = mean|W| of each element's scale group, in f64.
-fn gammas_f64(w: &[f32], rows: usize, cols: usize, scale: WeightScale) -> Vec<f64> {
-    let len = match scale {
-        WeightScale::PerTensor => rows * cols,
-        WeightScale::PerRow => cols,
-        WeightScale::PerGroup(n) => n,
-    };
-    let groups: Vec<f64> = w.chunks(len.max(1)).map(|g| g.iter().map(|v| v.abs() as f64).sum::<f64>() / len as f64).collect();
-    (0..w.len()).map(|i| groups[i / len.max(1)]).collect()
 }
 
 /// Whether `|w| / γ` lies within 1e-5 of a rounding boundary of the ternary code (0.5 or 1.5),

@@ -10,23 +10,7 @@ use tritter::ternary::{
 };
 use tritter::WeightScale;
 
-use crate::common::{fresh_rng, normal, random_tensor, to_vec, AD, B};
-
-/// γ of every element's scale group, recomputed in f64.
-fn gammas_f64(w: &[f32], out: usize, inp: usize, scale: WeightScale) -> Vec<f64> {
-    let group = |r: usize, c: usize| match scale {
-        WeightScale::PerTensor => (0, out * inp),
-        WeightScale::PerRow => (r, inp),
-        WeightScale::PerGroup(n) => (r * (inp / n) + c / n, n),
-    };
-    let mut sums = std::collections::HashMap::new();
-    for r in 0..out {
-        for c in 0..inp {
-            *sums.entry(group(r, c).0).or_insert(0.0) += w[r * inp + c].abs() as f64;
-        }
-    }
-    (0..out * inp).map(|i| { let (g, n) = group(i / inp, i % inp); sums[&g] / n as f64 }).collect()
-}
+use crate::common::{fresh_rng, gammas_f64, normal, random_tensor, to_vec, AD, B};
 
 fn scales_to_check(rng: &mut StdRng, inp: usize) -> Vec<WeightScale> {
     let divisors: Vec<usize> = (1..=inp).filter(|n| inp % n == 0).collect();
