@@ -63,7 +63,7 @@ fn main() {
     #[cfg(feature = "cuda")]
     let rows = rows + &measure::<burn::backend::Cuda>("CUDA", &[("test", 64), ("small_100m", 64)], &Default::default());
     let gpu_note = if cfg!(any(feature = "wgpu", feature = "cuda")) {
-        " On wgpu/CUDA the packed model quantizes activations with the CubeCL quantizer kernel and runs the CubeCL packed kernel (codes decoded on the fly; on a GPU up to 16 tokens with 32 units per output row, on lavapipe one unit per output; under fusion both as one registered fusion operation); lavapipe is Mesa's CPU Vulkan driver, so its rows measure a CPU emulating a GPU."
+        " On wgpu/CUDA the packed model quantizes activations with the CubeCL quantizer kernel and runs the CubeCL packed kernel (codes decoded on the fly; on a GPU up to 16 tokens with 32 units per output row, on lavapipe up to 7 tokens with one unit per output, and above that in tiles of 32 tokens × 64 outputs staged in shared memory; under fusion quantizer and product as one registered fusion operation); lavapipe is Mesa's CPU Vulkan driver, so its rows measure a CPU emulating a GPU."
     } else {
         " Build with `--features wgpu` (or `cuda`) to add GPU rows."
     };

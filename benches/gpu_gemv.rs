@@ -1,6 +1,6 @@
 //! Batch-1 packed ternary GEMV on a CubeCL device (wgpu, CUDA), and with `TRITTER_GEMV_TOKENS`
-//! a few tokens per call: the two CubeCL kernels
-//! (one unit per output; up to 32 units per output reading consecutive code words) against
+//! more tokens per call: the three CubeCL kernels (one unit per output; up to 32 units per
+//! output reading consecutive code words; 32 × 64 output tiles from shared memory) against
 //! Burn's f32 matmul of the same dense weight, with the effective bandwidth of the packed
 //! weight bytes as a fraction of a device copy measured in the same run and, where the caller
 //! states it (`TRITTER_GPU_PEAK_GBS`, set by `scripts/device_check.sh` from the card's name),
@@ -29,6 +29,8 @@ mod device {
 
     /// `[out, in]`: a 4096² projection and a 2048 → 5632 MLP projection.
     const SHAPES: [(usize, usize); 2] = [(4096, 4096), (5632, 2048)];
+    /// The kernels compared, in the table's column order.
+    pub const KERNELS: [CubeKernel; 3] = [CubeKernel::PerOutput, CubeKernel::RowCooperative, CubeKernel::Tiled];
     /// Bytes of weight copies cycled through (more than an H100's 50 MB L2).
     const WORKING_SET: usize = 64 << 20;
 
@@ -68,7 +70,7 @@ mod device {
         bytes / seconds_per_call(|_| src.clone().mul_scalar(1.0)) / 1e9
     }
 
-    /// Tokens per call: 1, or the list in `TRITTER_GEMV_TOKENS` (e.g. `1,4,16,32`, which the
+    /// Tokens per call: 1, or the list in `TRITTER_GEMV_TOKENS` (e.g. `1,4,16,32,128`, which the
     /// device script sets to find where the cooperative kernel stops paying).
     fn token_counts() -> Vec<usize> {
         let list = std::env::var("TRITTER_GEMV_TOKENS").unwrap_or_else(|_| "1".into());
@@ -99,10 +101,10 @@ mod device {
                 let (x, layers) = (&x, &layers);
                 let packed_call = |kernel: CubeKernel| move |i: usize| packed_matmul_into(kernel, x.clone(), &layers[i % layers.len()], None);
                 let f32_call = |i: usize| x.clone().matmul(dense[i % dense.len()].clone().transpose());
-                // Both kernels compute the f32 matmul's product before anything is timed.
+                // Every kernel computes the f32 matmul's product before anything is timed.
                 let reference: Vec<f32> = f32_call(0).into_data().to_vec().unwrap();
                 let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
-                for kernel in [CubeKernel::PerOutput, CubeKernel::RowCooperative] {
+                for kernel in KERNELS {
                     let got: Vec<f32> = packed_call(kernel)(0).into_data().to_vec().unwrap();
                     let err = got.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
                     assert!(err < 1e-3, "{backend} {kernel:?} {shape}: relative error {err} against the f32 matmul");
@@ -114,32 +116,36 @@ mod device {
                     criterion.bench_function(&format!("gpu_gemv/{backend}/f32_matmul/{shape}"), |b| b.iter(|| sync(&f32_call(0))));
                 }
                 let f32_s = seconds_per_call(f32_call);
-                let per_output = seconds_per_call(packed_call(CubeKernel::PerOutput));
-                let cooperative = seconds_per_call(packed_call(CubeKernel::RowCooperative));
                 let gbps = |s: f64| bytes as f64 / s / 1e9;
                 let share = |s: f64| match peak {
                     Some(p) => format!("{:.1}% of copy, {:.1}% of nominal", 100.0 * gbps(s) / copy, 100.0 * gbps(s) / p),
                     None => format!("{:.1}% of copy", 100.0 * gbps(s) / copy),
                 };
-                println!("{backend} {shape}: f32 {:.4} ms, per-output {:.4} ms, cooperative {:.4} ms", f32_s * 1e3, per_output * 1e3, cooperative * 1e3);
-                rows.push_str(&format!(
-                    "| {backend} | {}×{} | {tokens} | {:.4} | {:.4} ({:.2}×; {:.3} GB/s, {}) | {:.4} ({:.2}×; {:.3} GB/s, {}) |\n",
-                    out,
-                    inp,
-                    f32_s * 1e3,
-                    per_output * 1e3,
-                    f32_s / per_output,
-                    gbps(per_output),
-                    share(per_output),
-                    cooperative * 1e3,
-                    f32_s / cooperative,
-                    gbps(cooperative),
-                    share(cooperative),
-                ));
+                let mut row = format!("| {backend} | {out}×{inp} | {tokens} | {:.4} |", f32_s * 1e3);
+                let mut line = format!("{backend} {shape}: f32 {:.4} ms", f32_s * 1e3);
+                for kernel in KERNELS {
+                    let s = seconds_per_call(packed_call(kernel));
+                    row.push_str(&format!(" {:.4} ({:.2}×; {:.3} GB/s, {}) |", s * 1e3, f32_s / s, gbps(s), share(s)));
+                    line.push_str(&format!(", {kernel:?} {:.4} ms", s * 1e3));
+                }
+                println!("{line}");
+                rows.push_str(&row);
+                rows.push('\n');
             }
         }
         format!("Device copy bandwidth ({backend}, read + write of 64 MiB, same run): {copy:.1} GB/s{}.\n\n{rows}", peak.map(|p| format!("; nominal bandwidth given: {p:.0} GB/s")).unwrap_or_default())
     }
+}
+
+/// Which kernel the packed model picks, in words.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn choice() -> String {
+    use tritter::ternary::cube_kernel::CubeKernel;
+    format!(
+        "The packed model uses, on a device with plane operations (a GPU), `cooperative` up to {} tokens and `tiled` above; elsewhere (lavapipe) `per output` below {} tokens and `tiled` from there.",
+        CubeKernel::COOPERATIVE_MAX_TOKENS,
+        CubeKernel::TILED_MIN_TOKENS_WITHOUT_PLANES
+    )
 }
 
 fn main() {
@@ -158,9 +164,9 @@ fn main() {
         results::record(
             "gpu_gemv",
             &format!(
-                "## Packed ternary GEMV at batch 1 (and a few tokens), on the device\n\nMachine: {}{gpu}. Command: `{tokens}cargo bench --bench gpu_gemv --features {features}`. `x · W̃ᵀ` for a few tokens (1 unless `TRITTER_GEMV_TOKENS` lists others) with f32 activations (the kernel alone; int8 activations add the quantizer's tensor ops), shape = out × in; milliseconds per call (median over batches of calls, the device drained after each batch), speed-up against Burn's f32 matmul of the same dense weight in parentheses, bandwidth = packed weight bytes / time. `per output` = one unit per output; `cooperative` = 32 units per output reading consecutive code words, partial sums added in shared memory (what the packed model uses on a GPU, i.e. a device with plane operations, up to {} tokens; elsewhere `per output`). Each call reads another copy of the weight (≥ 64 MiB in all). {}\n\n| backend | shape | tokens | f32 matmul ms | per output ms | cooperative ms |\n|---|---|---|---|---|---|\n{}",
+                "## Packed ternary GEMV at batch 1 (and more tokens), on the device\n\nMachine: {}{gpu}. Command: `{tokens}cargo bench --bench gpu_gemv --features {features}`. `x · W̃ᵀ` for a few tokens (1 unless `TRITTER_GEMV_TOKENS` lists others) with f32 activations (the product kernel alone; int8 activations add one pass of the quantizer kernel), shape = out × in; milliseconds per call (median over batches of calls, the device drained after each batch), speed-up against Burn's f32 matmul of the same dense weight in parentheses, bandwidth = packed weight bytes / time. `per output` = one unit per output; `cooperative` = 32 units per output reading consecutive code words, partial sums added in shared memory; `tiled` = 32 tokens × 64 outputs per cube from activations and decoded codes staged in shared memory. {} Each call reads another copy of the weight (≥ 64 MiB in all). {}\n\n| backend | shape | tokens | f32 matmul ms | per output ms | cooperative ms | tiled ms |\n|---|---|---|---|---|---|---|\n{}",
                 results::machine(),
-                tritter::ternary::cube_kernel::CubeKernel::COOPERATIVE_MAX_TOKENS,
+                choice(),
                 notes.join(" "),
                 rows.concat()
             ),

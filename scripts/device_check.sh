@@ -61,13 +61,14 @@ step() {
         *H200*) peak=4800 ;; *H100*NVL*) peak=3900 ;; *H100*PCIe*) peak=2000 ;; *H100*) peak=3350 ;;
         *A100*80GB*) peak=2039 ;; *A100*) peak=1555 ;; *) peak="" ;;
     esac
-    # Correctness first: ndarray vs CUDA logits, both packed kernels vs f64 (poisoned outputs).
+    # Correctness first: ndarray vs CUDA logits, the packed kernels vs f64 (poisoned outputs).
     step model-test 150 "^test |test result|panicked|cuda f32 matmul|relative error" \
         $bins/model-test --test-threads=4 --nocapture
-    # Batch-1 packed GEMV (and 4/16/32 tokens: where the cooperative kernel stops paying), both
-    # CubeCL kernels vs Burn's f32 matmul, GB/s vs a device copy and the card's nominal bandwidth.
+    # Batch-1 packed GEMV and 4/16/32/128 tokens (where the cooperative kernel stops paying and
+    # the tiled one takes over), the CubeCL kernels vs Burn's f32 matmul, GB/s vs a device copy
+    # and the card's nominal bandwidth.
     step gpu_gemv 90 "^CUDA|^\| CUDA|Device copy|panicked" \
-        env TRITTER_GPU_NAME="$name" TRITTER_GPU_PEAK_GBS="$peak" TRITTER_GEMV_TOKENS=1,4,16,32 $bins/gpu_gemv --bench
+        env TRITTER_GPU_NAME="$name" TRITTER_GPU_PEAK_GBS="$peak" TRITTER_GEMV_TOKENS=1,4,16,32,128 $bins/gpu_gemv --bench
     # Linear layer forward + backward (fused vs reference) and training steps, CPU and CUDA rows.
     step hot_paths 150 "^\| (CPU|CUDA)|panicked" $bins/hot_paths --bench --warm-up-time 1 --measurement-time 2
     step generation 90 "^\| |panicked" $bins/generation

@@ -1,8 +1,10 @@
 //! The packed matmul as CubeCL kernels, for the CubeCL backends (wgpu, CUDA): outputs are
 //! computed from the 2-bit codes, decoded on the fly; no f32 weight matrix is ever built.
-//! Activations are int8 fake-quantized first ([`crate::ternary::cube_quant`]). Two kernels
-//! ([`CubeKernel`]): one unit per output, and for few tokens (generation) a row-cooperative one
-//! whose units read a row's code words side by side, as a GPU's memory wants them read.
+//! Activations are int8 fake-quantized first ([`crate::ternary::cube_quant`]). Three kernels
+//! ([`CubeKernel`]): one unit per output; for few tokens (generation) a row-cooperative one
+//! whose units read a row's code words side by side, as a GPU's memory wants them read; for many
+//! tokens (prefill, scoring) a tiled one that stages activations and decoded codes in shared
+//! memory, so each is read from device memory once per tile rather than once per output.
 //!
 //! It serves `CubeBackend` directly and, as a registered custom operation, Burn's fusion backend
 //! over it (`crate::ternary::fusion_ops`).
@@ -130,6 +132,126 @@ mod kernel {
             output[m * output.stride(0) + n] = sums[slot];
         }
     }
+
+    /// Tokens per cube of [`packed_ternary_tiled_kernel`] (`TILE_UNITS` unit rows × 2).
+    pub const TILE_M: u32 = 32;
+    /// Outputs per cube (`TILE_UNITS` unit columns × 4).
+    pub const TILE_N: u32 = 64;
+    /// The cube is `TILE_UNITS × TILE_UNITS` units.
+    pub const TILE_UNITS: u32 = 16;
+    /// Columns per step: two code words of each weight row.
+    const TILE_K: usize = 32;
+    /// Shared-memory row length: one float of padding so that units reading the same column of
+    /// different rows hit different banks.
+    const TILE_STRIDE: usize = TILE_K + 1;
+    /// The tiled kernel's shared memory (12.7 KB) fits the 16 KB every Vulkan device has
+    /// (Metal has 32, CUDA 48).
+    const _: () = assert!((TILE_M + TILE_N) as usize * TILE_STRIDE * 4 <= 16 * 1024);
+    /// Codes each unit decodes per step (`TILE_N · TILE_K` over the cube's units).
+    const CODES_PER_UNIT: usize = 8;
+    /// Activations each unit stages per step (`TILE_M · TILE_K` over the cube's units).
+    const X_PER_UNIT: u32 = TILE_M * TILE_K as u32 / (TILE_UNITS * TILE_UNITS);
+
+    /// The same product for many tokens (prefill, scoring): each cube computes a
+    /// `TILE_M × TILE_N` output tile, stepping through K `TILE_K` columns at a time; per step the
+    /// cube stages the tokens' columns and the rows' codes, decoded to `γ · (code − 1)`, in
+    /// shared memory, and each unit adds up 2 tokens × 4 outputs from there. Every activation is
+    /// read from device memory once per `TILE_N` outputs and every code word once per `TILE_M`
+    /// tokens, where the per-output kernel reads a whole activation row and weight row per
+    /// output. The decoded weights live only in shared memory, `TILE_N × TILE_K` at a time.
+    #[cube(launch)]
+    pub fn packed_ternary_tiled_kernel(
+        x: &Tensor<f32>,
+        codes: &Tensor<u32>,
+        scales: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        scale_row_stride: u32,
+        group_size: u32,
+        scale_per_word: u32,
+    ) {
+        let (m_dim, n_dim, k_dim) = (output.shape(0), output.shape(1), x.shape(1));
+        let (tx, ty) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
+        let units = (TILE_UNITS * TILE_UNITS) as usize;
+        let unit = ty * TILE_UNITS as usize + tx;
+        let m0 = CUBE_POS_Y as usize * TILE_M as usize;
+        let n0 = CUBE_POS_X as usize * TILE_N as usize;
+        let group = group_size as usize;
+        let mut xs = SharedMemory::<f32>::new(TILE_M as usize * TILE_STRIDE);
+        let mut ws = SharedMemory::<f32>::new(TILE_N as usize * TILE_STRIDE);
+        let mut acc = Array::<f32>::new(8usize);
+        #[unroll]
+        for i in 0..8u32 {
+            acc[i as usize] = f32::new(0.0);
+        }
+        // The codes this unit decodes each step: row `w_row` of the tile, columns
+        // `c0 .. c0 + CODES_PER_UNIT` of the step (within one code word).
+        let w_row = unit / (TILE_K / CODES_PER_UNIT);
+        let c0 = (unit % (TILE_K / CODES_PER_UNIT)) * CODES_PER_UNIT;
+        let n = n0 + w_row;
+        let s_base = n * scale_row_stride as usize;
+        let mut k0 = 0usize;
+        while k0 < k_dim {
+            // Tokens' columns k0.. into xs (zero past the edges).
+            #[unroll]
+            for i in 0..X_PER_UNIT {
+                let e = unit + i as usize * units;
+                let (r, c) = (e / TILE_K, e % TILE_K);
+                let (m, k) = (m0 + r, k0 + c);
+                let mut value = f32::new(0.0);
+                if m < m_dim && k < k_dim {
+                    value = x[m * x.stride(0) + k];
+                }
+                xs[r * TILE_STRIDE + c] = value;
+            }
+            // This unit's codes, decoded to γ · (code − 1) into ws (zero past the edges).
+            let kc = k0 + c0;
+            let mut word = 0u32;
+            let mut gamma = f32::new(0.0);
+            if n < n_dim && kc < k_dim {
+                word = codes[n * codes.stride(0) + kc / 16] >> (((kc % 16) * 2) as u32);
+                if scale_per_word == 1u32 {
+                    gamma = scales[s_base + kc / group];
+                }
+            }
+            #[unroll]
+            for j in 0..CODES_PER_UNIT as u32 {
+                let k = kc + j as usize;
+                let mut value = f32::new(0.0);
+                if n < n_dim && k < k_dim {
+                    let mut g = gamma;
+                    if scale_per_word == 0u32 {
+                        g = scales[s_base + k / group];
+                    }
+                    value = g * (f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0));
+                }
+                ws[w_row * TILE_STRIDE + c0 + j as usize] = value;
+            }
+            sync_cube();
+            for kk in 0usize..TILE_K {
+                let a0 = xs[(ty * 2) * TILE_STRIDE + kk];
+                let a1 = xs[(ty * 2 + 1) * TILE_STRIDE + kk];
+                #[unroll]
+                for j in 0..4u32 {
+                    let b = ws[(tx + j as usize * TILE_UNITS as usize) * TILE_STRIDE + kk];
+                    acc[j as usize] += a0 * b;
+                    acc[j as usize + 4] += a1 * b;
+                }
+            }
+            sync_cube();
+            k0 += TILE_K;
+        }
+        #[unroll]
+        for i in 0..2u32 {
+            let m = m0 + ty * 2 + i as usize;
+            #[unroll]
+            for j in 0..4u32 {
+                let n = n0 + tx + j as usize * TILE_UNITS as usize;
+                if m < m_dim && n < n_dim {
+                    output[m * output.stride(0) + n] = acc[i as usize * 4 + j as usize];
+                }
+            }
+        }
+    }
 }
 
 /// Which CubeCL kernel multiplies: both compute the same sums (in a different order).
@@ -140,23 +262,30 @@ pub enum CubeKernel {
     /// Up to 32 units per output (fewer for rows under 32 words) reading consecutive words of
     /// the row, their partial sums added in shared memory.
     RowCooperative,
+    /// Cubes of 256 units computing 32 tokens × 64 outputs each from activations and decoded
+    /// codes staged in shared memory: for many tokens (prefill, scoring).
+    Tiled,
 }
 
 impl CubeKernel {
     /// Token counts up to which [`CubeKernel::RowCooperative`] is used on a GPU.
     pub const COOPERATIVE_MAX_TOKENS: usize = 16;
+    /// Token counts from which [`CubeKernel::Tiled`] is used on a device without plane
+    /// operations (on a GPU it is used above [`Self::COOPERATIVE_MAX_TOKENS`]).
+    pub const TILED_MIN_TOKENS_WITHOUT_PLANES: usize = 8;
 
-    /// The kernel for an `[tokens, K]` input on `client`'s device: for few tokens on a GPU the
+    /// The kernel for an `[tokens, K]` input on `client`'s device. On a GPU: for few tokens the
     /// row-cooperative one (with one unit per output a 4096-row GEMV has 4096 units, a few per
-    /// streaming multiprocessor, each reading a row of its own). A device without plane
-    /// operations gets the per-output kernel: wgpu withholds them from CPU adapters (lavapipe),
-    /// where the per-output kernel measured faster (BENCHMARKS.md, `gpu_gemv`).
+    /// streaming multiprocessor, each reading a row of its own), for more the tiled one. A device
+    /// without plane operations (wgpu withholds them from CPU adapters such as lavapipe) gets the
+    /// per-output kernel for few tokens, where it measured faster (BENCHMARKS.md, `gpu_gemv`),
+    /// and the tiled one for more.
     pub fn choose<R: CubeRuntime>(client: &ComputeClient<R>, tokens: usize) -> Self {
         let gpu = client.properties().features.plane.contains(Plane::Ops);
-        if gpu && tokens <= Self::COOPERATIVE_MAX_TOKENS {
-            Self::RowCooperative
-        } else {
-            Self::PerOutput
+        match (gpu, tokens) {
+            (true, t) if t <= Self::COOPERATIVE_MAX_TOKENS => Self::RowCooperative,
+            (false, t) if t < Self::TILED_MIN_TOKENS_WITHOUT_PLANES => Self::PerOutput,
+            _ => Self::Tiled,
         }
     }
 }
@@ -187,13 +316,24 @@ fn launch<R: CubeRuntime>(
     let (row_stride, group) = (ScalarArg::new(scale_row_stride as u32), ScalarArg::new(group_size as u32));
     // Every word in one scale group: the group is a multiple of 16 columns or the whole row.
     let per_word = ScalarArg::new((group_size % CODES_PER_WORD == 0 || group_size >= k) as u32);
-    // The cooperative grid has one cube row per token, at most 65 535 (it is for few tokens).
-    let kernel = if m > u16::MAX as usize { CubeKernel::PerOutput } else { kernel };
+    // A grid dimension holds at most 65 535 cubes: the cooperative grid has one cube row per
+    // token (it is for few tokens), the tiled one a cube per 32 tokens and per 64 outputs.
+    let fits = |cubes: usize| cubes <= u16::MAX as usize;
+    let kernel = match kernel {
+        CubeKernel::RowCooperative if !fits(m) => CubeKernel::PerOutput,
+        CubeKernel::Tiled if !fits(m.div_ceil(kernel::TILE_M as usize)) || !fits(n.div_ceil(kernel::TILE_N as usize)) => CubeKernel::PerOutput,
+        kernel => kernel,
+    };
     match kernel {
         CubeKernel::PerOutput => {
             let cube_dim = CubeDim::new(&client, m * n);
             let cube_count = calculate_cube_count_elemwise(&client, m * n, cube_dim);
             kernel::packed_ternary_matmul_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, per_word)
+        }
+        CubeKernel::Tiled => {
+            let cube_dim = CubeDim::new_2d(kernel::TILE_UNITS, kernel::TILE_UNITS);
+            let cube_count = CubeCount::Static(n.div_ceil(kernel::TILE_N as usize) as u32, m.div_ceil(kernel::TILE_M as usize) as u32, 1);
+            kernel::packed_ternary_tiled_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, per_word)
         }
         CubeKernel::RowCooperative => {
             // Lanes: the row's words rounded up to a power of two, at most 32.

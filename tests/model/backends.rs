@@ -163,7 +163,7 @@ fn poisoned_runs_on<G: Backend, R: burn_cubecl::CubeRuntime, BT: burn_cubecl::Bo
         let output = burn::tensor::Tensor::full([x.dims()[0], layer.packed.rows], f32::NAN, &x.device());
         (format!("{kernel:?}"), to_vec(packed_matmul_into(kernel, x.clone(), layer, Some(output))))
     };
-    Some(vec![run(CubeKernel::PerOutput), run(CubeKernel::RowCooperative)])
+    Some(vec![run(CubeKernel::PerOutput), run(CubeKernel::RowCooperative), run(CubeKernel::Tiled)])
 }
 
 #[cfg(feature = "wgpu")]

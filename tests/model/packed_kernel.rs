@@ -46,7 +46,8 @@ pub fn reference_f64(p: &PackedTernary, x: &[f32], int8: bool) -> Vec<f64> {
     out
 }
 
-/// Shapes with dims that are not multiples of 16/32/64/128, one row, one token, long K.
+/// Shapes with dims that are not multiples of 16/32/64/128, one row, one token, long K, many
+/// tokens.
 pub fn cases(rng: &mut StdRng) -> Vec<(usize, usize, usize, WeightScale)> {
     let mut cases = vec![
         (1, 1, 1, WeightScale::PerTensor),
@@ -58,9 +59,12 @@ pub fn cases(rng: &mut StdRng) -> Vec<(usize, usize, usize, WeightScale)> {
         (6, 96, 2, WeightScale::PerGroup(32)),
         (4, 72, 1, WeightScale::PerGroup(24)),
         (70, 1000, 4, WeightScale::PerGroup(8)),
+        // Many tokens, several 32-token × 64-output tiles with ragged edges (the tiled GPU kernel).
+        (130, 200, 45, WeightScale::PerGroup(40)),
+        (65, 1100, 70, WeightScale::PerRow),
     ];
     let (rows, cols) = (rng.random_range(1..100), rng.random_range(1..700));
-    cases.push((rows, cols, rng.random_range(1..5), WeightScale::PerRow));
+    cases.push((rows, cols, rng.random_range(1..80), WeightScale::PerRow));
     cases
 }
 
