@@ -141,12 +141,14 @@ mod kernel {
     pub const TILE_UNITS: u32 = 16;
     /// Columns per step: two code words of each weight row.
     const TILE_K: usize = 32;
-    /// Shared-memory row length: one float of padding so that units reading the same column of
-    /// different rows hit different banks.
-    const TILE_STRIDE: usize = TILE_K + 1;
+    /// Shared-memory row lengths: the tiles are stored column by column (`[k][m]`, `[k][n]`), so
+    /// that a unit's neighbours read neighbouring outputs' values; one float of padding each, so
+    /// that the staging writes (down a column) hit different banks.
+    const XS_STRIDE: usize = TILE_M as usize + 1;
+    const WS_STRIDE: usize = TILE_N as usize + 1;
     /// The tiled kernel's shared memory (12.7 KB) fits the 16 KB every Vulkan device has
     /// (Metal has 32, CUDA 48).
-    const _: () = assert!((TILE_M + TILE_N) as usize * TILE_STRIDE * 4 <= 16 * 1024);
+    const _: () = assert!((XS_STRIDE + WS_STRIDE) * TILE_K * 4 <= 16 * 1024);
     /// Codes each unit decodes per step (`TILE_N · TILE_K` over the cube's units).
     const CODES_PER_UNIT: usize = 8;
     /// Activations each unit stages per step (`TILE_M · TILE_K` over the cube's units).
@@ -176,8 +178,8 @@ mod kernel {
         let m0 = CUBE_POS_Y as usize * TILE_M as usize;
         let n0 = CUBE_POS_X as usize * TILE_N as usize;
         let group = group_size as usize;
-        let mut xs = SharedMemory::<f32>::new(TILE_M as usize * TILE_STRIDE);
-        let mut ws = SharedMemory::<f32>::new(TILE_N as usize * TILE_STRIDE);
+        let mut xs = SharedMemory::<f32>::new(TILE_K * XS_STRIDE);
+        let mut ws = SharedMemory::<f32>::new(TILE_K * WS_STRIDE);
         let mut acc = Array::<f32>::new(8usize);
         #[unroll]
         for i in 0..8u32 {
@@ -201,7 +203,7 @@ mod kernel {
                 if m < m_dim && k < k_dim {
                     value = x[m * x.stride(0) + k];
                 }
-                xs[r * TILE_STRIDE + c] = value;
+                xs[c * XS_STRIDE + r] = value;
             }
             // This unit's codes, decoded to γ · (code − 1) into ws (zero past the edges).
             let kc = k0 + c0;
@@ -224,15 +226,15 @@ mod kernel {
                     }
                     value = g * (f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0));
                 }
-                ws[w_row * TILE_STRIDE + c0 + j as usize] = value;
+                ws[(c0 + j as usize) * WS_STRIDE + w_row] = value;
             }
             sync_cube();
             for kk in 0usize..TILE_K {
-                let a0 = xs[(ty * 2) * TILE_STRIDE + kk];
-                let a1 = xs[(ty * 2 + 1) * TILE_STRIDE + kk];
+                let a0 = xs[kk * XS_STRIDE + ty * 2];
+                let a1 = xs[kk * XS_STRIDE + ty * 2 + 1];
                 #[unroll]
                 for j in 0..4u32 {
-                    let b = ws[(tx + j as usize * TILE_UNITS as usize) * TILE_STRIDE + kk];
+                    let b = ws[kk * WS_STRIDE + tx + j as usize * TILE_UNITS as usize];
                     acc[j as usize] += a0 * b;
                     acc[j as usize + 4] += a1 * b;
                 }
