@@ -33,6 +33,8 @@ impl RotaryEmbedding {
     /// Rotates `x: [B, T, heads, d]` at positions `offset..offset + T`:
     /// `x'[i] = x[i]·cos − x[i+d/2]·sin`, `x'[i+d/2] = x[i+d/2]·cos + x[i]·sin`.
     pub fn apply<B: Backend>(&self, x: Tensor<B, 4>, offset: usize) -> Tensor<B, 4> {
+        // `heads` is for the CPU kernel, absent without the `ndarray` feature.
+        #[cfg_attr(not(feature = "ndarray"), allow(unused_variables))]
         let [_, t, heads, d] = x.dims();
         assert_eq!(d, self.head_dim, "RoPE head dim mismatch");
         let (cos, sin) = self.tables(offset, t);
