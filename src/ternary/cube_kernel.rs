@@ -146,13 +146,20 @@ mod kernel {
     /// that the staging writes (down a column) hit different banks.
     const XS_STRIDE: usize = TILE_M as usize + 1;
     const WS_STRIDE: usize = TILE_N as usize + 1;
-    /// The tiled kernel's shared memory (12.7 KB) fits the 16 KB every Vulkan device has
-    /// (Metal has 32, CUDA 48).
-    const _: () = assert!((XS_STRIDE + WS_STRIDE) * TILE_K * 4 <= 16 * 1024);
-    /// Codes each unit decodes per step (`TILE_N · TILE_K` over the cube's units).
+    /// Codes each unit decodes per step (`TILE_N · TILE_K` over the cube's units, within one
+    /// code word).
     const CODES_PER_UNIT: usize = 8;
     /// Activations each unit stages per step (`TILE_M · TILE_K` over the cube's units).
     const X_PER_UNIT: u32 = TILE_M * TILE_K as u32 / (TILE_UNITS * TILE_UNITS);
+    /// The tiled kernel's shared memory (12.5 KB) fits the 16 KB every Vulkan device has
+    /// (Metal has 32, CUDA 48); the staging work divides evenly among the units.
+    const _: () = {
+        let units = (TILE_UNITS * TILE_UNITS) as usize;
+        assert!((XS_STRIDE + WS_STRIDE) * TILE_K * 4 <= 16 * 1024);
+        assert!(CODES_PER_UNIT * units == TILE_N as usize * TILE_K && 16 % CODES_PER_UNIT == 0);
+        assert!(X_PER_UNIT as usize * units == TILE_M as usize * TILE_K);
+        assert!(TILE_M == 2 * TILE_UNITS && TILE_N == 4 * TILE_UNITS);
+    };
 
     /// The same product for many tokens (prefill, scoring): each cube computes a
     /// `TILE_M × TILE_N` output tile, stepping through K `TILE_K` columns at a time; per step the
