@@ -24,6 +24,12 @@ mod kernel {
     use burn_cubecl::cubecl;
     use burn_cubecl::cubecl::{cube, prelude::*};
 
+    /// The ternary value of code `j` of `word`: `code − 1` (the spec's code = value + 1).
+    #[cube]
+    fn code_value(word: u32, j: u32) -> f32 {
+        f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0)
+    }
+
     /// `Σ_j x[x_base + 16w + j] · γ · (code j of word w − 1)` over the word's columns that exist
     /// (the last word's padding codes have none); γ(k) = `scales[s_base + k / group]`. With
     /// `scale_per_word` (every 16-column word lies in one scale group) a full word's sum is
@@ -37,16 +43,14 @@ mod kernel {
             let mut sum = f32::new(0.0);
             #[unroll]
             for j in 0..16u32 {
-                let value = f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0);
-                sum += x[x_base + k0 + j as usize] * value;
+                sum += x[x_base + k0 + j as usize] * code_value(word, j);
             }
             out = sum * scales[s_base + k0 / group];
         } else {
             for j in 0..16u32 {
                 let k = k0 + j as usize;
                 if k < k_dim {
-                    let value = f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0);
-                    out += x[x_base + k] * scales[s_base + k / group] * value;
+                    out += x[x_base + k] * scales[s_base + k / group] * code_value(word, j);
                 }
             }
         }
@@ -231,7 +235,7 @@ mod kernel {
                     if scale_per_word == 0u32 {
                         g = scales[s_base + k / group];
                     }
-                    value = g * (f32::cast_from((word >> (j * 2)) & 3u32) - f32::new(1.0));
+                    value = g * code_value(word, j);
                 }
                 ws[(c0 + j as usize) * WS_STRIDE + w_row] = value;
             }
@@ -263,7 +267,7 @@ mod kernel {
     }
 }
 
-/// Which CubeCL kernel multiplies: both compute the same sums (in a different order).
+/// Which CubeCL kernel multiplies: all three compute the same sums (in different orders).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CubeKernel {
     /// One unit per output, reading its row's codes word by word.
