@@ -152,11 +152,12 @@ fn main() {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     {
         let mut criterion = criterion::Criterion::default().sample_size(10).measurement_time(std::time::Duration::from_secs(2)).configure_from_args();
-        let mut sections = Vec::new();
-        #[cfg(feature = "wgpu")]
-        sections.push(device::rows::<burn::backend::wgpu::WgpuRuntime, u32>("wgpu", &mut criterion));
-        #[cfg(feature = "cuda")]
-        sections.push(device::rows::<burn_cubecl::cubecl::cuda::CudaRuntime, u8>("CUDA", &mut criterion));
+        let sections = [
+            #[cfg(feature = "wgpu")]
+            device::rows::<burn::backend::wgpu::WgpuRuntime, u32>("wgpu", &mut criterion),
+            #[cfg(feature = "cuda")]
+            device::rows::<burn_cubecl::cubecl::cuda::CudaRuntime, u8>("CUDA", &mut criterion),
+        ];
         let (notes, rows): (Vec<_>, Vec<_>) = sections.iter().map(|s| s.split_once("\n\n").unwrap()).unzip();
         let gpu = std::env::var("TRITTER_GPU_NAME").map(|n| format!(", GPU {n}")).unwrap_or_default();
         let features = if cfg!(feature = "cuda") { "cuda" } else { "wgpu" };

@@ -94,7 +94,7 @@ fn measure(a: &Args) -> f64 {
             let prompt: Vec<u32> = (0..a.seq).map(|_| rng.random_range(0..config.vocab_size as u32)).collect();
             let options = GenerateOptions { max_new_tokens: a.iters, ..Default::default() };
             // One generation of `iters` tokens after the prompt, timed after a warm-up.
-            rate(a.iters, 1, || drop(generate(&model, &[prompt.clone()], &options, &mut |_, _| {}).unwrap()))
+            rate(a.iters, 1, || drop(generate(&model, std::slice::from_ref(&prompt), &options, &mut |_, _| {}).unwrap()))
         }
         other => panic!("unknown --what {other}"),
     }

@@ -219,19 +219,19 @@ impl TritterConfig {
                 return bad(field, "must be greater than 0".into());
             }
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return bad(
                 "num_heads",
                 format!("hidden_size {} is not divisible by num_heads {}", self.hidden_size, self.num_heads),
             );
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return bad(
                 "num_kv_heads",
                 format!("num_heads {} is not divisible by num_kv_heads {}", self.num_heads, self.num_kv_heads),
             );
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad(
                 "num_heads",
                 format!("head dim hidden_size / num_heads = {} must be even for RoPE", self.head_dim()),

@@ -113,6 +113,17 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// The pointer `offset` elements on. A method, so that closures capture the `Sync` wrapper
+    /// rather than (by edition 2021's disjoint capture) the bare pointer inside it.
+    ///
+    /// # Safety
+    /// `offset` is within the allocation.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
+
 /// `dst = beta · a · b`, or `dst += beta · a · b` if `accumulate`, on one thread (the callers
 /// run one task per head in parallel). `dst` is `a.rows × b.cols` with strides `(rs, cs)`.
 fn gemm(dst: *mut f32, dst_rs: isize, dst_cs: isize, a: Mat, b: Mat, beta: f32, accumulate: bool) {
@@ -204,9 +215,8 @@ fn forward(q: Strided<f32>, k: Strided<f32>, v: Strided<f32>, mask: Strided<bool
             *lse = softmax_row(row, mask.row(b, 0, i, &mut scratch));
         }
         let (offset, rs) = head_in_token_major(t, n.heads, d, b, h);
-        let out_ptr = out_ptr;
         // SAFETY: this task's head of `out`, in bounds.
-        gemm(unsafe { out_ptr.0.add(offset) }, rs, 1, Mat::row_major(&p, t, s), v.matrix(b, h / rep), 1.0, false);
+        gemm(unsafe { out_ptr.at(offset) }, rs, 1, Mat::row_major(&p, t, s), v.matrix(b, h / rep), 1.0, false);
     });
     (out, lse)
 }
@@ -241,7 +251,7 @@ fn backward(q: Strided<f32>, k: Strided<f32>, v: Strided<f32>, mask: Strided<boo
             }
             let grad_out = grad.matrix(b, h);
             // SAFETY (all three writes): this task's kv head of dk/dv and its query heads of dq.
-            gemm(unsafe { dv_ptr.0.add(kv_offset) }, kv_rs, 1, Mat::row_major(p, t, s).t(), grad_out, 1.0, accumulate);
+            gemm(unsafe { dv_ptr.at(kv_offset) }, kv_rs, 1, Mat::row_major(p, t, s).t(), grad_out, 1.0, accumulate);
             gemm(dp.as_mut_ptr(), s as isize, 1, grad_out, v.matrix(b, g).t(), 1.0, false);
             for (p_row, dp_row) in p.chunks(s.max(1)).zip(dp.chunks_mut(s.max(1))) {
                 let dot = math::dot(p_row, dp_row);
@@ -250,8 +260,8 @@ fn backward(q: Strided<f32>, k: Strided<f32>, v: Strided<f32>, mask: Strided<boo
                 }
             }
             let (q_offset, q_rs) = head_in_token_major(t, n.heads, d, b, h);
-            gemm(unsafe { dq_ptr.0.add(q_offset) }, q_rs, 1, Mat::row_major(dp, t, s), k.matrix(b, g), n.scale(), false);
-            gemm(unsafe { dk_ptr.0.add(kv_offset) }, kv_rs, 1, Mat::row_major(dp, t, s).t(), q.matrix(b, h), n.scale(), accumulate);
+            gemm(unsafe { dq_ptr.at(q_offset) }, q_rs, 1, Mat::row_major(dp, t, s), k.matrix(b, g), n.scale(), false);
+            gemm(unsafe { dk_ptr.at(kv_offset) }, kv_rs, 1, Mat::row_major(dp, t, s).t(), q.matrix(b, h), n.scale(), accumulate);
         }
     });
     [dq, dk, dv]

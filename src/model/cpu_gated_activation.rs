@@ -67,8 +67,12 @@ impl<const D: usize> Backward<Cpu, 2> for FusedGate<D> {
         });
         let [node_gate, node_up] = ops.parents;
         let result = |v: Vec<f32>| crate::reshape::cpu::reshape(cpu_tensor(v, rows, cols), dims).into_primitive().tensor();
-        node_gate.map(|node| grads.register::<Cpu>(node.id, result(d_gate)));
-        node_up.map(|node| grads.register::<Cpu>(node.id, result(d_up)));
+        if let Some(node) = node_gate {
+            grads.register::<Cpu>(node.id, result(d_gate));
+        }
+        if let Some(node) = node_up {
+            grads.register::<Cpu>(node.id, result(d_up));
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
 use burn::backend::Autodiff;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
@@ -73,13 +74,13 @@ fn backward(x: &[f32], g: &[f32], dim: usize, w: &[f32], stats: &[[f32; 2]], cen
             (dw, db)
         })
         .collect();
-    let sum = |pick: fn(&(Vec<f32>, Vec<f32>)) -> &Vec<f32>, len: usize| {
-        partial.iter().fold(vec![0f32; len], |mut acc, p| {
-            acc.iter_mut().zip(pick(p)).for_each(|(a, v)| *a += v);
-            acc
-        })
+    let add = |mut acc: Vec<f32>, v: &Vec<f32>| {
+        acc.iter_mut().zip(v).for_each(|(a, v)| *a += v);
+        acc
     };
-    (dx, sum(|p| &p.0, dim), sum(|p| &p.1, if centered { dim } else { 0 }))
+    let dw = partial.iter().fold(vec![0f32; dim], |acc, p| add(acc, &p.0));
+    let db = partial.iter().fold(vec![0f32; if centered { dim } else { 0 }], |acc, p| add(acc, &p.1));
+    (dx, dw, db)
 }
 
 /// The norm on the CPU without autodiff (inference).
@@ -109,14 +110,21 @@ impl FusedNorm {
     }
 }
 
+/// Adds `grad` to the gradients of the parent `node`, if it is tracked.
+fn register<const D: usize>(grads: &mut Gradients, node: Option<NodeId>, grad: Tensor<Cpu, D>) {
+    if let Some(node) = node {
+        grads.register::<Cpu>(node, grad.into_primitive().tensor());
+    }
+}
+
 impl Backward<Cpu, 2> for FusedNorm {
     type State = State;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (dx, dw, _) = Self::gradients(grads.consume::<Cpu>(&ops.node), ops.state, false);
         let [node_x, node_w] = ops.parents;
-        node_x.map(|node| grads.register::<Cpu>(node.id, dx.into_primitive().tensor()));
-        node_w.map(|node| grads.register::<Cpu>(node.id, dw.into_primitive().tensor()));
+        register(grads, node_x.map(|n| n.id), dx);
+        register(grads, node_w.map(|n| n.id), dw);
     }
 }
 
@@ -126,9 +134,9 @@ impl Backward<Cpu, 3> for FusedNorm {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (dx, dw, db) = Self::gradients(grads.consume::<Cpu>(&ops.node), ops.state, true);
         let [node_x, node_w, node_b] = ops.parents;
-        node_x.map(|node| grads.register::<Cpu>(node.id, dx.into_primitive().tensor()));
-        node_w.map(|node| grads.register::<Cpu>(node.id, dw.into_primitive().tensor()));
-        node_b.map(|node| grads.register::<Cpu>(node.id, db.expect("LayerNorm bias gradient").into_primitive().tensor()));
+        register(grads, node_x.map(|n| n.id), dx);
+        register(grads, node_w.map(|n| n.id), dw);
+        register(grads, node_b.map(|n| n.id), db.expect("LayerNorm bias gradient"));
     }
 }
 

@@ -86,7 +86,7 @@ fn code_dot_words(kernel: CpuKernel, words: &[u32], first: usize, xp: &[i8]) -> 
     let mut sum = 0i32;
     let mut w = 0;
     // Leading words up to a block boundary, then whole blocks, then the tail.
-    while w < words.len() && (first + w) % WORDS_PER_BLOCK != 0 {
+    while w < words.len() && !(first + w).is_multiple_of(WORDS_PER_BLOCK) {
         sum += code_dot_word(words[w], first + w, xp);
         w += 1;
     }

@@ -328,7 +328,7 @@ fn launch<R: CubeRuntime>(
     let args = (x.as_tensor_arg(1), codes.as_tensor_arg(1), scales.as_tensor_arg(1), output.as_tensor_arg(1));
     let (row_stride, group) = (ScalarArg::new(scale_row_stride as u32), ScalarArg::new(group_size as u32));
     // Every word in one scale group: the group is a multiple of 16 columns or the whole row.
-    let per_word = ScalarArg::new((group_size % CODES_PER_WORD == 0 || group_size >= k) as u32);
+    let per_word = ScalarArg::new((group_size.is_multiple_of(CODES_PER_WORD) || group_size >= k) as u32);
     // A grid dimension holds at most 65 535 cubes: the cooperative grid has one cube row per
     // token (it is for few tokens), the tiled one a cube per 32 tokens and per 64 outputs.
     let fits = |cubes: usize| cubes <= u16::MAX as usize;

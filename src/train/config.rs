@@ -144,8 +144,8 @@ impl TrainConfig {
                 return bad(field, format!("must be in [0, 1), got {value}"));
             }
         }
-        if !(self.epsilon > 0.0) {
-            return bad("epsilon", format!("must be positive, got {}", self.epsilon));
+        if !(self.epsilon > 0.0 && self.epsilon.is_finite()) {
+            return bad("epsilon", format!("must be positive and finite, got {}", self.epsilon));
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             return bad("weight_decay", format!("must be >= 0, got {}", self.weight_decay));

@@ -66,7 +66,7 @@ impl MetricsRendererTraining for LineRenderer {
     }
 
     fn render_train(&mut self, item: TrainingProgress) {
-        if item.iteration % self.every == 0 || item.progress.items_processed >= item.progress.items_total {
+        if item.iteration.is_multiple_of(self.every) || item.progress.items_processed >= item.progress.items_total {
             let line = format!("step {:>6}  {}", item.iteration, Self::line(&self.train));
             (self.sink)(&line);
         }

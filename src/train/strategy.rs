@@ -192,12 +192,12 @@ impl<B: AutodiffBackend> TritterStrategy<B> {
             let item = LearnerItem::new(LmOutput::new(loss, tokens), progress, period, periods, state.step, Some(lr));
             events.process_train(LearnerEvent::ProcessedItem(item));
 
-            let end_of_period = state.step == cfg.steps || (cfg.eval_every > 0 && state.step % cfg.eval_every == 0);
+            let end_of_period = state.step == cfg.steps || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every));
             if end_of_period {
                 events.process_train(LearnerEvent::EndEpoch(period));
                 self.evaluate(learner, events, &dataloader_valid, period, periods, state.step)?;
             }
-            if state.step == cfg.steps || (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0) {
+            if state.step == cfg.steps || (cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every)) {
                 self.checkpoint(learner, &state)?;
             }
         }
@@ -235,8 +235,7 @@ impl<B: AutodiffBackend> TritterStrategy<B> {
         let mut outputs = Vec::new();
         if items > 0 {
             let loader = dataloader_valid.slice(0, items);
-            let mut batches = loader.iter();
-            while let Some(batch) = batches.next() {
+            for batch in loader.iter() {
                 let rows = batch.input_ids.dims()[0];
                 outputs.push((rows, InferenceStep::step(&model, batch)));
             }

@@ -127,7 +127,7 @@ fn text_files_split_by_file_or_paragraph_and_gzip_is_transparent() {
     let packed = write(dir.path(), "b.txt.gz", gzip(text.as_bytes()));
     for path in [&plain, &packed] {
         let (docs, _) = read_all(path, &SourceOptions::default()).unwrap();
-        assert_eq!(docs, [text.clone()]);
+        assert_eq!(docs, std::slice::from_ref(&text));
         let options = SourceOptions { text_split: TextSplit::Paragraph, ..Default::default() };
         let (docs, _) = read_all(path, &options).unwrap();
         assert_eq!(docs, paragraphs);

@@ -29,7 +29,7 @@ fn as_f64(v: &[f32]) -> Vec<f64> {
 /// Every quantization a projection can have, for a given input dim.
 fn quants(rng: &mut StdRng, d_in: usize) -> Vec<TernaryQuant> {
     let mut scales = vec![WeightScale::PerTensor, WeightScale::PerRow];
-    let divisors: Vec<usize> = (1..=d_in).filter(|n| d_in % n == 0).collect();
+    let divisors: Vec<usize> = (1..=d_in).filter(|n| d_in.is_multiple_of(*n)).collect();
     scales.push(WeightScale::PerGroup(divisors[rng.random_range(0..divisors.len())]));
     let mut quants = vec![TernaryQuant::FULL_PRECISION];
     for scale in scales {

@@ -70,7 +70,7 @@ fn cached_greedy_generation_equals_uncached_recomputation() {
         let uncached = generate_greedy(&model, &prompt, 20, &[]).unwrap();
         let options = GenerateOptions { max_new_tokens: 20, ..GenerateOptions::default() };
         let mut streamed = Vec::new();
-        let cached = generate(&model, &[prompt.clone()], &options, &mut |row, t| streamed.push((row, t))).unwrap();
+        let cached = generate(&model, std::slice::from_ref(&prompt), &options, &mut |row, t| streamed.push((row, t))).unwrap();
         assert_eq!(cached[0], uncached, "prompt {prompt:?}");
         assert_eq!(streamed, uncached.iter().map(|&t| (0, t)).collect::<Vec<_>>(), "streamed tokens");
     }
@@ -89,7 +89,7 @@ fn batched_prompts_of_different_lengths_match_single_runs() {
     let options = GenerateOptions { max_new_tokens: 12, stop_tokens: stop.clone(), ..GenerateOptions::default() };
     let batched = generate(&model, &prompts, &options, &mut |_, _| {}).unwrap();
     for (prompt, out) in prompts.iter().zip(&batched) {
-        let alone = generate(&model, &[prompt.clone()], &options, &mut |_, _| {}).unwrap();
+        let alone = generate(&model, std::slice::from_ref(prompt), &options, &mut |_, _| {}).unwrap();
         assert_eq!(out, &alone[0], "prompt of {} tokens", prompt.len());
         assert!(!out.contains(&stop[0]));
     }
@@ -103,11 +103,11 @@ fn seeded_sampling_is_reproducible_and_respects_top_k() {
     let prompt: Vec<u32> = (0..5).map(|_| rng.random_range(4..config.vocab_size as u32)).collect();
     let sampling = SamplingConfig { temperature: 1.0, top_k: Some(5), top_p: Some(0.9), seed: rng.random() };
     let options = GenerateOptions { max_new_tokens: 16, sampling, ..GenerateOptions::default() };
-    let a = generate(&model, &[prompt.clone()], &options, &mut |_, _| {}).unwrap();
-    let b = generate(&model, &[prompt.clone()], &options, &mut |_, _| {}).unwrap();
+    let a = generate(&model, std::slice::from_ref(&prompt), &options, &mut |_, _| {}).unwrap();
+    let b = generate(&model, std::slice::from_ref(&prompt), &options, &mut |_, _| {}).unwrap();
     assert_eq!(a, b, "same seed, same tokens");
     let other = GenerateOptions { sampling: SamplingConfig { seed: sampling.seed ^ 1, ..sampling }, ..options.clone() };
-    let c = generate(&model, &[prompt.clone()], &other, &mut |_, _| {}).unwrap();
+    let c = generate(&model, std::slice::from_ref(&prompt), &other, &mut |_, _| {}).unwrap();
     assert_ne!(a, c, "another seed should give other tokens (16 draws from up to 5 choices)");
     // top_k = 1 is greedy.
     let k1 = GenerateOptions { sampling: SamplingConfig { top_k: Some(1), ..sampling }, ..options };
@@ -158,7 +158,7 @@ fn too_long_requests_fail_or_slide() {
     let model = model(&config);
     let prompt: Vec<u32> = (4..14).collect();
     let options = GenerateOptions { max_new_tokens: 10, ..GenerateOptions::default() };
-    match generate(&model, &[prompt.clone()], &options, &mut |_, _| {}) {
+    match generate(&model, std::slice::from_ref(&prompt), &options, &mut |_, _| {}) {
         Err(TritterError::SequenceTooLong { len: 20, max_seq_len: 16 }) => {}
         other => panic!("expected SequenceTooLong, got {other:?}"),
     }

@@ -185,7 +185,7 @@ fn packed_cached_generation_equals_its_uncached_recomputation() {
     let packed = model(&config).into_packed().unwrap();
     let prompt: Vec<u32> = (0..5).map(|_| rng.random_range(0..config.vocab_size as u32)).collect();
     let options = GenerateOptions { max_new_tokens: 8, ..Default::default() };
-    let cached = generate(&packed, &[prompt.clone()], &options, &mut |_, _| {}).unwrap().remove(0);
+    let cached = generate(&packed, std::slice::from_ref(&prompt), &options, &mut |_, _| {}).unwrap().remove(0);
     let mut ids = prompt;
     for _ in 0..8 {
         let input = ids_tensor::<B>(&[ids.iter().map(|&i| i as usize).collect()], &device);

@@ -13,7 +13,7 @@ use tritter::WeightScale;
 use crate::common::{fresh_rng, gammas_f64, normal, random_tensor, to_vec, AD, B};
 
 fn scales_to_check(rng: &mut StdRng, inp: usize) -> Vec<WeightScale> {
-    let divisors: Vec<usize> = (1..=inp).filter(|n| inp % n == 0).collect();
+    let divisors: Vec<usize> = (1..=inp).filter(|n| inp.is_multiple_of(*n)).collect();
     let n = divisors[rng.random_range(0..divisors.len())];
     vec![WeightScale::PerTensor, WeightScale::PerRow, WeightScale::PerGroup(n)]
 }

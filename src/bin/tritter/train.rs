@@ -19,6 +19,9 @@ use tritter::{TritterConfig, TritterError};
 
 use crate::common::{spinner, SourceArgs, Inner, BACKEND};
 
+/// A token dataset the training run shares with its data loaders.
+type SharedDataset = Arc<dyn Dataset<Vec<u32>>>;
+
 #[derive(Copy, Clone, ValueEnum)]
 pub enum DashboardArg {
     /// The terminal dashboard on a terminal, plain lines otherwise.
@@ -243,7 +246,7 @@ pub fn run(args: TrainArgs) -> tritter::Result<()> {
 
     let options = PrepareOptions { source: args.source.options(), val_fraction: args.val_fraction, cache_dir: args.cache_dir.clone() };
     let generated = args.data.is_empty();
-    let (train_set, valid_set): (Arc<dyn Dataset<Vec<u32>>>, Arc<dyn Dataset<Vec<u32>>>) = if generated {
+    let (train_set, valid_set): (SharedDataset, SharedDataset) = if generated {
         let path = args.cache_dir.join("generated-tasks.jsonl");
         if !path.exists() {
             write_task_corpus(&path, 1, 50_000)?;
@@ -259,7 +262,7 @@ pub fn run(args: TrainArgs) -> tritter::Result<()> {
             valid_parts.push((valid, spec.weight));
         }
         let valid_parts: Vec<_> = valid_parts.into_iter().filter(|(v, _)| !v.is_empty()).collect();
-        let valid: Arc<dyn Dataset<Vec<u32>>> = if valid_parts.is_empty() {
+        let valid: SharedDataset = if valid_parts.is_empty() {
             Arc::new(burn::data::dataset::InMemDataset::new(Vec::<Vec<u32>>::new()))
         } else {
             Arc::new(WeightedMixture::new(valid_parts, config.seed)?)
