@@ -70,8 +70,9 @@ mod device {
         bytes / seconds_per_call(|_| src.clone().mul_scalar(1.0)) / 1e9
     }
 
-    /// Tokens per call: 1, or the list in `TRITTER_GEMV_TOKENS` (e.g. `1,4,16,32,128`, which the
-    /// device script sets to find where the cooperative kernel stops paying).
+    /// Tokens per call: 1, or the list in `TRITTER_GEMV_TOKENS` (e.g. `1,4,16,32,128,512`, which
+    /// the device script sets to find where the cooperative kernel stops paying and how the tiled
+    /// one compares with the f32 matmul on a prefill).
     fn token_counts() -> Vec<usize> {
         let list = std::env::var("TRITTER_GEMV_TOKENS").unwrap_or_else(|_| "1".into());
         let counts: Vec<usize> = list.split(',').map(|t| t.trim().parse().unwrap_or_else(|_| panic!("TRITTER_GEMV_TOKENS: `{t}` is not a token count"))).collect();

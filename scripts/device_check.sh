@@ -2,7 +2,7 @@
 # Runs on a lent GPU machine (no cargo, no internet there) in one call: the CUDA correctness
 # tests (ndarray vs CUDA logits; the packed ternary kernels and the quantizer kernels against
 # f64 with poisoned outputs; packed checkpoints on CUDA), the CUDA benchmarks (packed GEMV at 1
-# to 32 tokens, hot paths, packed generation) and the training example. Build here first with
+# to 512 tokens, hot paths, packed generation) and the training example. Build here first with
 # `bash scripts/device_check.sh --build`, which compiles with `--features cuda` and packs the
 # binaries into device-bin/bins.tar.xz (git-ignored; 26 MB, where the five binaries take
 # 150 MB and a call carries at most 64 MiB; 23 minutes on 2 cores); then run it there with
@@ -65,10 +65,11 @@ step() {
     step model-test 150 "^test |test result|panicked|cuda f32 matmul|relative error" \
         $bins/model-test --test-threads=4 --nocapture
     # Batch-1 packed GEMV and 4/16/32/128 tokens (where the cooperative kernel stops paying and
-    # the tiled one takes over), the CubeCL kernels vs Burn's f32 matmul, GB/s vs a device copy
-    # and the card's nominal bandwidth.
+    # the tiled one takes over) and a 512-token prefill (the tiled kernel on the FP32 units
+    # against Burn's f32 matmul, which may use TF32 tensor cores), GB/s vs a device copy and the
+    # card's nominal bandwidth.
     step gpu_gemv 90 "^CUDA|^\| CUDA|Device copy|panicked" \
-        env TRITTER_GPU_NAME="$name" TRITTER_GPU_PEAK_GBS="$peak" TRITTER_GEMV_TOKENS=1,4,16,32,128 $bins/gpu_gemv --bench
+        env TRITTER_GPU_NAME="$name" TRITTER_GPU_PEAK_GBS="$peak" TRITTER_GEMV_TOKENS=1,4,16,32,128,512 $bins/gpu_gemv --bench --warm-up-time 1
     # Linear layer forward + backward (fused vs reference) and training steps, CPU and CUDA rows.
     step hot_paths 150 "^\| (CPU|CUDA)|panicked" $bins/hot_paths --bench --warm-up-time 1 --measurement-time 2
     step generation 90 "^\| |panicked" $bins/generation
