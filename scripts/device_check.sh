@@ -14,7 +14,8 @@ if [ "${1:-}" = "--build" ]; then
     # The executable of target `$1` that `cargo $2..` builds (cargo also reports the `tritter`
     # binary it builds alongside, so pick by name).
     exe() { local name="$1"; shift; cargo "$@" --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep "/deps/$name-[0-9a-f]*$" | tail -1; }
-    cp "$(exe model test --no-run --features cuda --test model)" device-bin/model-test
+    # The integration test binary (tests/suite.rs); only its model suite runs there.
+    cp "$(exe suite test --no-run --features cuda --test suite)" device-bin/model-test
     cp "$(exe generation bench --no-run --features cuda --bench generation)" device-bin/generation
     cp "$(exe hot_paths bench --no-run --features cuda --bench hot_paths)" device-bin/hot_paths
     cp "$(exe gpu_gemv bench --no-run --features cuda --bench gpu_gemv)" device-bin/gpu_gemv
@@ -63,7 +64,7 @@ step() {
     esac
     # Correctness first: ndarray vs CUDA logits, the packed kernels vs f64 (poisoned outputs).
     step model-test 150 "^test |test result|panicked|cuda f32 matmul|relative error" \
-        $bins/model-test --test-threads=4 --nocapture
+        $bins/model-test model:: --test-threads=4 --nocapture
     # Batch-1 packed GEMV and 4/16/32/128 tokens (where the cooperative kernel stops paying and
     # the tiled one takes over) and a 512-token prefill (the tiled kernel on the FP32 units
     # against Burn's f32 matmul, which may use TF32 tensor cores), GB/s vs a device copy and the

@@ -4,11 +4,9 @@ use std::path::{Path, PathBuf};
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-/// A fresh seed per run (or `TRITTER_TEST_SEED`), printed so a failure can be replayed.
+/// A generator from [`crate::fresh_seed`].
 pub fn fresh_rng(test: &str) -> StdRng {
-    let seed = std::env::var("TRITTER_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::rng().random::<u64>());
-    eprintln!("[{test}] seed = {seed} (replay: TRITTER_TEST_SEED={seed} cargo test {test})");
-    StdRng::seed_from_u64(seed)
+    StdRng::seed_from_u64(crate::fresh_seed(test))
 }
 
 /// Random text mixing ASCII words, accented Latin, Greek, CJK, emoji (with ZWJ sequences),

@@ -7,7 +7,7 @@ use burn::data::dataset::Dataset;
 use rand::Rng;
 use tritter::data::{prepare_corpus, split_of, DataSpec, PrepareOptions, SourceOptions, Split, TokenBatcher, TokenWindows, Tokenizer, WeightedMixture};
 
-use crate::common::{fresh_rng, jsonl, temp_dir, unicode_text, write};
+use crate::data::common::{fresh_rng, jsonl, temp_dir, unicode_text, write};
 
 type B = burn::backend::NdArray<f32>;
 

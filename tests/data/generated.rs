@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use tritter::data::generated::is_held_out;
 use tritter::data::{generate_tasks, Task, TaskExample};
 
-use crate::common::fresh_rng;
+use crate::data::common::fresh_rng;
 
 /// Recomputes an answer from the prompt text alone.
 fn solve(example: &TaskExample) -> String {
@@ -61,7 +61,7 @@ fn a_small_model_learns_the_generated_tasks() {
     type B = burn::backend::NdArray<f32>;
     use rand::Rng;
     let seed: u64 = fresh_rng("a_small_model_learns_the_generated_tasks").random();
-    let dir = crate::common::temp_dir();
+    let dir = crate::data::common::temp_dir();
     let path = dir.path().join("tasks.jsonl");
     write_task_corpus(&path, seed, 20_000).unwrap();
     let tokenizer = Tokenizer::bytes();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tritter::data::{for_each_document, list_files, SourceOptions, SourceStats, TextSplit};
 use tritter::TritterError;
 
-use crate::common::{fresh_rng, gzip, jsonl, temp_dir, unicode_text, write};
+use crate::data::common::{fresh_rng, gzip, jsonl, temp_dir, unicode_text, write};
 
 fn read_all(path: &Path, options: &SourceOptions) -> Result<(Vec<String>, SourceStats), TritterError> {
     let mut docs = Vec::new();

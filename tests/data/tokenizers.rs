@@ -4,7 +4,7 @@ use rand::Rng;
 use tritter::data::{train_bpe, BpeOptions, Tokenizer};
 use tritter::TritterError;
 
-use crate::common::{fresh_rng, temp_dir, unicode_text};
+use crate::data::common::{fresh_rng, temp_dir, unicode_text};
 
 #[test]
 fn byte_tokenizer_round_trips_any_utf8() {

@@ -7,7 +7,7 @@ use tritter::model::{attention_mask, Attention, RotaryEmbedding};
 use tritter::ternary::Projection;
 use tritter::{TernaryQuant, TritterConfig, TritterError, TritterModel};
 
-use crate::common::{fresh_rng, ids_tensor, random_ids, random_tensor, to_vec, B};
+use crate::model::common::{fresh_rng, ids_tensor, random_ids, random_tensor, to_vec, B};
 
 #[test]
 fn changing_token_t_leaves_earlier_logits_unchanged() {

@@ -6,9 +6,9 @@ use burn::tensor::{backend::Backend, ElementConversion};
 use rand::Rng;
 use tritter::{TritterConfig, TritterModel};
 
-use crate::common::{fresh_rng, ids_tensor, max_rel_diff, random_ids, temp_dir, to_vec, B};
-use crate::reference::Reference;
-use crate::reference_f64::random_tiny_config;
+use crate::model::common::{fresh_rng, ids_tensor, max_rel_diff, random_ids, temp_dir, to_vec, B};
+use crate::model::reference::Reference;
+use crate::model::reference_f64::random_tiny_config;
 
 /// Same weights on both backends (moved through a checkpoint); relative logit error ≤ 1e-4.
 /// With bitnet on, two f32 backends may round a value on a rounding tie differently, so as in
@@ -78,8 +78,8 @@ fn cuda_matmul_precision() {
     let mut rng = fresh_rng("cuda_matmul_precision");
     let device = Default::default();
     let (m, k, n) = (64, 256, 64);
-    let a: Vec<f32> = (0..m * k).map(|_| crate::common::normal(&mut rng)).collect();
-    let b: Vec<f32> = (0..k * n).map(|_| crate::common::normal(&mut rng)).collect();
+    let a: Vec<f32> = (0..m * k).map(|_| crate::model::common::normal(&mut rng)).collect();
+    let b: Vec<f32> = (0..k * n).map(|_| crate::model::common::normal(&mut rng)).collect();
     let ta = Tensor::<tritter::backend::Cuda, 2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
     let tb = Tensor::<tritter::backend::Cuda, 2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
     let got = to_vec(ta.matmul(tb));
@@ -94,13 +94,13 @@ fn cuda_matmul_precision() {
 /// recomputation, on the awkward shapes and scale granularities of the CPU kernel tests; then a
 /// packed checkpoint loaded on `G` gives the logits the CPU kernel gives.
 fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
-    use crate::packed_kernel::{cases, random_packed, reference_f64};
+    use crate::model::packed_kernel::{cases, random_packed, reference_f64};
     use tritter::ternary::PackedLinear;
     let mut rng = fresh_rng(name);
     for (rows, cols, tokens, scale) in cases(&mut rng) {
         for bits in [Some(8), None] {
             let p = random_packed(&mut rng, rows, cols, scale);
-            let x: Vec<f32> = (0..tokens * cols).map(|_| crate::common::normal(&mut rng)).collect();
+            let x: Vec<f32> = (0..tokens * cols).map(|_| crate::model::common::normal(&mut rng)).collect();
             let expected = reference_f64(&p, &x, bits.is_some());
             let x = burn::tensor::Tensor::<G, 2>::from_data(burn::tensor::TensorData::new(x, [tokens, cols]), device);
             let layer = PackedLinear::<G>::new(p, bits, device);

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tritter::{NormKind, TritterConfig, TritterError, TritterModel};
 
-use crate::common::{fresh_rng, ids_tensor, named_params, random_ids, temp_dir, to_vec, B};
+use crate::model::common::{fresh_rng, ids_tensor, named_params, random_ids, temp_dir, to_vec, B};
 
 /// The spec's tensor names (section 4), written out independently of the model code.
 fn spec_names(config: &TritterConfig) -> Vec<String> {

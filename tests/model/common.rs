@@ -6,15 +6,9 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 pub type B = burn::backend::NdArray<f32>;
 pub type AD = burn::backend::Autodiff<B>;
 
-/// A fresh seed per run (or `TRITTER_TEST_SEED`), printed so a failure can be replayed. It
-/// also seeds ndarray's global RNG (weight init), which tests share: an exact replay needs
-/// `TRITTER_TEST_SEED=<seed> cargo test <name> -- --test-threads=1`.
+/// A generator from [`crate::fresh_seed`], which also seeds ndarray's global RNG (weight init).
 pub fn fresh_rng(test: &str) -> StdRng {
-    let seed = std::env::var("TRITTER_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random::<u64>());
-    eprintln!("[{test}] seed = {seed} (replay: TRITTER_TEST_SEED={seed} cargo test {test} -- --test-threads=1)");
+    let seed = crate::fresh_seed(test);
     B::seed(&Default::default(), seed);
     StdRng::seed_from_u64(seed)
 }

@@ -10,9 +10,9 @@ use rand::{rngs::StdRng, Rng};
 use tritter::ternary::{fake_quantize_activation, fake_quantize_weight, reference_ternary_linear, ternary_linear, TernaryBackend, TernaryQuant};
 use tritter::{TritterModel, WeightScale};
 
-use crate::common::{fresh_rng, gammas_f64, ids_tensor, max_rel_diff, named_params, normal, random_ids, random_tensor, temp_dir, to_vec, AD, B};
-use crate::reference::Reference;
-use crate::reference_f64::random_tiny_config;
+use crate::model::common::{fresh_rng, gammas_f64, ids_tensor, max_rel_diff, named_params, normal, random_ids, random_tensor, temp_dir, to_vec, AD, B};
+use crate::model::reference::Reference;
+use crate::model::reference_f64::random_tiny_config;
 
 /// The same ndarray backend under another type: not one the dispatcher lists, so every
 /// projection runs the tensor-op reference.

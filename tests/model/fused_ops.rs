@@ -6,7 +6,7 @@ use burn::tensor::{backend::AutodiffBackend, Bool, Int, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng};
 use tritter::model::{cross_entropy, reference_attention, reference_cross_entropy, scaled_dot_product_attention};
 
-use crate::common::{fresh_rng, max_rel_diff, normal, to_vec, AD, B};
+use crate::model::common::{fresh_rng, max_rel_diff, normal, to_vec, AD, B};
 
 /// Loss and `∂loss/∂logits` of the fused or the reference cross-entropy, with the loss scaled
 /// by `g` before the backward (so the incoming gradient is not 1).

@@ -5,7 +5,7 @@ use tritter::infer::{generate, generate_greedy, GenerateOptions, Sampler, Sampli
 use tritter::model::KvCache;
 use tritter::{TritterConfig, TritterError, TritterModel};
 
-use crate::common::{fresh_rng, ids_tensor, max_rel_diff, to_vec, B};
+use crate::model::common::{fresh_rng, ids_tensor, max_rel_diff, to_vec, B};
 
 fn model(config: &TritterConfig) -> TritterModel<B> {
     TritterModel::<B>::new(config, &Default::default()).unwrap()

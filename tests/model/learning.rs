@@ -6,7 +6,7 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{backend::AutodiffBackend, Tensor};
 use tritter::{TritterConfig, TritterModel};
 
-use crate::common::{fresh_rng, ids_tensor, random_ids, AD};
+use crate::model::common::{fresh_rng, ids_tensor, random_ids, AD};
 
 /// Records, for every float parameter (by path), how many gradient entries are non-zero.
 struct GradientCensus<'a, Bk: AutodiffBackend> {

@@ -6,7 +6,7 @@ use tritter::ternary::cpu_kernel::{packed_matmul_f32, packed_matmul_int8};
 use tritter::ternary::{reference_packed_matmul, CpuKernel, PackedLinear, PackedTernary};
 use tritter::WeightScale;
 
-use crate::common::{fresh_rng, max_rel_diff, normal, to_vec, B};
+use crate::model::common::{fresh_rng, max_rel_diff, normal, to_vec, B};
 
 /// Random ternary values (about a third zero) with positive scales.
 pub fn random_packed(rng: &mut StdRng, rows: usize, cols: usize, scale: WeightScale) -> PackedTernary {

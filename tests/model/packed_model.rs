@@ -7,9 +7,9 @@ use tritter::infer::{generate, GenerateOptions};
 use tritter::ternary::Projection;
 use tritter::{TritterConfig, TritterError, TritterModel, WeightScale};
 
-use crate::common::{fresh_rng, ids_tensor, max_rel_diff, named_params, random_ids, temp_dir, to_vec, B};
-use crate::reference::Reference;
-use crate::reference_f64::random_tiny_config;
+use crate::model::common::{fresh_rng, ids_tensor, max_rel_diff, named_params, random_ids, temp_dir, to_vec, B};
+use crate::model::reference::Reference;
+use crate::model::reference_f64::random_tiny_config;
 
 fn config(weight_scale: WeightScale) -> TritterConfig {
     let mut config = TritterConfig::test();

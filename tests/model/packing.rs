@@ -4,7 +4,7 @@ use rand::Rng;
 use tritter::ternary::{fake_quantize_weight, PackedTernary};
 use tritter::WeightScale;
 
-use crate::common::{fresh_rng, random_tensor, to_vec, B};
+use crate::model::common::{fresh_rng, random_tensor, to_vec, B};
 
 #[test]
 fn packed_words_follow_the_spec_layout() {

@@ -2,7 +2,7 @@
 
 use tritter::{MlpNorm, NormKind, TritterConfig, TritterError, TritterModel, WeightScale};
 
-use crate::common::{temp_dir, B};
+use crate::model::common::{temp_dir, B};
 
 #[test]
 fn parameter_count_equals_instantiated_count() {

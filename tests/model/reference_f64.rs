@@ -3,8 +3,8 @@
 use rand::{rngs::StdRng, Rng};
 use tritter::{MlpNorm, NormKind, TritterConfig, TritterModel, WeightScale};
 
-use crate::common::{fresh_rng, ids_tensor, max_rel_diff, random_ids, temp_dir, to_vec, B};
-use crate::reference::Reference;
+use crate::model::common::{fresh_rng, ids_tensor, max_rel_diff, random_ids, temp_dir, to_vec, B};
+use crate::model::reference::Reference;
 
 /// A tiny config with randomly chosen options, so every run covers a different combination.
 pub(crate) fn random_tiny_config(rng: &mut StdRng, bitnet: bool) -> TritterConfig {

@@ -10,7 +10,7 @@ use tritter::ternary::{
 };
 use tritter::WeightScale;
 
-use crate::common::{fresh_rng, gammas_f64, normal, random_tensor, to_vec, AD, B};
+use crate::model::common::{fresh_rng, gammas_f64, normal, random_tensor, to_vec, AD, B};
 
 fn scales_to_check(rng: &mut StdRng, inp: usize) -> Vec<WeightScale> {
     let divisors: Vec<usize> = (1..=inp).filter(|n| inp.is_multiple_of(*n)).collect();

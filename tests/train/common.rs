@@ -13,13 +13,9 @@ use tritter::TritterConfig;
 pub type B = burn::backend::NdArray<f32>;
 pub type AD = burn::backend::Autodiff<B>;
 
-/// A fresh seed per run (or `TRITTER_TEST_SEED`), printed so a failure can be replayed.
+/// A generator from [`crate::fresh_seed`], and its seed.
 pub fn fresh_rng(test: &str) -> (StdRng, u64) {
-    let seed = std::env::var("TRITTER_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random::<u64>());
-    eprintln!("[{test}] seed = {seed} (replay: TRITTER_TEST_SEED={seed} cargo test --test train {test})");
+    let seed = crate::fresh_seed(test);
     (StdRng::seed_from_u64(seed), seed)
 }
 

@@ -9,7 +9,7 @@ use tritter::train::order::{permute, EpochOrder};
 use tritter::train::{HybridOptions, TrainConfig, WarmupCosine};
 use tritter::TritterError;
 
-use crate::common::{fresh_rng, B};
+use crate::train::common::{fresh_rng, B};
 
 #[test]
 fn train_config_round_trips_and_rejects_bad_files() {

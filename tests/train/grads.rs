@@ -10,7 +10,7 @@ use tritter::train::grads::{clip_global_norm, global_grad_norm};
 use tritter::train::train;
 use tritter::TritterModel;
 
-use crate::common::{arithmetic_windows, data, fresh_rng, model_config, options, parameters, train_config, AD, B};
+use crate::train::common::{arithmetic_windows, data, fresh_rng, model_config, options, parameters, train_config, AD, B};
 
 fn batch(windows: &[Vec<u32>]) -> TokenBatch<AD> {
     let ids: Vec<i64> = windows.iter().flatten().map(|&i| i as i64).collect();

@@ -6,7 +6,7 @@ use hybrid_predict_trainer_rs::{HybridTrainerConfig, Phase};
 use tritter::data::TokenBatch;
 use tritter::train::{create_trainer_with_config, train, HybridOptions, TrainConfig};
 
-use crate::common::{arithmetic_windows, data, fresh_rng, model_config, options, parameters, train_config, AD};
+use crate::train::common::{arithmetic_windows, data, fresh_rng, model_config, options, parameters, train_config, AD};
 
 fn mean(values: &[f32]) -> f32 {
     values.iter().sum::<f32>() / values.len() as f32

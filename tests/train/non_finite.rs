@@ -4,7 +4,7 @@
 use tritter::train::{train, NonFinitePolicy, TrainConfig};
 use tritter::{TritterError, TritterModel};
 
-use crate::common::{data, fresh_rng, model_config, options, parameters, train_config, AD, B};
+use crate::train::common::{data, fresh_rng, model_config, options, parameters, train_config, AD, B};
 
 /// A learning rate so large that the weights overflow within a few steps.
 fn exploding(seed: u64, policy: NonFinitePolicy) -> TrainConfig {

@@ -9,7 +9,7 @@ use rand::{rngs::StdRng, Rng};
 use tritter::train::optimizer::adamw;
 use tritter::TritterModel;
 
-use crate::common::{fresh_rng, model_config, parameters, train_config, AD};
+use crate::train::common::{fresh_rng, model_config, parameters, train_config, AD};
 
 /// Registers the same random gradient for every parameter in two `GradientsParams` (some
 /// entries exactly zero, as for unused embedding rows).

@@ -5,7 +5,7 @@ use std::path::Path;
 use tritter::train::{load_run_checkpoint, resolve_run_checkpoint, train, TrainConfig, TrainOutcome};
 use tritter::TritterError;
 
-use crate::common::{data, fresh_rng, model_config, options, train_config, AD, B};
+use crate::train::common::{data, fresh_rng, model_config, options, train_config, AD, B};
 
 fn config(seed: u64) -> TrainConfig {
     TrainConfig { grad_accum: 2, checkpoint_every: 4, keep_checkpoints: 2, eval_every: 4, ..train_config(seed, 8) }

@@ -1,9 +1,6 @@
 //! Integration tests of training: schedule, data order, gradients, burn-train runs with step
 //! checkpoints and exact resume, the non-finite policy and the hybrid predictive trainer.
 
-// Burn's fusion backend (under `--features wgpu` or `cuda`) nests types deeper than the default limit.
-#![recursion_limit = "256"]
-
 mod common;
 
 mod config;

@@ -1,7 +1,4 @@
-//! Integration tests of the core model. One binary, so the suite links once.
-
-// Burn's fusion backend (under `--features wgpu` or `cuda`) nests types deeper than the default limit.
-#![recursion_limit = "256"]
+//! Integration tests of the core model.
 
 mod common;
 mod reference;

@@ -1,0 +1,8 @@
+//! Integration tests of the data pipeline.
+
+mod common;
+
+mod corpus;
+mod generated;
+mod sources;
+mod tokenizers;
