@@ -4,8 +4,8 @@
 # f64 with poisoned outputs; packed checkpoints on CUDA), the CUDA benchmarks (packed GEMV at 1
 # to 512 tokens, hot paths, packed generation) and the training example. Build here first with
 # `bash scripts/device_check.sh --build`, which compiles with `--features cuda` and packs the
-# binaries into device-bin/bins.tar.xz (git-ignored; 26 MB, where the five binaries take
-# 150 MB and a call carries at most 64 MiB; 23 minutes on 2 cores); then run it there with
+# binaries into device-bin/bins.tar.xz (git-ignored; 29 MB, where the five binaries take
+# 160 MB and a call carries at most 64 MiB; 23-40 minutes on 2 cores); then run it there with
 # device-bin/ carried (about 9 minutes). Output goes to $OUT (or ./device-out).
 set -uo pipefail
 if [ "${1:-}" = "--build" ]; then
