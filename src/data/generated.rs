@@ -56,7 +56,7 @@ impl TaskExample {
 
 /// Whether a prompt belongs to the held-out split (10% of prompts, by hash).
 pub fn is_held_out(prompt: &str) -> bool {
-    xxhash_rust::xxh3::xxh3_64(prompt.as_bytes()) % 10 == 0
+    xxhash_rust::xxh3::xxh3_64(prompt.as_bytes()).is_multiple_of(10)
 }
 
 fn letters(rng: &mut StdRng, min: usize, max: usize) -> String {
