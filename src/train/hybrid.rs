@@ -333,10 +333,10 @@ fn wrap<B: AutodiffBackend>(
 /// The crate's recurrent predictor at a quarter of its default width (GRU state 64 instead of
 /// 256, 16 × 16 instead of 32 × 32 categorical latents; 3 ensemble members as by default). The
 /// crate runs it on the CPU, scalar, every step (a 10-step rollout per member for its confidence
-/// alone), so at the default width it took 21% of a `test`-preset hybrid run's CPU time and made
-/// `--hybrid` slower than plain AdamW (53.9 s against 42.6 s for 1500 steps); at this width it
-/// takes 3% (38.5 s) with the same validation loss within noise (1.818 against 1.814). Its output
-/// only scales our updates by group (relative to the mean) and gates the phases.
+/// alone): at the default width it took 21% of a `test`-preset hybrid run's CPU time and made
+/// `--hybrid` slower than plain AdamW; at this width 3%, with the same validation loss within
+/// run-to-run noise (README, Hybrid predictive training). Its output only scales our updates by
+/// group (relative to their mean) and gates the phases.
 const PREDICTOR: hpt::config::PredictorConfig =
     hpt::config::PredictorConfig::RSSM { deterministic_dim: 64, stochastic_dim: 16, num_categoricals: 16, ensemble_size: 3 };
 
