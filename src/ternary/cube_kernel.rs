@@ -417,3 +417,26 @@ pub(crate) fn packed_matmul_primitive<R: CubeRuntime>(
     });
     launch::<R>(kernel, x, codes, scales, output, row_stride, group)
 }
+
+/// The three product kernels through CUDA's compiler and NVRTC (see `crate::ternary::cuda_source`).
+#[cfg(all(test, feature = "wgpu", feature = "cuda"))]
+mod cuda_source {
+    use super::kernel::*;
+    use crate::ternary::cuda_source::{assert_compiles_for_cuda, client, scalar, settings, tensor};
+    use burn_cubecl::cubecl::CubeDim;
+
+    #[test]
+    fn packed_kernels_compile_for_cuda() {
+        // Arguments: x, codes, scales, the three scalars, then the output.
+        let client = client();
+        let (t, s) = (tensor, scalar);
+        let per_output = packed_ternary_matmul_kernel::PackedTernaryMatmulKernel::new(settings(CubeDim::new_1d(256)), client.clone(), t(), t(), t(), s(), s(), s(), t());
+        assert_compiles_for_cuda("per-output kernel", per_output);
+        let cooperative_dim = CubeDim::new_2d(32, COOPERATIVE_CUBE_UNITS / 32);
+        let cooperative = packed_ternary_gemv_kernel::PackedTernaryGemvKernel::new(settings(cooperative_dim), client.clone(), t(), t(), t(), s(), s(), s(), t());
+        assert_compiles_for_cuda("row-cooperative kernel", cooperative);
+        let tiled_dim = CubeDim::new_2d(TILE_UNITS, TILE_UNITS);
+        let tiled = packed_ternary_tiled_kernel::PackedTernaryTiledKernel::new(settings(tiled_dim), client, t(), t(), t(), s(), s(), s(), t());
+        assert_compiles_for_cuda("tiled kernel", tiled);
+    }
+}

@@ -196,3 +196,20 @@ pub fn quantize_activation_into<R: CubeRuntime, BT: BoolElement>(x: Tensor<Cube<
 pub fn quantize_weight_into<R: CubeRuntime, BT: BoolElement>(w: Tensor<Cube<R, BT>, 2>, scale: WeightScale, output: Option<Tensor<Cube<R, BT>, 2>>) -> Tensor<Cube<R, BT>, 2> {
     float(quantize_weight_primitive(w.into_primitive().tensor(), scale, output.map(|o| o.into_primitive().tensor())))
 }
+
+/// The quantizer kernels through CUDA's compiler and NVRTC (see `crate::ternary::cuda_source`).
+#[cfg(all(test, feature = "wgpu", feature = "cuda"))]
+mod cuda_source {
+    use super::kernel::*;
+    use crate::ternary::cuda_source::{assert_compiles_for_cuda, client, scalar, settings, tensor};
+    use burn_cubecl::cubecl::CubeDim;
+
+    #[test]
+    fn quantizer_kernels_compile_for_cuda() {
+        // Arguments: the inputs (tensors, then scalars), then the output.
+        let (client, dim, t, s) = (client(), CubeDim::new_1d(ROW_UNITS), tensor, scalar);
+        assert_compiles_for_cuda("activation quantizer", quantize_activation_kernel::QuantizeActivationKernel::new(settings(dim), client.clone(), t(), t()));
+        assert_compiles_for_cuda("absmean sums", abs_sums_kernel::AbsSumsKernel::new(settings(dim), client.clone(), t(), s(), t()));
+        assert_compiles_for_cuda("weight quantizer", quantize_weight_kernel::QuantizeWeightKernel::new(settings(dim), client, t(), t(), s(), t()));
+    }
+}

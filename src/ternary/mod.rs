@@ -11,6 +11,8 @@ pub mod cube_kernel;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod cube_quant;
 pub mod fused_linear;
+#[cfg(all(test, feature = "wgpu", feature = "cuda"))]
+mod cuda_source;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod fusion_ops;
 pub mod linear;
