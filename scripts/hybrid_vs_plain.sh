@@ -15,7 +15,7 @@ runs=(
 )
 rows=""
 matched=()
-# Runs `$bin` with the script's flags, then the run's; prints its log.
+# One run of the example with the given flags; prints its log.
 train() { $bin --dashboard quiet "$@" 2>&1; }
 row() {
   local name="$1" log="$2" secs backward val acc

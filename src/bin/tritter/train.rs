@@ -101,7 +101,9 @@ pub struct TrainArgs {
     /// Recompute activations in the backward pass to save memory.
     #[arg(long)]
     pub grad_checkpointing: bool,
-    /// Use the hybrid predictive trainer (Full / Predict / Correct phases).
+    /// Use the hybrid predictive trainer (Full / Predict / Correct phases). Experimental: on the
+    /// `test` preset it did no better than plain training with as many steps as it made backward
+    /// passes (README, Hybrid predictive training).
     #[arg(long)]
     pub hybrid: bool,
     /// Hybrid: full (backpropagated) steps before the first prediction.
