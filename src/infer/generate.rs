@@ -39,11 +39,10 @@ fn left_padded<B: Backend>(rows: &[&[u32]], pad: u32, device: &B::Device) -> Ten
     Tensor::from_data(TensorData::new(ids, [rows.len(), len]), device)
 }
 
-/// The last position's logits of each row, on the host.
-fn last_logits<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
-    let [batch, seq, vocab] = logits.dims();
-    let last = logits.slice([0..batch, seq - 1..seq, 0..vocab]).reshape([batch, vocab]);
-    let values: Vec<f32> = last.into_data().convert::<f32>().to_vec().expect("f32 logits");
+/// Each row's logits `[B, V]` on the host.
+fn host_rows<B: Backend>(logits: Tensor<B, 2>) -> Vec<Vec<f32>> {
+    let vocab = logits.dims()[1];
+    let values: Vec<f32> = logits.into_data().convert::<f32>().to_vec().expect("f32 logits");
     values.chunks(vocab).map(<[f32]>::to_vec).collect()
 }
 
@@ -93,7 +92,7 @@ pub fn generate<B: Backend>(
     let start = window(&sequences, max_len);
     let mut cache = KvCache::new(model);
     let rows: Vec<&[u32]> = start.iter().map(Vec::as_slice).collect();
-    let mut logits = last_logits(model.forward_cached(left_padded(&rows, pad, &device), &mut cache)?);
+    let mut logits = host_rows(model.forward_cached_last(left_padded(&rows, pad, &device), &mut cache)?);
 
     for _ in 0..options.max_new_tokens {
         let mut next = Vec::with_capacity(prompts.len());
@@ -121,12 +120,12 @@ pub fn generate<B: Backend>(
             let kept = window(&sequences, (max_len / 2).max(1));
             cache = KvCache::new(model);
             let rows: Vec<&[u32]> = kept.iter().map(Vec::as_slice).collect();
-            logits = last_logits(model.forward_cached(left_padded(&rows, pad, &device), &mut cache)?);
+            logits = host_rows(model.forward_cached_last(left_padded(&rows, pad, &device), &mut cache)?);
             continue;
         }
         let ids: Vec<i64> = next.iter().map(|&t| t as i64).collect();
         let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prompts.len(), 1]), &device);
-        logits = last_logits(model.forward_cached(input, &mut cache)?);
+        logits = host_rows(model.forward_cached_last(input, &mut cache)?);
     }
     Ok(new)
 }

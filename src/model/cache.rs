@@ -63,7 +63,27 @@ impl<B: Backend> TritterModel<B> {
     /// positions, extending the cache: a whole prompt at once (prefill), then one token at a
     /// time. Equal to [`Self::forward`] on the concatenated ids, up to float rounding.
     pub fn forward_cached(&self, input_ids: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
+        let x = self.cached_layers(input_ids, cache)?;
+        Ok(self.head(self.model.norm.forward(x)))
+    }
+
+    /// The last position's logits `[B, V]` of [`Self::forward_cached`], which is all generation
+    /// reads: the LM head, a small model's largest product, runs on that position only (a
+    /// prompt's prefill otherwise multiplies every position by the `V × H` head).
+    pub fn forward_cached_last(&self, input_ids: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Result<Tensor<B, 2>> {
+        let x = self.cached_layers(input_ids, cache)?;
+        let [batch, seq, hidden] = x.dims();
+        let logits = self.head(self.model.norm.forward(x.slice([0..batch, seq - 1..seq, 0..hidden])));
+        Ok(logits.reshape([batch, self.config.vocab_size]))
+    }
+
+    /// The decoder layers' output `[B, T, H]` for `input_ids` after the cached positions (before
+    /// the final norm), extending the cache.
+    fn cached_layers(&self, input_ids: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
         let [batch, seq] = input_ids.dims();
+        if seq == 0 {
+            return Err(TritterError::InvalidInput("no input ids: a cached forward pass needs at least one position".into()));
+        }
         if let Some(first) = cache.layers.first().and_then(Option::as_ref) {
             if first.k.dims()[0] != batch {
                 return Err(TritterError::InvalidInput(format!(
@@ -85,6 +105,6 @@ impl<B: Backend> TritterModel<B> {
         }
         cache.key_pad = Some(key_pad);
         cache.len = total;
-        Ok(self.head(self.model.norm.forward(x)))
+        Ok(x)
     }
 }

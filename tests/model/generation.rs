@@ -61,6 +61,29 @@ fn cached_logits_equal_the_full_forward_pass() {
 }
 
 #[test]
+fn last_position_logits_equal_the_last_row_of_the_cached_pass() {
+    let mut rng = fresh_rng("last_position_logits_equal_the_last_row_of_the_cached_pass");
+    let config = config();
+    let (model, vocab) = (model(&config), config.vocab_size);
+    let (mut all, mut last) = (KvCache::new(&model), KvCache::new(&model));
+    let (batch, prompt) = (rng.random_range(1..4), rng.random_range(1..12));
+    // A prefill, then two single-token steps, through both caches.
+    for len in [prompt, 1, 1] {
+        let ids: Vec<Vec<usize>> = (0..batch).map(|_| (0..len).map(|_| rng.random_range(4..vocab)).collect()).collect();
+        let full = to_vec(model.forward_cached(ids_tensor::<B>(&ids, &Default::default()), &mut all).unwrap());
+        let reference: Vec<f64> = (0..batch).flat_map(|b| &full[((b + 1) * len - 1) * vocab..(b + 1) * len * vocab]).map(|&v| v as f64).collect();
+        let logits = model.forward_cached_last(ids_tensor::<B>(&ids, &Default::default()), &mut last).unwrap();
+        assert_eq!(logits.dims(), [batch, vocab]);
+        let err = max_rel_diff(&to_vec(logits), &reference);
+        assert!(err < 1e-5, "{len} positions: last-position logits differ from the full pass's last row by {err}");
+        assert_eq!(last.len(), all.len());
+    }
+    let empty = ids_tensor::<B>(&vec![Vec::new(); batch], &Default::default());
+    let err = model.forward_cached_last(empty, &mut last).unwrap_err();
+    assert!(err.to_string().contains("no input ids"), "{err}");
+}
+
+#[test]
 fn cached_greedy_generation_equals_uncached_recomputation() {
     let mut rng = fresh_rng("cached_greedy_generation_equals_uncached_recomputation");
     let config = config();
