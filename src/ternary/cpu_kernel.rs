@@ -18,6 +18,9 @@ use crate::ternary::cpu_quant::{round_clamped, token_scale};
 /// Columns per block: 8 words of 16 codes, one 256-bit load.
 const BLOCK: usize = 128;
 const WORDS_PER_BLOCK: usize = BLOCK / CODES_PER_WORD;
+/// Tokens multiplied with one decoded row per pass of [`row_code_sums_avx2`] (its accumulators
+/// and the row's four code vectors stay in registers).
+const TOKENS_PER_PASS: usize = 4;
 /// Output rows per parallel task.
 const ROWS_PER_TASK: usize = 32;
 /// Fewest multiply-adds (or code-activation products) per parallel task.
@@ -176,10 +179,78 @@ unsafe fn code_dot_blocks_avx2(words: &[u32], xp: &[i8]) -> i32 {
         );
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(p01, p23), ones));
     }
+    horizontal_sum_avx2(acc)
+}
+
+/// The sum of the eight `i32` lanes of `acc`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn horizontal_sum_avx2(acc: std::arch::x86_64::__m256i) -> i32 {
+    use std::arch::x86_64::*;
     let sum128 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
     let sum64 = _mm_add_epi32(sum128, _mm_shuffle_epi32(sum128, 0b01_00_11_10));
     let sum32 = _mm_add_epi32(sum64, _mm_shuffle_epi32(sum64, 0b10_11_00_01));
     _mm_cvtsi128_si32(sum32)
+}
+
+/// `Σ code·q` of whole rows (`row_words(i)` for `i < rows`) against each of `tokens`, into
+/// `sums: [rows, tokens]`, with AVX2. The rows' codes are decoded once into the four masked byte
+/// vectors per block, then multiplied with [`TOKENS_PER_PASS`] tokens at a time, all rows per
+/// pass, so those tokens' activations stay in L1 while the rows go by; the per-token path decodes
+/// a row again for every token and streams every token's activations once per row.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rows_code_sums_avx2<'a>(rows: usize, row_words: impl Fn(usize) -> &'a [u32], tokens: &[QuantizedToken], sums: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let mask = _mm256_set1_epi8(3);
+    let per_row = row_words(0).len().div_ceil(WORDS_PER_BLOCK) * 4;
+    let mut decoded = Vec::with_capacity(rows * per_row);
+    for i in 0..rows {
+        for block in row_words(i).chunks(WORDS_PER_BLOCK) {
+            // A partial last block is padded with code 0, against activations that are 0 there.
+            let mut padded = [0u32; WORDS_PER_BLOCK];
+            padded[..block.len()].copy_from_slice(block);
+            let v = _mm256_loadu_si256(padded.as_ptr() as *const __m256i);
+            for k in 0..4 {
+                decoded.push(_mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(2 * k)), mask));
+            }
+        }
+    }
+    let n_tokens = tokens.len();
+    for (pass, xs) in tokens.chunks(TOKENS_PER_PASS).enumerate() {
+        let t0 = pass * TOKENS_PER_PASS;
+        for (i, row) in decoded.chunks_exact(per_row).enumerate() {
+            let out = &mut sums[i * n_tokens + t0..i * n_tokens + t0 + xs.len()];
+            match xs.len() {
+                4 => out.copy_from_slice(&decoded_dots_avx2::<4>(row, xs)),
+                3 => out.copy_from_slice(&decoded_dots_avx2::<3>(row, xs)),
+                2 => out.copy_from_slice(&decoded_dots_avx2::<2>(row, xs)),
+                _ => out.copy_from_slice(&decoded_dots_avx2::<1>(row, xs)),
+            }
+        }
+    }
+}
+
+/// `Σ code·q` of a decoded row (four masked byte vectors per block) against `N` tokens.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn decoded_dots_avx2<const N: usize>(decoded: &[std::arch::x86_64::__m256i], tokens: &[QuantizedToken]) -> [i32; N] {
+    use std::arch::x86_64::*;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_si256(); N];
+    for (b, c) in decoded.chunks_exact(4).enumerate() {
+        for (acc, token) in acc.iter_mut().zip(tokens) {
+            debug_assert!(token.permuted.len() >= (b + 1) * BLOCK);
+            let x = token.permuted.as_ptr().add(b * BLOCK) as *const __m256i;
+            // Each i16 lane: at most 4 pairs of 2 · 128, no saturation.
+            let p01 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], _mm256_loadu_si256(x)), _mm256_maddubs_epi16(c[1], _mm256_loadu_si256(x.add(1))));
+            let p23 = _mm256_add_epi16(_mm256_maddubs_epi16(c[2], _mm256_loadu_si256(x.add(2))), _mm256_maddubs_epi16(c[3], _mm256_loadu_si256(x.add(3))));
+            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(_mm256_add_epi16(p01, p23), ones));
+        }
+    }
+    acc.map(|a| horizontal_sum_avx2(a))
 }
 
 /// Columns per scale segment: the whole row unless scales are per group.
@@ -213,6 +284,23 @@ pub fn packed_matmul_int8(kernel: CpuKernel, p: &PackedTernary, x: &[f32], out: 
     let segments = p.cols.div_ceil(len);
     let blocks = p.cols.div_ceil(BLOCK);
     let quantized: Vec<QuantizedToken> = x.chunks(p.cols.max(1)).map(|t| quantize_token(t, blocks, len)).collect();
+    // Several tokens against rows with one scale each: each row decoded once for all of them.
+    #[cfg(target_arch = "x86_64")]
+    if kernel == CpuKernel::Avx2 && tokens > 1 && segments == 1 {
+        for_each_task(p.rows, p.cols, tokens, out, |rows, block| {
+            let mut sums = vec![0i32; block.len()];
+            // SAFETY: `Avx2` is only used after `is_available` confirmed the CPU feature (asserted
+            // above); every token's permuted codes cover the rows' blocks.
+            unsafe { rows_code_sums_avx2(rows.len(), |i| p.row_codes(rows.start + i), &quantized, &mut sums) };
+            for (r, (row_out, row_sums)) in rows.zip(block.chunks_mut(tokens).zip(sums.chunks(tokens))) {
+                let scale = p.scale_at(r, 0);
+                for ((out, &sum), token) in row_out.iter_mut().zip(row_sums).zip(&quantized) {
+                    *out = (sum - token.segment_sums[0]) as f32 * scale / token.scale;
+                }
+            }
+        });
+        return;
+    }
     for_each_row(p.rows, p.cols, tokens, out, |r, row_out| {
         for (t, token) in quantized.iter().enumerate() {
             let acc: f32 = (0..segments).map(|g| ternary_dot(kernel, p, r, g, len, token) as f32 * p.scale_at(r, g * len)).sum();
@@ -252,17 +340,26 @@ fn check_lengths(p: &PackedTernary, x: &[f32], out: &[f32]) -> usize {
 }
 
 /// Runs `f(r, outputs of row r for every token)` for every row of `cols` columns, rows in
-/// parallel, then writes the results into `out: [tokens, rows]`. A task gets at least
+/// parallel (see [`for_each_task`]).
+fn for_each_row(rows: usize, cols: usize, tokens: usize, out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    for_each_task(rows, cols, tokens, out, |rows, block| {
+        for (r, row_out) in rows.zip(block.chunks_mut(tokens.max(1))) {
+            f(r, row_out);
+        }
+    });
+}
+
+/// Runs `f(rows, their outputs [rows, tokens])` for consecutive ranges of rows of `cols` columns,
+/// ranges in parallel, then writes the results into `out: [tokens, rows]`. A task gets at least
 /// [`MIN_TASK_WORK`] multiply-adds: waking a worker costs more than a small model's rows take
 /// (`test`-preset packed generation went from ~2000 to ~3400 tokens/s once its 64×64 products
 /// stopped being split in two).
-fn for_each_row(rows: usize, cols: usize, tokens: usize, out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+fn for_each_task(rows: usize, cols: usize, tokens: usize, out: &mut [f32], f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) {
     let rows_per_task = ROWS_PER_TASK.max(MIN_TASK_WORK / (cols * tokens).max(1));
     let mut by_row = vec![0f32; rows * tokens]; // [rows, tokens]
     by_row.par_chunks_mut(rows_per_task * tokens.max(1)).enumerate().for_each(|(task, block)| {
-        for (i, row_out) in block.chunks_mut(tokens.max(1)).enumerate() {
-            f(task * rows_per_task + i, row_out);
-        }
+        let first = task * rows_per_task;
+        f(first..first + block.len() / tokens.max(1), block);
     });
     for r in 0..rows {
         for t in 0..tokens {

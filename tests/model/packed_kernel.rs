@@ -62,6 +62,10 @@ pub fn cases(rng: &mut StdRng) -> Vec<(usize, usize, usize, WeightScale)> {
         // Many tokens, several 32-token × 64-output tiles with ragged edges (the tiled GPU kernel).
         (130, 200, 45, WeightScale::PerGroup(40)),
         (65, 1100, 70, WeightScale::PerRow),
+        // Several tokens with one scale per row (the AVX2 loop decoding a row once for all
+        // tokens, 4 at a time), remainders of 3 and 1.
+        (12, 640, 7, WeightScale::PerTensor),
+        (2, 100, 5, WeightScale::PerRow),
     ];
     let (rows, cols) = (rng.random_range(1..100), rng.random_range(1..700));
     cases.push((rows, cols, rng.random_range(1..80), WeightScale::PerRow));
