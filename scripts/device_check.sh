@@ -6,7 +6,8 @@
 # `bash scripts/device_check.sh --build`, which compiles with `--features cuda` and packs the
 # binaries into device-bin/bins.tar.xz (git-ignored; 29 MB, where the five binaries take
 # 160 MB and a call carries at most 64 MiB; 23-40 minutes on 2 cores); then run it there with
-# device-bin/ carried (about 9 minutes). Output goes to $OUT (or ./device-out).
+# device-bin/ carried (about 9 minutes). Output goes to $OUT (or ./device-out). Before spending
+# device time, `scripts/cuda_compile_check.sh` checks here that the CubeCL kernels compile for CUDA.
 set -uo pipefail
 if [ "${1:-}" = "--build" ]; then
     set -e
