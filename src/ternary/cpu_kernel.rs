@@ -158,28 +158,42 @@ fn code_dot_blocks_portable(words: &[u32], xp: &[i8]) -> i32 {
 unsafe fn code_dot_blocks_avx2(words: &[u32], xp: &[i8]) -> i32 {
     use std::arch::x86_64::*;
     debug_assert_eq!(words.len() / WORDS_PER_BLOCK * BLOCK, xp.len());
-    let mask = _mm256_set1_epi8(3);
-    let ones = _mm256_set1_epi16(1);
     let mut acc = _mm256_setzero_si256();
     for b in 0..words.len() / WORDS_PER_BLOCK {
-        let v = _mm256_loadu_si256(words.as_ptr().add(b * WORDS_PER_BLOCK) as *const __m256i);
-        let x = xp.as_ptr().add(b * BLOCK) as *const __m256i;
-        let c0 = _mm256_and_si256(v, mask);
-        let c1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), mask);
-        let c2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-        let c3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), mask);
-        // Each i16 lane: at most 4 pairs of 2 · 128, no saturation.
-        let p01 = _mm256_add_epi16(
-            _mm256_maddubs_epi16(c0, _mm256_loadu_si256(x)),
-            _mm256_maddubs_epi16(c1, _mm256_loadu_si256(x.add(1))),
-        );
-        let p23 = _mm256_add_epi16(
-            _mm256_maddubs_epi16(c2, _mm256_loadu_si256(x.add(2))),
-            _mm256_maddubs_epi16(c3, _mm256_loadu_si256(x.add(3))),
-        );
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(p01, p23), ones));
+        let codes = decode_block_avx2(words.as_ptr().add(b * WORDS_PER_BLOCK));
+        acc = block_dot_avx2(acc, &codes, xp.as_ptr().add(b * BLOCK) as *const __m256i);
     }
     horizontal_sum_avx2(acc)
+}
+
+/// A block's codes (8 words from `words`) as four vectors of unsigned bytes: vector `k` holds
+/// the codes of columns `4i + k`, matching the activations' permutation.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn decode_block_avx2(words: *const u32) -> [std::arch::x86_64::__m256i; 4] {
+    use std::arch::x86_64::*;
+    let mask = _mm256_set1_epi8(3);
+    let v = _mm256_loadu_si256(words as *const __m256i);
+    [
+        _mm256_and_si256(v, mask),
+        _mm256_and_si256(_mm256_srli_epi16(v, 2), mask),
+        _mm256_and_si256(_mm256_srli_epi16(v, 4), mask),
+        _mm256_and_si256(_mm256_srli_epi16(v, 6), mask),
+    ]
+}
+
+/// `acc + Σ c·x` over one block: `c` from [`decode_block_avx2`], `x` the block's 128 permuted
+/// activations.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn block_dot_avx2(acc: std::arch::x86_64::__m256i, c: &[std::arch::x86_64::__m256i; 4], x: *const std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    // Each i16 lane: at most 4 pairs of 2 · 128, no saturation.
+    let p01 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], _mm256_loadu_si256(x)), _mm256_maddubs_epi16(c[1], _mm256_loadu_si256(x.add(1))));
+    let p23 = _mm256_add_epi16(_mm256_maddubs_epi16(c[2], _mm256_loadu_si256(x.add(2))), _mm256_maddubs_epi16(c[3], _mm256_loadu_si256(x.add(3))));
+    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(p01, p23), _mm256_set1_epi16(1)))
 }
 
 /// The sum of the eight `i32` lanes of `acc`.
@@ -195,26 +209,21 @@ fn horizontal_sum_avx2(acc: std::arch::x86_64::__m256i) -> i32 {
 }
 
 /// `Σ code·q` of whole rows (`row_words(i)` for `i < rows`) against each of `tokens`, into
-/// `sums: [rows, tokens]`, with AVX2. The rows' codes are decoded once into the four masked byte
-/// vectors per block, then multiplied with [`TOKENS_PER_PASS`] tokens at a time, all rows per
-/// pass, so those tokens' activations stay in L1 while the rows go by; the per-token path decodes
-/// a row again for every token and streams every token's activations once per row.
+/// `sums: [rows, tokens]`, with AVX2. The rows' codes are decoded once ([`decode_block_avx2`]),
+/// then multiplied with [`TOKENS_PER_PASS`] tokens at a time, all rows per pass, so those
+/// tokens' activations stay in L1 while the rows go by; the per-token path decodes a row again
+/// for every token and streams every token's activations once per row.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn rows_code_sums_avx2<'a>(rows: usize, row_words: impl Fn(usize) -> &'a [u32], tokens: &[QuantizedToken], sums: &mut [i32]) {
-    use std::arch::x86_64::*;
-    let mask = _mm256_set1_epi8(3);
-    let per_row = row_words(0).len().div_ceil(WORDS_PER_BLOCK) * 4;
+    let per_row = row_words(0).len().div_ceil(WORDS_PER_BLOCK);
     let mut decoded = Vec::with_capacity(rows * per_row);
     for i in 0..rows {
         for block in row_words(i).chunks(WORDS_PER_BLOCK) {
             // A partial last block is padded with code 0, against activations that are 0 there.
             let mut padded = [0u32; WORDS_PER_BLOCK];
             padded[..block.len()].copy_from_slice(block);
-            let v = _mm256_loadu_si256(padded.as_ptr() as *const __m256i);
-            for k in 0..4 {
-                decoded.push(_mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(2 * k)), mask));
-            }
+            decoded.push(decode_block_avx2(padded.as_ptr()));
         }
     }
     let n_tokens = tokens.len();
@@ -232,22 +241,17 @@ unsafe fn rows_code_sums_avx2<'a>(rows: usize, row_words: impl Fn(usize) -> &'a 
     }
 }
 
-/// `Σ code·q` of a decoded row (four masked byte vectors per block) against `N` tokens.
+/// `Σ code·q` of a decoded row (one [`decode_block_avx2`] per block) against `N` tokens.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn decoded_dots_avx2<const N: usize>(decoded: &[std::arch::x86_64::__m256i], tokens: &[QuantizedToken]) -> [i32; N] {
+unsafe fn decoded_dots_avx2<const N: usize>(decoded: &[[std::arch::x86_64::__m256i; 4]], tokens: &[QuantizedToken]) -> [i32; N] {
     use std::arch::x86_64::*;
-    let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_si256(); N];
-    for (b, c) in decoded.chunks_exact(4).enumerate() {
+    for (b, codes) in decoded.iter().enumerate() {
         for (acc, token) in acc.iter_mut().zip(tokens) {
             debug_assert!(token.permuted.len() >= (b + 1) * BLOCK);
-            let x = token.permuted.as_ptr().add(b * BLOCK) as *const __m256i;
-            // Each i16 lane: at most 4 pairs of 2 · 128, no saturation.
-            let p01 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], _mm256_loadu_si256(x)), _mm256_maddubs_epi16(c[1], _mm256_loadu_si256(x.add(1))));
-            let p23 = _mm256_add_epi16(_mm256_maddubs_epi16(c[2], _mm256_loadu_si256(x.add(2))), _mm256_maddubs_epi16(c[3], _mm256_loadu_si256(x.add(3))));
-            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(_mm256_add_epi16(p01, p23), ones));
+            *acc = block_dot_avx2(*acc, codes, token.permuted.as_ptr().add(b * BLOCK) as *const __m256i);
         }
     }
     acc.map(|a| horizontal_sum_avx2(a))
