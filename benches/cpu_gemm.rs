@@ -1,5 +1,5 @@
 //! The CPU products behind the training projection: GFLOP/s of burn-ndarray's matmul and of this
-//! crate's `gemm`-crate path (`TernaryBackend::matmul_{nt,nn,tn}` of the CPU backend) on a square
+//! crate's `gemm`-crate path (`TritterBackend::matmul_{nt,nn,tn}` of the CPU backend) on a square
 //! 2048 product and on the `small_100m` projection shapes at 4×128 tokens (forward `x · Wᵀ`, input
 //! gradient `g · W`, weight gradient `gᵀ · x`).
 //!
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use burn::tensor::{Distribution, Tensor};
 use criterion::Criterion;
-use tritter::ternary::TernaryBackend;
+use tritter::backend::TritterBackend;
 
 type Cpu = burn::backend::NdArray<f32>;
 
@@ -22,7 +22,8 @@ fn random(shape: [usize; 2]) -> Tensor<Cpu, 2> {
 }
 
 fn main() {
-    let mut criterion = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(3)).configure_from_args();
+    let mut criterion =
+        Criterion::default().sample_size(10).measurement_time(Duration::from_secs(3)).configure_from_args();
     let mut rows = Vec::new();
     // (what, m, k, n): the product is [m, k] · [k, n].
     let cases = [

@@ -73,11 +73,14 @@ fn main() {
     let tokenizers = [("bytes", Tokenizer::bytes()), ("bpe-8k", bpe)];
     let cache = dir.path().join("cache");
 
-    let mut criterion = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(30)).configure_from_args();
+    let mut criterion =
+        Criterion::default().sample_size(10).measurement_time(Duration::from_secs(30)).configure_from_args();
     let mut group = criterion.benchmark_group("data_prep");
     group.throughput(Throughput::Bytes(text_bytes));
     for (name, tokenizer) in &tokenizers {
-        group.bench_function(*name, |b| b.iter_batched(|| (), |()| prepare(&path, tokenizer, &cache), BatchSize::PerIteration));
+        group.bench_function(*name, |b| {
+            b.iter_batched(|| (), |()| prepare(&path, tokenizer, &cache), BatchSize::PerIteration)
+        });
     }
     group.finish();
 

@@ -55,11 +55,16 @@ fn measure<Bk: Backend>(backend: &str, presets: &[(&str, usize)], device: &Bk::D
 }
 
 fn main() {
-    let rows = measure::<burn::backend::NdArray<f32>>("CPU (ndarray)", &[("test", 64), ("small_100m", 32)], &Default::default());
+    let rows = measure::<burn::backend::NdArray<f32>>(
+        "CPU (ndarray)",
+        &[("test", 64), ("small_100m", 32)],
+        &Default::default(),
+    );
     #[cfg(feature = "wgpu")]
     let rows = rows + &measure::<WgpuCube>("wgpu", &[("test", 64), ("small_100m", 16)], &Default::default());
     #[cfg(feature = "wgpu")]
-    let rows = rows + &measure::<burn::backend::Wgpu>("wgpu+fusion", &[("test", 64), ("small_100m", 16)], &Default::default());
+    let rows =
+        rows + &measure::<burn::backend::Wgpu>("wgpu+fusion", &[("test", 64), ("small_100m", 16)], &Default::default());
     #[cfg(feature = "cuda")]
     let rows = rows + &measure::<burn::backend::Cuda>("CUDA", &[("test", 64), ("small_100m", 64)], &Default::default());
     let gpu_note = if cfg!(any(feature = "wgpu", feature = "cuda")) {

@@ -23,7 +23,7 @@ mod device {
     use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime};
     use criterion::Criterion;
     use rand::{rngs::StdRng, Rng, SeedableRng};
-    use tritter::ternary::cube_kernel::{packed_matmul_into, CubeKernel};
+    use tritter::backend::cube::packed::{packed_matmul_into, CubeKernel};
     use tritter::ternary::{PackedLinear, PackedTernary};
     use tritter::WeightScale;
 
@@ -75,7 +75,10 @@ mod device {
     /// one compares with the f32 matmul on a prefill).
     fn token_counts() -> Vec<usize> {
         let list = std::env::var("TRITTER_GEMV_TOKENS").unwrap_or_else(|_| "1".into());
-        let counts: Vec<usize> = list.split(',').map(|t| t.trim().parse().unwrap_or_else(|_| panic!("TRITTER_GEMV_TOKENS: `{t}` is not a token count"))).collect();
+        let counts: Vec<usize> = list
+            .split(',')
+            .map(|t| t.trim().parse().unwrap_or_else(|_| panic!("TRITTER_GEMV_TOKENS: `{t}` is not a token count")))
+            .collect();
         assert!(counts.iter().all(|&t| t > 0), "TRITTER_GEMV_TOKENS: token counts must be positive, got `{list}`");
         counts
     }
@@ -90,17 +93,23 @@ mod device {
         let mut rows = String::new();
         for (out, inp) in SHAPES {
             let values: Vec<i8> = (0..out * inp).map(|_| rng.random_range(-1..=1)).collect();
-            let packed = Arc::new(PackedTernary::from_values(&values, out, inp, vec![0.05], WeightScale::PerTensor).unwrap());
+            let packed =
+                Arc::new(PackedTernary::from_values(&values, out, inp, vec![0.05], WeightScale::PerTensor).unwrap());
             let bytes = packed.size_bytes();
             let copies = WORKING_SET.div_ceil(bytes);
-            let layers: Vec<PackedLinear<Cube<R, BT>>> = (0..copies).map(|_| PackedLinear::with_device_tensors(packed.clone(), None, &device)).collect();
+            let layers: Vec<PackedLinear<Cube<R, BT>>> =
+                (0..copies).map(|_| PackedLinear::with_device_tensors(packed.clone(), None, &device)).collect();
             let dense: Vec<f32> = values.iter().map(|&v| v as f32 * 0.05).collect();
-            let dense: Vec<Tensor<Cube<R, BT>, 2>> = (0..WORKING_SET.div_ceil(4 * out * inp)).map(|_| Tensor::from_data(TensorData::new(dense.clone(), [out, inp]), &device)).collect();
+            let dense: Vec<Tensor<Cube<R, BT>, 2>> = (0..WORKING_SET.div_ceil(4 * out * inp))
+                .map(|_| Tensor::from_data(TensorData::new(dense.clone(), [out, inp]), &device))
+                .collect();
             for &tokens in &token_counts {
                 let x = Tensor::<Cube<R, BT>, 2>::random([tokens, inp], Distribution::Default, &device);
                 let shape = format!("{out}x{inp}/{tokens}");
                 let (x, layers) = (&x, &layers);
-                let packed_call = |kernel: CubeKernel| move |i: usize| packed_matmul_into(kernel, x.clone(), &layers[i % layers.len()], None);
+                let packed_call = |kernel: CubeKernel| {
+                    move |i: usize| packed_matmul_into(kernel, x.clone(), &layers[i % layers.len()], None)
+                };
                 let f32_call = |i: usize| x.clone().matmul(dense[i % dense.len()].clone().transpose());
                 // Every kernel computes the f32 matmul's product before anything is timed.
                 let reference: Vec<f32> = f32_call(0).into_data().to_vec().unwrap();
@@ -110,16 +119,22 @@ mod device {
                     let err = got.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
                     assert!(err < 1e-3, "{backend} {kernel:?} {shape}: relative error {err} against the f32 matmul");
                     if tokens == 1 {
-                        criterion.bench_function(&format!("gpu_gemv/{backend}/{kernel:?}/{shape}"), |b| b.iter(|| sync(&packed_call(kernel)(0))));
+                        criterion.bench_function(&format!("gpu_gemv/{backend}/{kernel:?}/{shape}"), |b| {
+                            b.iter(|| sync(&packed_call(kernel)(0)))
+                        });
                     }
                 }
                 if tokens == 1 {
-                    criterion.bench_function(&format!("gpu_gemv/{backend}/f32_matmul/{shape}"), |b| b.iter(|| sync(&f32_call(0))));
+                    criterion.bench_function(&format!("gpu_gemv/{backend}/f32_matmul/{shape}"), |b| {
+                        b.iter(|| sync(&f32_call(0)))
+                    });
                 }
                 let f32_s = seconds_per_call(f32_call);
                 let gbps = |s: f64| bytes as f64 / s / 1e9;
                 let share = |s: f64| match peak {
-                    Some(p) => format!("{:.1}% of copy, {:.1}% of nominal", 100.0 * gbps(s) / copy, 100.0 * gbps(s) / p),
+                    Some(p) => {
+                        format!("{:.1}% of copy, {:.1}% of nominal", 100.0 * gbps(s) / copy, 100.0 * gbps(s) / p)
+                    }
                     None => format!("{:.1}% of copy", 100.0 * gbps(s) / copy),
                 };
                 let mut row = format!("| {backend} | {out}×{inp} | {tokens} | {:.4} |", f32_s * 1e3);
@@ -134,14 +149,17 @@ mod device {
                 rows.push('\n');
             }
         }
-        format!("Device copy bandwidth ({backend}, read + write of 64 MiB, same run): {copy:.1} GB/s{}.\n\n{rows}", peak.map(|p| format!("; nominal bandwidth given: {p:.0} GB/s")).unwrap_or_default())
+        format!(
+            "Device copy bandwidth ({backend}, read + write of 64 MiB, same run): {copy:.1} GB/s{}.\n\n{rows}",
+            peak.map(|p| format!("; nominal bandwidth given: {p:.0} GB/s")).unwrap_or_default()
+        )
     }
 }
 
 /// Which kernel the packed model picks, in words.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn choice() -> String {
-    use tritter::ternary::cube_kernel::CubeKernel;
+    use tritter::backend::cube::packed::CubeKernel;
     format!(
         "The packed model uses, on a device with plane operations (a GPU), `cooperative` up to {} tokens and `tiled` above; elsewhere (lavapipe) `per output` below {} tokens and `tiled` from there.",
         CubeKernel::COOPERATIVE_MAX_TOKENS,
@@ -152,7 +170,10 @@ fn choice() -> String {
 fn main() {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     {
-        let mut criterion = criterion::Criterion::default().sample_size(10).measurement_time(std::time::Duration::from_secs(2)).configure_from_args();
+        let mut criterion = criterion::Criterion::default()
+            .sample_size(10)
+            .measurement_time(std::time::Duration::from_secs(2))
+            .configure_from_args();
         let sections = [
             #[cfg(feature = "wgpu")]
             device::rows::<burn::backend::wgpu::WgpuRuntime, u32>("wgpu", &mut criterion),
@@ -162,7 +183,8 @@ fn main() {
         let (notes, rows): (Vec<_>, Vec<_>) = sections.iter().map(|s| s.split_once("\n\n").unwrap()).unzip();
         let gpu = std::env::var("TRITTER_GPU_NAME").map(|n| format!(", GPU {n}")).unwrap_or_default();
         let features = if cfg!(feature = "cuda") { "cuda" } else { "wgpu" };
-        let tokens = std::env::var("TRITTER_GEMV_TOKENS").map(|t| format!("TRITTER_GEMV_TOKENS={t} ")).unwrap_or_default();
+        let tokens =
+            std::env::var("TRITTER_GEMV_TOKENS").map(|t| format!("TRITTER_GEMV_TOKENS={t} ")).unwrap_or_default();
         results::record(
             "gpu_gemv",
             &format!(

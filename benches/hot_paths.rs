@@ -19,11 +19,9 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use criterion::Criterion;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tritter::model::{
-    attention_mask, cross_entropy, gated_relu_squared, reference_attention, reference_cross_entropy, reference_gated_relu_squared, reference_norm, reference_rope,
-    scaled_dot_product_attention, Attention, Mlp, Norm, RotaryEmbedding,
-};
-use tritter::ternary::{fake_quantize_activation, fake_quantize_weight, reference_ternary_linear, ternary_linear, TernaryBackend, TernaryQuant};
+use tritter::backend::{reference, TritterBackend};
+use tritter::model::{attention_mask, Attention, Mlp, Norm, RotaryEmbedding};
+use tritter::ternary::{fake_quantize_activation, fake_quantize_weight, ternary_linear, TernaryQuant};
 use tritter::train::{optimizer::adamw, TrainConfig};
 use tritter::{TritterConfig, TritterModel, WeightScale};
 
@@ -37,11 +35,23 @@ type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime,
 
 fn random<Bk: Backend, const D: usize>(rng: &mut StdRng, shape: [usize; D], device: &Bk::Device) -> Tensor<Bk, D> {
     let n = shape.iter().product();
-    Tensor::from_data(TensorData::new((0..n).map(|_| rng.random_range(-0.05f32..0.05)).collect::<Vec<_>>(), shape), device)
+    Tensor::from_data(
+        TensorData::new((0..n).map(|_| rng.random_range(-0.05f32..0.05)).collect::<Vec<_>>(), shape),
+        device,
+    )
 }
 
-fn ids<Bk: Backend>(rng: &mut StdRng, vocab: usize, batch: usize, seq: usize, device: &Bk::Device) -> Tensor<Bk, 2, Int> {
-    Tensor::from_data(TensorData::new((0..batch * seq).map(|_| rng.random_range(0..vocab as i64)).collect::<Vec<_>>(), [batch, seq]), device)
+fn ids<Bk: Backend>(
+    rng: &mut StdRng,
+    vocab: usize,
+    batch: usize,
+    seq: usize,
+    device: &Bk::Device,
+) -> Tensor<Bk, 2, Int> {
+    Tensor::from_data(
+        TensorData::new((0..batch * seq).map(|_| rng.random_range(0..vocab as i64)).collect::<Vec<_>>(), [batch, seq]),
+        device,
+    )
 }
 
 /// Forward + backward of `[8, 128, 1024] -> 4096` with `quant`, gradients read back: the
@@ -49,7 +59,11 @@ fn ids<Bk: Backend>(rng: &mut StdRng, vocab: usize, batch: usize, seq: usize, de
 fn linear_step<AD: AutodiffBackend>(x: &Tensor<AD, 3>, w: &Tensor<AD, 2>, quant: &TernaryQuant, fused: bool) {
     let x = x.clone().require_grad();
     let w = w.clone().require_grad();
-    let y = if fused { ternary_linear(x.clone(), w.clone(), quant) } else { reference_ternary_linear(x.clone().reshape([1024, 1024]), w.clone(), quant).reshape([8, 128, 4096]) };
+    let y = if fused {
+        ternary_linear(x.clone(), w.clone(), quant)
+    } else {
+        reference::ternary_linear(x.clone().reshape([1024, 1024]), w.clone(), quant).reshape([8, 128, 4096])
+    };
     let grads = y.sum().backward();
     // One element of each gradient: waits for the device without timing a full read-back
     // (burn-ndarray copies a shared tensor element by element, ~25 ns per element).
@@ -59,19 +73,26 @@ fn linear_step<AD: AutodiffBackend>(x: &Tensor<AD, 3>, w: &Tensor<AD, 2>, quant:
 
 /// The forward's two quantizers alone (`x̃` and `W̃` as `quant` says): the backend's own
 /// (`native`) or the tensor ops; one element of each read back.
-fn quantize<Bk: TernaryBackend>(x: &Tensor<Bk, 2>, w: &Tensor<Bk, 2>, quant: &TernaryQuant, native: bool) {
+fn quantize<Bk: TritterBackend>(x: &Tensor<Bk, 2>, w: &Tensor<Bk, 2>, quant: &TernaryQuant, native: bool) {
     let (xq, wq) = if native {
         (Bk::quantize_activation(x.clone(), quant), Bk::quantize_weight(w.clone(), quant))
     } else {
-        (fake_quantize_activation(x.clone()), fake_quantize_weight(w.clone(), quant.weight_scale.expect("a ternary quantization")))
+        (
+            fake_quantize_activation(x.clone()),
+            fake_quantize_weight(w.clone(), quant.weight_scale.expect("a ternary quantization")),
+        )
     };
     let _ = xq.slice([0..1, 0..1]).into_data();
     let _ = wq.slice([0..1, 0..1]).into_data();
 }
 
-fn linear_rows<AD: AutodiffBackend>(backend: &str, device: &AD::Device, criterion: &mut Criterion, rows: &mut Vec<String>)
-where
-    AD::InnerBackend: TernaryBackend,
+fn linear_rows<AD: AutodiffBackend>(
+    backend: &str,
+    device: &AD::Device,
+    criterion: &mut Criterion,
+    rows: &mut Vec<String>,
+) where
+    AD::InnerBackend: TritterBackend,
 {
     let mut rng = StdRng::seed_from_u64(1);
     // Owned arrays, as parameters and activations are in training (see `with_owned_params`).
@@ -84,15 +105,29 @@ where
     let fused = results::median_seconds(|| quantize(&x2, &w2, &ternary, true), 9);
     let reference = results::median_seconds(|| quantize(&x2, &w2, &ternary, false), 9);
     rows.push(format!("| {backend} | {what}, tensor ops | {:.2} |", reference * 1e3));
-    rows.push(format!("| {backend} | {what}, the backend's kernels (**{:.1}×** the tensor ops) | {:.2} |", reference / fused, fused * 1e3));
+    rows.push(format!(
+        "| {backend} | {what}, the backend's kernels (**{:.1}×** the tensor ops) | {:.2} |",
+        reference / fused,
+        fused * 1e3
+    ));
     let plain = TernaryQuant::FULL_PRECISION;
-    for (quant, what) in [(&ternary, "TernaryLinear 1024→4096 (int8 activations)"), (&plain, "full-precision linear 1024→4096")] {
+    for (quant, what) in
+        [(&ternary, "TernaryLinear 1024→4096 (int8 activations)"), (&plain, "full-precision linear 1024→4096")]
+    {
         criterion.bench_function(&format!("{what}/fused/{backend}"), |b| b.iter(|| linear_step(&x, &w, quant, true)));
-        criterion.bench_function(&format!("{what}/reference/{backend}"), |b| b.iter(|| linear_step(&x, &w, quant, false)));
+        criterion
+            .bench_function(&format!("{what}/reference/{backend}"), |b| b.iter(|| linear_step(&x, &w, quant, false)));
         let fused = results::median_seconds(|| linear_step(&x, &w, quant, true), 5);
         let reference = results::median_seconds(|| linear_step(&x, &w, quant, false), 5);
-        rows.push(format!("| {backend} | {what}, 8×128, forward + backward, tensor-op reference | {:.1} |", reference * 1e3));
-        rows.push(format!("| {backend} | {what}, 8×128, forward + backward, fused (**{:.2}×** the reference) | {:.1} |", reference / fused, fused * 1e3));
+        rows.push(format!(
+            "| {backend} | {what}, 8×128, forward + backward, tensor-op reference | {:.1} |",
+            reference * 1e3
+        ));
+        rows.push(format!(
+            "| {backend} | {what}, 8×128, forward + backward, fused (**{:.2}×** the reference) | {:.1} |",
+            reference / fused,
+            fused * 1e3
+        ));
     }
 }
 
@@ -104,12 +139,18 @@ fn fused_op_rows(criterion: &mut Criterion, rows: &mut Vec<String>) {
     let device = Default::default();
     let c = TritterConfig::small_100m();
     let (b, t, d) = (4, 128, c.head_dim());
-    let grad = |x: &Tensor<AD, 4>, loss: Tensor<AD, 1>| drop(x.grad(&loss.backward()).unwrap().slice([0..1, 0..1, 0..1, 0..1]).into_data());
+    let grad = |x: &Tensor<AD, 4>, loss: Tensor<AD, 1>| {
+        drop(x.grad(&loss.backward()).unwrap().slice([0..1, 0..1, 0..1, 0..1]).into_data())
+    };
     let mut row = |what: &str, fused: &mut dyn FnMut(), reference: &mut dyn FnMut()| {
         criterion.bench_function(&format!("{what}/fused"), |bench| bench.iter(&mut *fused));
         let (f, r) = (results::median_seconds(&mut *fused, 9), results::median_seconds(&mut *reference, 9));
         rows.push(format!("| CPU | {what}, forward + backward, tensor-op reference | {:.2} |", r * 1e3));
-        rows.push(format!("| CPU | {what}, forward + backward, fused (**{:.1}×** the reference) | {:.2} |", r / f, f * 1e3));
+        rows.push(format!(
+            "| CPU | {what}, forward + backward, fused (**{:.1}×** the reference) | {:.2} |",
+            r / f,
+            f * 1e3
+        ));
     };
     // q, k, v as the model hands them over: `[B, heads, T, d]` views of `[B, T, heads, d]`.
     let q = random::<AD, 4>(&mut rng, [b, t, c.num_heads, d], &device).mul_scalar(20.0).require_grad();
@@ -117,34 +158,67 @@ fn fused_op_rows(criterion: &mut Criterion, rows: &mut Vec<String>) {
     let mask = attention_mask(&ids::<AD>(&mut rng, 2, b, t, &device), None);
     let attend = |fused: bool| {
         let (qt, kt) = (q.clone().swap_dims(1, 2), kv.clone().swap_dims(1, 2));
-        let out = if fused { scaled_dot_product_attention(qt, kt.clone(), kt, mask.clone()) } else { reference_attention(qt, kt.clone(), kt, mask.clone()) };
+        let out = if fused {
+            TritterBackend::attention(qt, kt.clone(), kt, mask.clone())
+        } else {
+            reference::attention(qt, kt.clone(), kt, mask.clone())
+        };
         grad(&q, out.sum());
     };
     row("attention core (GQA 12/4 heads, 128 keys)", &mut || attend(true), &mut || attend(false));
     let logits = random::<AD, 2>(&mut rng, [b * (t - 1), c.vocab_size], &device).mul_scalar(20.0).require_grad();
-    let targets = Tensor::<AD, 1, Int>::from_data(TensorData::new((0..b * (t - 1)).map(|_| rng.random_range(0..c.vocab_size as i64)).collect::<Vec<_>>(), [b * (t - 1)]), &device);
+    let targets = Tensor::<AD, 1, Int>::from_data(
+        TensorData::new(
+            (0..b * (t - 1)).map(|_| rng.random_range(0..c.vocab_size as i64)).collect::<Vec<_>>(),
+            [b * (t - 1)],
+        ),
+        &device,
+    );
     let loss = |fused: bool| {
-        let l = if fused { cross_entropy(logits.clone(), targets.clone(), None) } else { reference_cross_entropy(logits.clone(), targets.clone(), None) };
+        let l = if fused {
+            TritterBackend::cross_entropy(logits.clone(), targets.clone(), None)
+        } else {
+            reference::cross_entropy(logits.clone(), targets.clone(), None)
+        };
         drop(logits.grad(&l.backward()).unwrap().slice([0..1, 0..1]).into_data());
     };
     row("cross-entropy, 508 × 32 000 logits", &mut || loss(true), &mut || loss(false));
     let x = random::<AD, 4>(&mut rng, [b, t, 1, c.hidden_size], &device).mul_scalar(20.0).require_grad();
     let norm = Norm::<AD>::new(tritter::NormKind::LayerNorm, c.hidden_size, 1e-5, &device);
     let normalize = |fused: bool| {
-        let y = if fused { norm.forward(x.clone()) } else { reference_norm(x.clone().reshape([b * t, c.hidden_size]), norm.weight.val(), norm.bias.as_ref().map(|b| b.val()), 1e-5).reshape([b, t, 1, c.hidden_size]) };
+        let y = if fused {
+            norm.forward(x.clone())
+        } else {
+            reference::norm(
+                x.clone().reshape([b * t, c.hidden_size]),
+                norm.weight.val(),
+                norm.bias.as_ref().map(|b| b.val()),
+                1e-5,
+            )
+            .reshape([b, t, 1, c.hidden_size])
+        };
         grad(&x, y.sum());
     };
     row("LayerNorm over 768, 512 rows", &mut || normalize(true), &mut || normalize(false));
     let rope = RotaryEmbedding { theta: c.rope_theta, head_dim: d };
     let rotate = |fused: bool| {
-        let y = if fused { rope.apply(q.clone(), 0) } else { let (cos, sin) = rope.tables(0, t); reference_rope(q.clone(), cos, sin) };
+        let y = if fused {
+            rope.apply(q.clone(), 0)
+        } else {
+            let (cos, sin) = rope.tables(0, t);
+            reference::rope(q.clone(), cos, sin)
+        };
         grad(&q, y.sum());
     };
     row("RoPE, 12 heads × 64", &mut || rotate(true), &mut || rotate(false));
     let gate = random::<AD, 4>(&mut rng, [b, t, 1, c.intermediate_size], &device).mul_scalar(20.0).require_grad();
     let up = random::<AD, 4>(&mut rng, [b, t, 1, c.intermediate_size], &device).mul_scalar(20.0).require_grad();
     let activate = |fused: bool| {
-        let y = if fused { gated_relu_squared(gate.clone(), up.clone()) } else { reference_gated_relu_squared(gate.clone(), up.clone()) };
+        let y = if fused {
+            TritterBackend::gated_relu_squared(gate.clone(), up.clone())
+        } else {
+            reference::gated_relu_squared(gate.clone(), up.clone())
+        };
         grad(&gate, y.sum());
     };
     row("gated squared ReLU, 512 × 2048", &mut || activate(true), &mut || activate(false));
@@ -172,27 +246,46 @@ fn train_step_seconds<AD: AutodiffBackend>(device: &AD::Device, criterion: &mut 
 
 /// Training-step rows of a GPU backend: `CubeBackend` and Burn's fusion backend over it.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn train_step_rows<Bare: AutodiffBackend, Fused: AutodiffBackend>(backend: &str, criterion: &mut Criterion, rows: &mut Vec<String>) {
+fn train_step_rows<Bare: AutodiffBackend, Fused: AutodiffBackend>(
+    backend: &str,
+    criterion: &mut Criterion,
+    rows: &mut Vec<String>,
+) {
     let bare = train_step_seconds::<Bare>(&Default::default(), criterion, backend);
     let fused = train_step_seconds::<Fused>(&Default::default(), criterion, &format!("{backend}+fusion"));
     rows.push(format!("| {backend} | training step, test preset, 8×128, `CubeBackend` | {:.1} |", 1e3 * bare));
-    rows.push(format!("| {backend}+fusion | training step, test preset, 8×128, Burn fusion ({:.2}× the `CubeBackend` time) | {:.1} |", fused / bare, 1e3 * fused));
+    rows.push(format!(
+        "| {backend}+fusion | training step, test preset, 8×128, Burn fusion ({:.2}× the `CubeBackend` time) | {:.1} |",
+        fused / bare,
+        1e3 * fused
+    ));
 }
 
 fn main() {
     tritter::allocator::keep_freed_memory();
-    let mut criterion = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(5)).configure_from_args();
+    let mut criterion =
+        Criterion::default().sample_size(10).measurement_time(Duration::from_secs(5)).configure_from_args();
     let mut rows = Vec::new();
     let device = Default::default();
     linear_rows::<burn::backend::Autodiff<Cpu>>("CPU", &device, &mut criterion, &mut rows);
     #[cfg(feature = "wgpu")]
     linear_rows::<burn::backend::Autodiff<WgpuCube>>("wgpu", &Default::default(), &mut criterion, &mut rows);
     #[cfg(feature = "wgpu")]
-    linear_rows::<burn::backend::Autodiff<tritter::backend::Wgpu>>("wgpu+fusion", &Default::default(), &mut criterion, &mut rows);
+    linear_rows::<burn::backend::Autodiff<tritter::backend::Wgpu>>(
+        "wgpu+fusion",
+        &Default::default(),
+        &mut criterion,
+        &mut rows,
+    );
     #[cfg(feature = "cuda")]
     linear_rows::<burn::backend::Autodiff<CudaCube>>("CUDA", &Default::default(), &mut criterion, &mut rows);
     #[cfg(feature = "cuda")]
-    linear_rows::<burn::backend::Autodiff<tritter::backend::Cuda>>("CUDA+fusion", &Default::default(), &mut criterion, &mut rows);
+    linear_rows::<burn::backend::Autodiff<tritter::backend::Cuda>>(
+        "CUDA+fusion",
+        &Default::default(),
+        &mut criterion,
+        &mut rows,
+    );
 
     // Blocks and the whole model on the CPU, `small_100m` shapes for the blocks.
     let mut rng = StdRng::seed_from_u64(2);
@@ -202,16 +295,27 @@ fn main() {
     let mlp = Mlp::<Cpu>::new(&config, quant, &device);
     let x = random::<Cpu, 3>(&mut rng, [4, 128, config.hidden_size], &device);
     let mask = attention_mask(&ids::<Cpu>(&mut rng, 2, 4, 128, &device), None);
-    criterion.bench_function("attention_fwd/small_100m/4x128", |b| b.iter(|| attention.forward(x.clone(), 0, mask.clone()).into_data()));
+    criterion.bench_function("attention_fwd/small_100m/4x128", |b| {
+        b.iter(|| attention.forward(x.clone(), 0, mask.clone()).into_data())
+    });
     criterion.bench_function("mlp_fwd/small_100m/4x128", |b| b.iter(|| mlp.forward(x.clone()).into_data()));
-    rows.push(format!("| CPU | attention block forward, small_100m, 4×128 | {:.1} |", 1e3 * results::median_seconds(|| drop(attention.forward(x.clone(), 0, mask.clone()).into_data()), 5)));
-    rows.push(format!("| CPU | MLP block forward, small_100m, 4×128 | {:.1} |", 1e3 * results::median_seconds(|| drop(mlp.forward(x.clone()).into_data()), 5)));
+    rows.push(format!(
+        "| CPU | attention block forward, small_100m, 4×128 | {:.1} |",
+        1e3 * results::median_seconds(|| drop(attention.forward(x.clone(), 0, mask.clone()).into_data()), 5)
+    ));
+    rows.push(format!(
+        "| CPU | MLP block forward, small_100m, 4×128 | {:.1} |",
+        1e3 * results::median_seconds(|| drop(mlp.forward(x.clone()).into_data()), 5)
+    ));
 
     let test = TritterConfig::test();
     let model = TritterModel::<Cpu>::new(&test, &device).unwrap();
     let input = ids::<Cpu>(&mut rng, test.vocab_size, 8, 128, &device);
     criterion.bench_function("model_fwd/test/8x128", |b| b.iter(|| model.forward(input.clone()).into_data()));
-    rows.push(format!("| CPU | whole model forward, test preset, 8×128 | {:.1} |", 1e3 * results::median_seconds(|| drop(model.forward(input.clone()).into_data()), 9)));
+    rows.push(format!(
+        "| CPU | whole model forward, test preset, 8×128 | {:.1} |",
+        1e3 * results::median_seconds(|| drop(model.forward(input.clone()).into_data()), 9)
+    ));
 
     fused_op_rows(&mut criterion, &mut rows);
     let step = train_step_seconds::<burn::backend::Autodiff<Cpu>>(&device, &mut criterion, "CPU");
@@ -220,9 +324,17 @@ fn main() {
     // What Burn's kernel fusion is worth on the GPU backends (`Wgpu` / `Cuda` are `Fusion` over
     // `CubeBackend`; this crate's ternary ops run on both).
     #[cfg(feature = "wgpu")]
-    train_step_rows::<burn::backend::Autodiff<WgpuCube>, burn::backend::Autodiff<tritter::backend::Wgpu>>("wgpu", &mut criterion, &mut rows);
+    train_step_rows::<burn::backend::Autodiff<WgpuCube>, burn::backend::Autodiff<tritter::backend::Wgpu>>(
+        "wgpu",
+        &mut criterion,
+        &mut rows,
+    );
     #[cfg(feature = "cuda")]
-    train_step_rows::<burn::backend::Autodiff<CudaCube>, burn::backend::Autodiff<tritter::backend::Cuda>>("CUDA", &mut criterion, &mut rows);
+    train_step_rows::<burn::backend::Autodiff<CudaCube>, burn::backend::Autodiff<tritter::backend::Cuda>>(
+        "CUDA",
+        &mut criterion,
+        &mut rows,
+    );
 
     results::record(
         "hot_paths",

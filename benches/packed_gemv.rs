@@ -18,9 +18,9 @@ use criterion::Criterion;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rayon::prelude::*;
 use trit_vsa::PackedTritVec;
-use tritter::ternary::cpu_gemm::matmul_nt;
-use tritter::ternary::cpu_kernel::packed_matmul_int8;
-use tritter::ternary::{CpuKernel, PackedTernary};
+use tritter::backend::cpu::gemm::matmul_nt;
+use tritter::backend::cpu::packed::{packed_matmul_int8, CpuKernel};
+use tritter::ternary::PackedTernary;
 use tritter::WeightScale;
 
 type B = burn::backend::NdArray<f32>;
@@ -98,7 +98,8 @@ fn trit_vsa(c: &Case) -> Vec<f32> {
     let q: Vec<i32> = c.x.iter().map(|&v| (v * s).round_ties_even().clamp(-128.0, 127.0) as i32).collect();
     let planes: Vec<PackedTritVec> = (0..8)
         .map(|b| {
-            let trits: Vec<i8> = q.iter().map(|&v| if (v.unsigned_abs() >> b) & 1 == 1 { v.signum() as i8 } else { 0 }).collect();
+            let trits: Vec<i8> =
+                q.iter().map(|&v| if (v.unsigned_abs() >> b) & 1 == 1 { v.signum() as i8 } else { 0 }).collect();
             PackedTritVec::from_i8_slice(&trits).unwrap()
         })
         .collect();
@@ -158,13 +159,20 @@ fn main() {
     for c in &cases {
         let reference = f32_matmul(c);
         let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
-        for (name, got) in [("model layout", f32_matmul_model_layout(c)), ("f32 gemv", f32_gemv(c)), ("packed", packed(c, kernel)), ("portable", packed(c, CpuKernel::Portable)), ("trit-vsa", trit_vsa(c))] {
+        for (name, got) in [
+            ("model layout", f32_matmul_model_layout(c)),
+            ("f32 gemv", f32_gemv(c)),
+            ("packed", packed(c, kernel)),
+            ("portable", packed(c, CpuKernel::Portable)),
+            ("trit-vsa", trit_vsa(c)),
+        ] {
             let err = got.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
             assert!(err < 2e-2, "{name} {}×{}: relative error {err} against the f32 matmul", c.rows, c.cols);
         }
     }
 
-    let mut criterion = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).configure_from_args();
+    let mut criterion =
+        Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).configure_from_args();
     let mut group = criterion.benchmark_group("packed_gemv");
     for c in &cases {
         let shape = format!("{}x{}", c.rows, c.cols);
@@ -211,12 +219,17 @@ fn main() {
     let mut prefill = String::new();
     for (out_dim, in_dim, tokens) in PREFILL {
         let values: Vec<i8> = (0..out_dim * in_dim).map(|_| rng.random_range(-1..=1)).collect();
-        let packed_w = PackedTernary::from_values(&values, out_dim, in_dim, vec![0.05], WeightScale::PerTensor).unwrap();
+        let packed_w =
+            PackedTernary::from_values(&values, out_dim, in_dim, vec![0.05], WeightScale::PerTensor).unwrap();
         let x: Vec<f32> = (0..tokens * in_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
         let device = Default::default();
         // Owned arrays (one exact multiply by 1), as the model's are: burn-ndarray copies a tensor
         // made from `TensorData` on every clone.
-        let dense = Tensor::<B, 2>::from_data(TensorData::new(values.iter().map(|&v| v as f32 * 0.05).collect::<Vec<_>>(), [out_dim, in_dim]), &device).mul_scalar(1.0);
+        let dense = Tensor::<B, 2>::from_data(
+            TensorData::new(values.iter().map(|&v| v as f32 * 0.05).collect::<Vec<_>>(), [out_dim, in_dim]),
+            &device,
+        )
+        .mul_scalar(1.0);
         let x_tensor = Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [tokens, in_dim]), &device).mul_scalar(1.0);
         let mut y = vec![0f32; tokens * out_dim];
         let packed_s = seconds_per_call(|| packed_matmul_int8(kernel, &packed_w, &x, &mut y));
@@ -234,7 +247,7 @@ fn main() {
     results::record(
         "packed_gemv",
         &format!(
-            "## Packed ternary GEMV, batch 1 (CPU)\n\nMachine: {}. Command: `cargo bench --bench packed_gemv`. `x · W̃ᵀ` for one token, shape = out × in; milliseconds per call (median), speed-up against ndarray's f32 matmul of the same dense weight in parentheses (the faster of the `[in, out]` and the model's `x · Wᵀ` layouts; at batch 1 it is far from bandwidth-bound, so `f32 GEMV`, a hand-written rayon loop that reads the dense weight at memory speed, is shown as the stronger baseline). `packed` = the kernel `tritter` uses here ({kernel:?}), int8 activations, 2-bit codes read straight from the spec layout; `portable` = the same sums in plain Rust; `trit-vsa` = trit-vsa's bitsliced rows and popcount dot products against the activation's 8 magnitude bitplanes. Bandwidth = packed weight bytes / time; copy bandwidth measured in the same run: {copy:.1} GB/s (read + write of 256 MiB). The packed weights (4.2 and 2.9 MB) stay in this CPU's cache between calls, so their bandwidth can exceed a DRAM copy.\n\n| shape | ndarray f32 ms | f32 GEMV ms | packed ms | portable ms | trit-vsa ms | packed bandwidth | goal ≥ 6× ndarray |\n|---|---|---|---|---|---|---|---|\n{rows}\nSeveral tokens at once (a prompt's prefill), milliseconds per call (median): the packed kernel ({kernel:?}; each row decoded once, 4 tokens per pass) against the f32 product the model's CPU path runs on the same dense weight (`tritter::ternary::cpu_gemm::matmul_nt`, the `gemm` crate).\n\n| shape | tokens | f32 GEMM ms | packed ms | packed / f32 speed |\n|---|---|---|---|---|\n{prefill}",
+            "## Packed ternary GEMV, batch 1 (CPU)\n\nMachine: {}. Command: `cargo bench --bench packed_gemv`. `x · W̃ᵀ` for one token, shape = out × in; milliseconds per call (median), speed-up against ndarray's f32 matmul of the same dense weight in parentheses (the faster of the `[in, out]` and the model's `x · Wᵀ` layouts; at batch 1 it is far from bandwidth-bound, so `f32 GEMV`, a hand-written rayon loop that reads the dense weight at memory speed, is shown as the stronger baseline). `packed` = the kernel `tritter` uses here ({kernel:?}), int8 activations, 2-bit codes read straight from the spec layout; `portable` = the same sums in plain Rust; `trit-vsa` = trit-vsa's bitsliced rows and popcount dot products against the activation's 8 magnitude bitplanes. Bandwidth = packed weight bytes / time; copy bandwidth measured in the same run: {copy:.1} GB/s (read + write of 256 MiB). The packed weights (4.2 and 2.9 MB) stay in this CPU's cache between calls, so their bandwidth can exceed a DRAM copy.\n\n| shape | ndarray f32 ms | f32 GEMV ms | packed ms | portable ms | trit-vsa ms | packed bandwidth | goal ≥ 6× ndarray |\n|---|---|---|---|---|---|---|---|\n{rows}\nSeveral tokens at once (a prompt's prefill), milliseconds per call (median): the packed kernel ({kernel:?}; each row decoded once, 4 tokens per pass) against the f32 product the model's CPU path runs on the same dense weight (`tritter::backend::cpu::gemm::matmul_nt`, the `gemm` crate).\n\n| shape | tokens | f32 GEMM ms | packed ms | packed / f32 speed |\n|---|---|---|---|---|\n{prefill}",
             results::machine()
         ),
     );

@@ -40,7 +40,9 @@ fn child<B: AutodiffBackend>() {
     let mut model = TritterModel::<B>::new(&config, &device).unwrap();
     let mut optim = adamw::<B>(&TrainConfig::default());
     let ids: Vec<i64> = (0..BATCH * (SEQ + 1)).map(|i| (i * 7919 % config.vocab_size) as i64).collect();
-    let batch = || TokenBatch::<B> { input_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [BATCH, SEQ + 1]), &device) };
+    let batch = || TokenBatch::<B> {
+        input_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [BATCH, SEQ + 1]), &device),
+    };
     // One step first so the optimizer state exists; the baseline is measured after it.
     let out = TrainStep::step(&model, batch());
     model = optim.step(1e-3, model, out.grads);
@@ -72,11 +74,15 @@ fn main() {
     for (mode, label) in [("plain", "off"), ("balanced", "on (BalancedCheckpointing)")] {
         let output = Command::new(&exe).env("TRITTER_MEMORY_MODE", mode).output().expect("run the child");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout.lines().find(|l| l.starts_with("RESULT")).unwrap_or_else(|| {
-            panic!("{mode}: no result\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr))
-        });
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("RESULT"))
+            .unwrap_or_else(|| panic!("{mode}: no result\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
         let v: Vec<f64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
-        println!("gradient checkpointing {label}: peak {:.0} MiB, after setup {:.0} MiB, {:.1} s/step", v[0], v[1], v[2]);
+        println!(
+            "gradient checkpointing {label}: peak {:.0} MiB, after setup {:.0} MiB, {:.1} s/step",
+            v[0], v[1], v[2]
+        );
         rows.push((label, v[0], v[1], v[2]));
     }
     let saving = 1.0 - (rows[1].1 - rows[1].2) / (rows[0].1 - rows[0].2);

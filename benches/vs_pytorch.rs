@@ -33,7 +33,11 @@ fn parse() -> Option<Args> {
         return None;
     }
     let get = |name: &str, default: &str| -> String {
-        argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
     };
     Some(Args {
         preset: get("--preset", "test"),
@@ -44,14 +48,24 @@ fn parse() -> Option<Args> {
     })
 }
 
-fn ids<Bk: burn::tensor::backend::Backend>(rng: &mut StdRng, config: &TritterConfig, batch: usize, seq: usize) -> Tensor<Bk, 2, Int> {
+fn ids<Bk: burn::tensor::backend::Backend>(
+    rng: &mut StdRng,
+    config: &TritterConfig,
+    batch: usize,
+    seq: usize,
+) -> Tensor<Bk, 2, Int> {
     let ids: Vec<i64> = (0..batch * seq).map(|_| rng.random_range(0..config.vocab_size as i64)).collect();
     Tensor::from_data(TensorData::new(ids, [batch, seq]), &Default::default())
 }
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     kib / 1024.0
 }
 
@@ -94,7 +108,9 @@ fn measure(a: &Args) -> f64 {
             let prompt: Vec<u32> = (0..a.seq).map(|_| rng.random_range(0..config.vocab_size as u32)).collect();
             let options = GenerateOptions { max_new_tokens: a.iters, ..Default::default() };
             // One generation of `iters` tokens after the prompt, timed after a warm-up.
-            rate(a.iters, 1, || drop(generate(&model, std::slice::from_ref(&prompt), &options, &mut |_, _| {}).unwrap()))
+            rate(a.iters, 1, || {
+                drop(generate(&model, std::slice::from_ref(&prompt), &options, &mut |_, _| {}).unwrap())
+            })
         }
         other => panic!("unknown --what {other}"),
     }
@@ -106,11 +122,22 @@ fn main() {
         Some(args) => vec![args],
         None => ["forward", "train", "generate", "generate-packed"]
             .iter()
-            .map(|w| Args { preset: "test".into(), what: w.to_string(), batch: 8, seq: if w.starts_with("generate") { 16 } else { 128 }, iters: 32 })
+            .map(|w| Args {
+                preset: "test".into(),
+                what: w.to_string(),
+                batch: 8,
+                seq: if w.starts_with("generate") { 16 } else { 128 },
+                iters: 32,
+            })
             .collect(),
     };
     for a in rows {
         let tokens_per_s = measure(&a);
-        println!("{{\"preset\": \"{}\", \"what\": \"{}\", \"tokens_per_s\": {tokens_per_s:.2}, \"peak_rss_mib\": {:.1}}}", a.preset, a.what, peak_rss_mib());
+        println!(
+            "{{\"preset\": \"{}\", \"what\": \"{}\", \"tokens_per_s\": {tokens_per_s:.2}, \"peak_rss_mib\": {:.1}}}",
+            a.preset,
+            a.what,
+            peak_rss_mib()
+        );
     }
 }

@@ -5,7 +5,9 @@
 use tritter::TritterConfig;
 
 fn main() {
-    println!("| preset | hidden / layers / heads / kv heads | intermediate | vocab | tied | max_seq_len | parameters |");
+    println!(
+        "| preset | hidden / layers / heads / kv heads | intermediate | vocab | tied | max_seq_len | parameters |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for (name, c, _) in TritterConfig::presets() {
         let count = c.parameter_count();
@@ -18,8 +20,14 @@ fn main() {
         };
         println!(
             "| `{name}` | {} / {} / {} / {} | {} | {} | {} | {} | {count} ({human}) |",
-            c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.intermediate_size, c.vocab_size,
-            if c.tie_embeddings { "yes" } else { "no" }, c.max_seq_len
+            c.hidden_size,
+            c.num_layers,
+            c.num_heads,
+            c.num_kv_heads,
+            c.intermediate_size,
+            c.vocab_size,
+            if c.tie_embeddings { "yes" } else { "no" },
+            c.max_seq_len
         );
     }
 }

@@ -185,17 +185,15 @@ impl TritterConfig {
 
     /// A preset by name (`test`, `small_100m`, ...).
     pub fn from_preset(name: &str) -> Result<Self> {
-        Self::presets()
-            .into_iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|(_, c, _)| c)
-            .ok_or_else(|| TritterError::InvalidConfig {
+        Self::presets().into_iter().find(|(n, _, _)| *n == name).map(|(_, c, _)| c).ok_or_else(|| {
+            TritterError::InvalidConfig {
                 field: "preset",
                 reason: format!(
                     "unknown preset `{name}`; known: {}",
                     Self::presets().iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
                 ),
-            })
+            }
+        })
     }
 
     /// Per-head dimension `d = H / n_h`.
@@ -287,27 +285,20 @@ impl TritterConfig {
         if !self.bitnet {
             return Vec::new();
         }
-        let (h, d, i) = (self.hidden_size, self.head_dim(), self.intermediate_size);
-        let (nh, nkv) = (self.num_heads, self.num_kv_heads);
-        let layer = [[nh * d, h], [nkv * d, h], [nkv * d, h], [h, nh * d], [i, h], [i, h], [h, i]];
+        let layer = LAYER_PROJECTIONS.map(|p| (p.shape)(self));
         let mut all: Vec<[usize; 2]> = (0..self.num_layers).flat_map(|_| layer).collect();
         if self.ternary_lm_head {
-            all.push([self.vocab_size, h]);
+            all.push([self.vocab_size, self.hidden_size]);
         }
         all
     }
 
     /// `[out, in]` of the projection with tensor-name prefix `name` (`...q_proj`, `lm_head`, ...).
     pub fn projection_shape(&self, name: &str) -> [usize; 2] {
-        let (h, d, i) = (self.hidden_size, self.head_dim(), self.intermediate_size);
-        let (nh, nkv) = (self.num_heads, self.num_kv_heads);
-        match name.rsplit('.').next().unwrap_or(name) {
-            "q_proj" => [nh * d, h],
-            "k_proj" | "v_proj" => [nkv * d, h],
-            "o_proj" => [h, nh * d],
-            "gate_proj" | "up_proj" => [i, h],
-            "down_proj" => [h, i],
-            _ => [self.vocab_size, h],
+        let last = name.rsplit('.').next().unwrap_or(name);
+        match LAYER_PROJECTIONS.iter().find(|p| p.name == last) {
+            Some(p) => (p.shape)(self),
+            None => [self.vocab_size, self.hidden_size],
         }
     }
 
@@ -331,13 +322,11 @@ impl TritterConfig {
 
     /// Exact number of parameters of the instantiated `TritterModel`.
     pub fn parameter_count(&self) -> u64 {
-        let (v, h, i) = (self.vocab_size as u64, self.hidden_size as u64, self.intermediate_size as u64);
-        let d = self.head_dim() as u64;
-        let (nh, nkv) = (self.num_heads as u64, self.num_kv_heads as u64);
+        let (v, h, d) = (self.vocab_size as u64, self.hidden_size as u64, self.head_dim() as u64);
         let norm = |dim: u64| self.norm.params(dim as usize) as u64;
-        let attention = h * nh * d + 2 * h * nkv * d + nh * d * h + if self.qk_norm { 2 * norm(d) } else { 0 };
-        let mlp = 3 * h * i;
-        let layer = norm(h) + attention + norm(h) + mlp;
+        let projections: u64 = LAYER_PROJECTIONS.iter().map(|p| (p.shape)(self).iter().product::<usize>() as u64).sum();
+        let qk_norm = if self.qk_norm { 2 * norm(d) } else { 0 };
+        let layer = norm(h) + qk_norm + norm(h) + projections;
         let head = if self.tie_embeddings { 0 } else { v * h };
         v * h + self.num_layers as u64 * layer + norm(h) + head
     }
@@ -354,3 +343,60 @@ impl TritterConfig {
         write_json(path.as_ref(), self)
     }
 }
+
+/// One ternary projection of a decoder layer: its tensor name, the block that holds it
+/// (`model.layers.{i}.{block}.{name}`), its `[out, in]` shape for a config, and the parameter
+/// group the hybrid predictive trainer predicts it in.
+#[derive(Clone, Copy)]
+pub struct LayerProjection {
+    pub name: &'static str,
+    pub block: &'static str,
+    pub shape: fn(&TritterConfig) -> [usize; 2],
+    pub hybrid_group: &'static str,
+}
+
+/// Every projection of a decoder layer, in spec order (section 4).
+pub const LAYER_PROJECTIONS: [LayerProjection; 7] = [
+    LayerProjection {
+        name: "q_proj",
+        block: "self_attn",
+        shape: |c| [c.num_heads * c.head_dim(), c.hidden_size],
+        hybrid_group: "attention.q",
+    },
+    LayerProjection {
+        name: "k_proj",
+        block: "self_attn",
+        shape: |c| [c.num_kv_heads * c.head_dim(), c.hidden_size],
+        hybrid_group: "attention.k",
+    },
+    LayerProjection {
+        name: "v_proj",
+        block: "self_attn",
+        shape: |c| [c.num_kv_heads * c.head_dim(), c.hidden_size],
+        hybrid_group: "attention.v",
+    },
+    LayerProjection {
+        name: "o_proj",
+        block: "self_attn",
+        shape: |c| [c.hidden_size, c.num_heads * c.head_dim()],
+        hybrid_group: "attention.out",
+    },
+    LayerProjection {
+        name: "gate_proj",
+        block: "mlp",
+        shape: |c| [c.intermediate_size, c.hidden_size],
+        hybrid_group: "mlp.up",
+    },
+    LayerProjection {
+        name: "up_proj",
+        block: "mlp",
+        shape: |c| [c.intermediate_size, c.hidden_size],
+        hybrid_group: "mlp.up",
+    },
+    LayerProjection {
+        name: "down_proj",
+        block: "mlp",
+        shape: |c| [c.hidden_size, c.intermediate_size],
+        hybrid_group: "mlp.down",
+    },
+];

@@ -32,7 +32,11 @@ pub(crate) fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
 
 /// Reads a JSON file into `T`; errors name the file (and serde's line and column).
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, action: &'static str) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| TritterError::Io { action, path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| TritterError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    })?;
     serde_json::from_str(&text).map_err(|source| TritterError::ConfigParse { path: path.to_path_buf(), source })
 }
 

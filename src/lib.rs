@@ -3,11 +3,11 @@
 //! The model is generic over Burn's `Backend`: the same code trains on the CPU (ndarray),
 //! wgpu and CUDA. `docs/TRITTER_SPEC.md` (the spec) gives the exact maths.
 //!
-//! `model` and `ternary` hold the network, `data` the tokenizers and corpora, `train` the
-//! burn-train based training loop (checkpoints, resume, hybrid predictive training), `infer`
-//! cached generation, sampling and evaluation, and `export` the packed inference checkpoints
-//! and the `bitnet-quantize` export. `ternary::TernaryBackend` carries the backend-specific
-//! ternary ops (the CPU's packed int8 × 2-bit kernel) with tensor-op defaults.
+//! `model` and `ternary` hold the network, `backend` every backend-specific kernel behind the
+//! [`backend::TritterBackend`] trait (whose defaults are the tensor-op references), `checkpoint`
+//! the on-disk formats, `data` the tokenizers and corpora, `train` the burn-train based training
+//! loop (resume, hybrid predictive training), `infer` cached generation, sampling and
+//! evaluation, and `export` the `bitnet-quantize` export.
 
 pub mod allocator;
 pub mod backend;
@@ -19,10 +19,10 @@ pub mod export;
 pub mod infer;
 pub mod io;
 pub mod model;
-pub mod reshape;
 pub mod ternary;
 pub mod train;
 
+pub use backend::TritterBackend;
 pub use config::{MlpNorm, NormKind, TritterConfig, WeightScale};
 pub use error::{Result, TritterError};
 pub use model::TritterModel;

@@ -20,6 +20,8 @@ pub fn fresh_seed(test: &str) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::rng().random::<u64>());
-    eprintln!("[{test}] seed = {seed} (replay: TRITTER_TEST_SEED={seed} cargo test --test suite {test} -- --test-threads=1)");
+    eprintln!(
+        "[{test}] seed = {seed} (replay: TRITTER_TEST_SEED={seed} cargo test --test suite {test} -- --test-threads=1)"
+    );
     seed
 }

@@ -38,7 +38,10 @@ where
 {
     let minimum = SPECIAL_TOKENS.len() + 256;
     if options.vocab_size < minimum {
-        return Err(TritterError::InvalidInput(format!("BPE vocab_size must be at least {minimum} (4 special tokens + 256 bytes), got {}", options.vocab_size)));
+        return Err(TritterError::InvalidInput(format!(
+            "BPE vocab_size must be at least {minimum} (4 special tokens + 256 bytes), got {}",
+            options.vocab_size
+        )));
     }
     let byte_level = ByteLevel::default().add_prefix_space(false).trim_offsets(false);
     let mut tokenizer = tokenizers::Tokenizer::new(BPE::default());
@@ -51,13 +54,19 @@ where
         .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
         .build()
         .into();
-    tokenizer.train(&mut trainer, documents).map_err(|e| TritterError::InvalidInput(format!("BPE training failed: {e}")))?;
+    tokenizer
+        .train(&mut trainer, documents)
+        .map_err(|e| TritterError::InvalidInput(format!("BPE training failed: {e}")))?;
     Tokenizer::from_hf(tokenizer).map_err(TritterError::InvalidInput)
 }
 
 /// Trains on every document of a file or directory, streamed through a bounded channel from a
 /// reader thread (memory stays bounded by the trainer's word counts, not the corpus size).
-pub fn train_bpe_on(source: &Path, source_options: &SourceOptions, options: &BpeOptions) -> Result<(Tokenizer, SourceStats)> {
+pub fn train_bpe_on(
+    source: &Path,
+    source_options: &SourceOptions,
+    options: &BpeOptions,
+) -> Result<(Tokenizer, SourceStats)> {
     let (sender, receiver) = std::sync::mpsc::sync_channel::<String>(1024);
     let path = source.to_path_buf();
     let reader_options = source_options.clone();
@@ -73,7 +82,11 @@ pub fn train_bpe_on(source: &Path, source_options: &SourceOptions, options: &Bpe
     let trained = train_bpe(receiver.into_iter(), options);
     let stats = reader.join().expect("document reader thread panicked")?;
     if stats.documents == 0 {
-        return Err(TritterError::Data { path: source.to_path_buf(), line: None, reason: "the dataset is empty".into() });
+        return Err(TritterError::Data {
+            path: source.to_path_buf(),
+            line: None,
+            reason: "the dataset is empty".into(),
+        });
     }
     Ok((trained?, stats))
 }

@@ -31,7 +31,11 @@ pub enum TokenWidth {
 
 impl TokenWidth {
     fn for_vocab(vocab_size: usize) -> Self {
-        if vocab_size <= 1 << 16 { TokenWidth::U16 } else { TokenWidth::U32 }
+        if vocab_size <= 1 << 16 {
+            TokenWidth::U16
+        } else {
+            TokenWidth::U32
+        }
     }
     fn bytes(self) -> usize {
         match self {
@@ -53,7 +57,11 @@ pub enum Split {
 /// documents always land together (no train/validation leakage).
 pub fn split_of(text: &str, val_fraction: f64) -> Split {
     let bucket = xxhash_rust::xxh3::xxh3_64(text.as_bytes()) % 1_000_000;
-    if (bucket as f64) < val_fraction * 1_000_000.0 { Split::Validation } else { Split::Train }
+    if (bucket as f64) < val_fraction * 1_000_000.0 {
+        Split::Validation
+    } else {
+        Split::Train
+    }
 }
 
 /// Options of [`prepare_corpus`].
@@ -101,17 +109,32 @@ pub struct TokenStream {
 
 impl TokenStream {
     fn open(path: &Path, width: TokenWidth, len: u64) -> Result<Self> {
-        let file = File::open(path).map_err(|source| TritterError::Io { action: "cannot open", path: path.to_path_buf(), source })?;
-        let size = file.metadata().map_err(|source| TritterError::Io { action: "cannot stat", path: path.to_path_buf(), source })?.len();
+        let file = File::open(path).map_err(|source| TritterError::Io {
+            action: "cannot open",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let size = file
+            .metadata()
+            .map_err(|source| TritterError::Io { action: "cannot stat", path: path.to_path_buf(), source })?
+            .len();
         if size != len * width.bytes() as u64 {
-            return Err(TritterError::Data { path: path.to_path_buf(), line: None, reason: format!("cache file has {size} bytes, its index says {len} tokens") });
+            return Err(TritterError::Data {
+                path: path.to_path_buf(),
+                line: None,
+                reason: format!("cache file has {size} bytes, its index says {len} tokens"),
+            });
         }
         // Empty files cannot be mapped; an empty stream needs no map.
         let map = if size == 0 {
             None
         } else {
             // SAFETY: the cache file is written once, renamed into place and never modified.
-            Some(unsafe { Mmap::map(&file) }.map_err(|source| TritterError::Io { action: "cannot map", path: path.to_path_buf(), source })?)
+            Some(unsafe { Mmap::map(&file) }.map_err(|source| TritterError::Io {
+                action: "cannot map",
+                path: path.to_path_buf(),
+                source,
+            })?)
         };
         Ok(Self { map, width, len: len as usize })
     }
@@ -130,8 +153,11 @@ impl TokenStream {
         assert!(start <= end && end <= self.len, "token range {start}..{end} outside 0..{}", self.len);
         let Some(map) = &self.map else { return };
         match self.width {
-            TokenWidth::U16 => out.extend(map[start * 2..end * 2].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32)),
-            TokenWidth::U32 => out.extend(map[start * 4..end * 4].chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+            TokenWidth::U16 => {
+                out.extend(map[start * 2..end * 2].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32))
+            }
+            TokenWidth::U32 => out
+                .extend(map[start * 4..end * 4].chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
         }
     }
 }
@@ -159,8 +185,17 @@ pub fn cache_key(source: &Path, tokenizer: &Tokenizer, options: &PrepareOptions)
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     hasher.update(&FORMAT_VERSION.to_le_bytes());
     for file in list_files(source)? {
-        let meta = std::fs::metadata(&file).map_err(|source| TritterError::Io { action: "cannot stat", path: file.clone(), source })?;
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+        let meta = std::fs::metadata(&file).map_err(|source| TritterError::Io {
+            action: "cannot stat",
+            path: file.clone(),
+            source,
+        })?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let canonical = file.canonicalize().unwrap_or(file);
         hasher.update(canonical.to_string_lossy().as_bytes());
         hasher.update(&meta.len().to_le_bytes());
@@ -174,9 +209,17 @@ pub fn cache_key(source: &Path, tokenizer: &Tokenizer, options: &PrepareOptions)
 
 /// Tokenizes `source` (a file or directory) into the cache, or reuses the cache when the
 /// source, tokenizer and options are unchanged.
-pub fn prepare_corpus(source: &Path, tokenizer: &Tokenizer, options: &PrepareOptions, progress: &mut dyn FnMut(PrepareProgress)) -> Result<TokenCorpus> {
+pub fn prepare_corpus(
+    source: &Path,
+    tokenizer: &Tokenizer,
+    options: &PrepareOptions,
+    progress: &mut dyn FnMut(PrepareProgress),
+) -> Result<TokenCorpus> {
     if !(0.0..1.0).contains(&options.val_fraction) {
-        return Err(TritterError::InvalidInput(format!("val_fraction must be in [0, 1), got {}", options.val_fraction)));
+        return Err(TritterError::InvalidInput(format!(
+            "val_fraction must be in [0, 1), got {}",
+            options.val_fraction
+        )));
     }
     let key = cache_key(source, tokenizer, options)?;
     let dir = options.cache_dir.join(&key);
@@ -197,10 +240,22 @@ pub fn prepare_corpus(source: &Path, tokenizer: &Tokenizer, options: &PrepareOpt
 /// Opens a cache directory written by [`prepare_corpus`].
 pub fn open_corpus(dir: &Path) -> Result<TokenCorpus> {
     let index_path = dir.join("index.json");
-    let text = std::fs::read_to_string(&index_path).map_err(|source| TritterError::Io { action: "cannot read", path: index_path.clone(), source })?;
-    let index: CorpusIndex = serde_json::from_str(&text).map_err(|e| TritterError::Data { path: index_path.clone(), line: None, reason: e.to_string() })?;
+    let text = std::fs::read_to_string(&index_path).map_err(|source| TritterError::Io {
+        action: "cannot read",
+        path: index_path.clone(),
+        source,
+    })?;
+    let index: CorpusIndex = serde_json::from_str(&text).map_err(|e| TritterError::Data {
+        path: index_path.clone(),
+        line: None,
+        reason: e.to_string(),
+    })?;
     if index.format_version != FORMAT_VERSION {
-        return Err(TritterError::Data { path: index_path, line: None, reason: format!("cache format {} (expected {FORMAT_VERSION})", index.format_version) });
+        return Err(TritterError::Data {
+            path: index_path,
+            line: None,
+            reason: format!("cache format {} (expected {FORMAT_VERSION})", index.format_version),
+        });
     }
     let train = TokenStream::open(&dir.join("train.bin"), index.width, index.train_tokens)?;
     let validation = TokenStream::open(&dir.join("val.bin"), index.width, index.val_tokens)?;
@@ -218,7 +273,11 @@ struct StreamWriter {
 
 impl StreamWriter {
     fn create(path: PathBuf, width: TokenWidth) -> Result<Self> {
-        let file = File::create(&path).map_err(|source| TritterError::Io { action: "cannot create", path: path.clone(), source })?;
+        let file = File::create(&path).map_err(|source| TritterError::Io {
+            action: "cannot create",
+            path: path.clone(),
+            source,
+        })?;
         Ok(Self { out: BufWriter::with_capacity(1 << 20, file), width, tokens: 0, documents: 0, path })
     }
 
@@ -230,24 +289,51 @@ impl StreamWriter {
                 TokenWidth::U32 => bytes.extend_from_slice(&id.to_le_bytes()),
             }
         }
-        self.out.write_all(&bytes).map_err(|source| TritterError::Io { action: "cannot write", path: self.path.clone(), source })?;
+        self.out.write_all(&bytes).map_err(|source| TritterError::Io {
+            action: "cannot write",
+            path: self.path.clone(),
+            source,
+        })?;
         self.tokens += ids.len() as u64 + 1;
         self.documents += 1;
         Ok(())
     }
 
     fn finish(mut self) -> Result<(u64, u64)> {
-        self.out.flush().map_err(|source| TritterError::Io { action: "cannot write", path: self.path.clone(), source })?;
-        self.out.get_ref().sync_all().map_err(|source| TritterError::Io { action: "cannot sync", path: self.path.clone(), source })?;
+        self.out.flush().map_err(|source| TritterError::Io {
+            action: "cannot write",
+            path: self.path.clone(),
+            source,
+        })?;
+        self.out.get_ref().sync_all().map_err(|source| TritterError::Io {
+            action: "cannot sync",
+            path: self.path.clone(),
+            source,
+        })?;
         Ok((self.tokens, self.documents))
     }
 }
 
-fn build_corpus(source: &Path, tokenizer: &Tokenizer, options: &PrepareOptions, key: &str, dir: &Path, progress: &mut dyn FnMut(PrepareProgress)) -> Result<()> {
-    std::fs::create_dir_all(&options.cache_dir).map_err(|e| TritterError::Io { action: "cannot create", path: options.cache_dir.clone(), source: e })?;
+fn build_corpus(
+    source: &Path,
+    tokenizer: &Tokenizer,
+    options: &PrepareOptions,
+    key: &str,
+    dir: &Path,
+    progress: &mut dyn FnMut(PrepareProgress),
+) -> Result<()> {
+    std::fs::create_dir_all(&options.cache_dir).map_err(|e| TritterError::Io {
+        action: "cannot create",
+        path: options.cache_dir.clone(),
+        source: e,
+    })?;
     let tmp = options.cache_dir.join(format!("{key}.tmp{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| TritterError::Io { action: "cannot create", path: tmp.clone(), source: e })?;
+    std::fs::create_dir_all(&tmp).map_err(|e| TritterError::Io {
+        action: "cannot create",
+        path: tmp.clone(),
+        source: e,
+    })?;
     let width = TokenWidth::for_vocab(tokenizer.vocab_size());
     let special = tokenizer.special_ids();
     let mut train = StreamWriter::create(tmp.join("train.bin"), width)?;
@@ -285,7 +371,11 @@ fn build_corpus(source: &Path, tokenizer: &Tokenizer, options: &PrepareOptions, 
     flush(&mut chunk, &mut train, &mut val)?;
     if stats.documents == 0 {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(TritterError::Data { path: source.to_path_buf(), line: None, reason: format!("the dataset is empty ({} files, {} records skipped)", stats.files, stats.skipped_records) });
+        return Err(TritterError::Data {
+            path: source.to_path_buf(),
+            line: None,
+            reason: format!("the dataset is empty ({} files, {} records skipped)", stats.files, stats.skipped_records),
+        });
     }
     let (train_tokens, train_documents) = train.finish()?;
     let (val_tokens, val_documents) = val.finish()?;
@@ -305,9 +395,16 @@ fn build_corpus(source: &Path, tokenizer: &Tokenizer, options: &PrepareOptions, 
         val_fraction: options.val_fraction,
         stats,
     };
-    crate::io::write_atomic(&tmp.join("index.json"), serde_json::to_string_pretty(&index).expect("index serialises").as_bytes())?;
+    crate::io::write_atomic(
+        &tmp.join("index.json"),
+        serde_json::to_string_pretty(&index).expect("index serialises").as_bytes(),
+    )?;
     let _ = std::fs::remove_dir_all(dir); // a stale or corrupt cache under the same key
-    std::fs::rename(&tmp, dir).map_err(|source| TritterError::Io { action: "cannot move cache into place", path: dir.to_path_buf(), source })?;
+    std::fs::rename(&tmp, dir).map_err(|source| TritterError::Io {
+        action: "cannot move cache into place",
+        path: dir.to_path_buf(),
+        source,
+    })?;
     tracing::info!(dir = %dir.display(), train_tokens, val_tokens, "wrote token cache");
     Ok(())
 }

@@ -62,7 +62,9 @@ impl std::str::FromStr for DataSpec {
         if let Some((path, weight)) = s.rsplit_once(':') {
             if let Ok(weight) = weight.parse::<f64>() {
                 if !(weight.is_finite() && weight > 0.0) {
-                    return Err(TritterError::InvalidInput(format!("weight of `{path}` must be a positive number, got {weight}")));
+                    return Err(TritterError::InvalidInput(format!(
+                        "weight of `{path}` must be a positive number, got {weight}"
+                    )));
                 }
                 return Ok(Self { path: path.into(), weight });
             }
@@ -94,7 +96,9 @@ impl<D: Dataset<Vec<u32>>> WeightedMixture<D> {
         for (i, ((dataset, weight), count)) in parts.iter().zip(counts).enumerate() {
             if dataset.is_empty() {
                 if count > 0 {
-                    return Err(TritterError::InvalidInput(format!("mixture part {i} has weight {weight} but no windows")));
+                    return Err(TritterError::InvalidInput(format!(
+                        "mixture part {i} has weight {weight} but no windows"
+                    )));
                 }
                 continue;
             }
@@ -144,7 +148,12 @@ pub struct TokenBatcher;
 impl TokenBatcher {
     /// The first `count` windows of `dataset` (fewer if it is smaller) as one batch, e.g. a
     /// fixed validation batch.
-    pub fn batch_of<B: Backend>(&self, dataset: &impl Dataset<Vec<u32>>, count: usize, device: &B::Device) -> TokenBatch<B> {
+    pub fn batch_of<B: Backend>(
+        &self,
+        dataset: &impl Dataset<Vec<u32>>,
+        count: usize,
+        device: &B::Device,
+    ) -> TokenBatch<B> {
         let items: Vec<Vec<u32>> = (0..count.min(dataset.len())).filter_map(|i| dataset.get(i)).collect();
         self.batch(items, device)
     }

@@ -63,10 +63,16 @@ impl FastByteLevelBpe {
             ModelWrapper::BPE(bpe) if bpe.dropout.is_none_or(|d| d == 0.0) => {}
             _ => return None,
         }
-        let pattern = regex::Regex::new(r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+").expect("valid pattern");
+        let pattern = regex::Regex::new(r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+")
+            .expect("valid pattern");
         let added_tokens = tokenizer.get_added_tokens_decoder().into_values().map(|t| t.content).collect();
         let shards = rayon::current_num_threads().max(1);
-        Some(Self { pattern, byte_char: byte_char_table(), added_tokens, caches: (0..shards).map(|_| Mutex::default()).collect() })
+        Some(Self {
+            pattern,
+            byte_char: byte_char_table(),
+            added_tokens,
+            caches: (0..shards).map(|_| Mutex::default()).collect(),
+        })
     }
 
     /// The pre-tokenized pieces of `text`, as GPT-2's pattern splits it.

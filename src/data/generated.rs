@@ -117,7 +117,11 @@ pub fn write_task_corpus(path: &Path, seed: u64, count: usize) -> Result<()> {
         bytes.write_all(b"\n").expect("vec write");
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| TritterError::Io { action: "cannot create", path: parent.to_path_buf(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| TritterError::Io {
+            action: "cannot create",
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
     crate::io::write_atomic(path, &bytes)
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, TritterError};
 
 /// Fields tried, in order, when no `text_field` is given.
-pub const DEFAULT_TEXT_FIELDS: [&str; 8] = ["text", "content", "code", "solution", "output", "response", "input", "question"];
+pub const DEFAULT_TEXT_FIELDS: [&str; 8] =
+    ["text", "content", "code", "solution", "output", "response", "input", "question"];
 
 /// How a plain-text file becomes documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,7 +80,11 @@ pub fn format_of(path: &Path) -> Option<(Format, bool)> {
 /// The data files of `path`: the file itself, or every file with a known format under a
 /// directory, recursively, in sorted order (deterministic).
 pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path).map_err(|source| TritterError::Io { action: "cannot open data path", path: path.to_path_buf(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| TritterError::Io {
+        action: "cannot open data path",
+        path: path.to_path_buf(),
+        source,
+    })?;
     if meta.is_file() {
         if format_of(path).is_none() {
             return Err(TritterError::Data {
@@ -93,9 +98,14 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|source| TritterError::Io { action: "cannot list", path: dir.clone(), source })?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| TritterError::Io {
+            action: "cannot list",
+            path: dir.clone(),
+            source,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|source| TritterError::Io { action: "cannot list", path: dir.clone(), source })?;
+            let entry =
+                entry.map_err(|source| TritterError::Io { action: "cannot list", path: dir.clone(), source })?;
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
@@ -106,13 +116,22 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     if files.is_empty() {
-        return Err(TritterError::Data { path: path.to_path_buf(), line: None, reason: "no data files (.jsonl, .txt, .parquet, ...) in this directory".into() });
+        return Err(TritterError::Data {
+            path: path.to_path_buf(),
+            line: None,
+            reason: "no data files (.jsonl, .txt, .parquet, ...) in this directory".into(),
+        });
     }
     Ok(files)
 }
 
 /// Calls `emit` with every document of the file or directory `path`, in order.
-pub fn for_each_document(path: &Path, options: &SourceOptions, stats: &mut SourceStats, emit: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
+pub fn for_each_document(
+    path: &Path,
+    options: &SourceOptions,
+    stats: &mut SourceStats,
+    emit: &mut dyn FnMut(String) -> Result<()>,
+) -> Result<()> {
     for file in list_files(path)? {
         read_file(&file, options, stats, emit)?;
     }
@@ -120,7 +139,13 @@ pub fn for_each_document(path: &Path, options: &SourceOptions, stats: &mut Sourc
 }
 
 /// A bad record: an error, or skipped and counted when `skip_bad_records` is set.
-fn bad_record(options: &SourceOptions, stats: &mut SourceStats, path: &Path, line: Option<usize>, reason: String) -> Result<()> {
+fn bad_record(
+    options: &SourceOptions,
+    stats: &mut SourceStats,
+    path: &Path,
+    line: Option<usize>,
+    reason: String,
+) -> Result<()> {
     if options.skip_bad_records {
         tracing::debug!(path = %path.display(), ?line, %reason, "skipping bad record");
         stats.skipped_records += 1;
@@ -131,8 +156,16 @@ fn bad_record(options: &SourceOptions, stats: &mut SourceStats, path: &Path, lin
 }
 
 fn open(path: &Path, gz: bool) -> Result<Box<dyn BufRead>> {
-    let file = File::open(path).map_err(|source| TritterError::Io { action: "cannot open", path: path.to_path_buf(), source })?;
-    Ok(if gz { Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file))) } else { Box::new(BufReader::with_capacity(1 << 20, file)) })
+    let file = File::open(path).map_err(|source| TritterError::Io {
+        action: "cannot open",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(if gz {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 20, file))
+    })
 }
 
 /// Reads one line (without its newline) into `buf`, keeping at most `cap + 1` bytes of it and
@@ -171,7 +204,12 @@ fn read_error(path: &Path, source: std::io::Error) -> TritterError {
     TritterError::Io { action: "cannot read", path: path.to_path_buf(), source }
 }
 
-fn read_file(path: &Path, options: &SourceOptions, stats: &mut SourceStats, emit: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
+fn read_file(
+    path: &Path,
+    options: &SourceOptions,
+    stats: &mut SourceStats,
+    emit: &mut dyn FnMut(String) -> Result<()>,
+) -> Result<()> {
     let (format, gz) = format_of(path).expect("listed files have a known format");
     stats.files += 1;
     let before = (stats.documents, stats.skipped_records);
@@ -192,14 +230,28 @@ fn emit_document(text: String, stats: &mut SourceStats, emit: &mut dyn FnMut(Str
     emit(text)
 }
 
-fn read_jsonl(path: &Path, gz: bool, options: &SourceOptions, stats: &mut SourceStats, emit: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
+fn read_jsonl(
+    path: &Path,
+    gz: bool,
+    options: &SourceOptions,
+    stats: &mut SourceStats,
+    emit: &mut dyn FnMut(String) -> Result<()>,
+) -> Result<()> {
     let mut reader = open(path, gz)?;
     let mut buf = Vec::new();
     let mut line = 0;
-    while let Some(fits) = read_line_capped(&mut *reader, &mut buf, options.max_record_bytes).map_err(|e| read_error(path, e))? {
+    while let Some(fits) =
+        read_line_capped(&mut *reader, &mut buf, options.max_record_bytes).map_err(|e| read_error(path, e))?
+    {
         line += 1;
         if !fits {
-            bad_record(options, stats, path, Some(line), format!("line is longer than {} bytes", options.max_record_bytes))?;
+            bad_record(
+                options,
+                stats,
+                path,
+                Some(line),
+                format!("line is longer than {} bytes", options.max_record_bytes),
+            )?;
             continue;
         }
         if buf.iter().all(|b| b.is_ascii_whitespace()) {
@@ -238,7 +290,9 @@ fn extract_text(line: &str, field: Option<&str>) -> std::result::Result<String, 
                 Some(serde_json::Value::String(text)) => Some(text),
                 _ => None,
             })
-            .ok_or_else(|| format!("no text field (looked for a string in {}; use --text-field)", DEFAULT_TEXT_FIELDS.join(", "))),
+            .ok_or_else(|| {
+                format!("no text field (looked for a string in {}; use --text-field)", DEFAULT_TEXT_FIELDS.join(", "))
+            }),
     }
 }
 
@@ -253,7 +307,13 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-fn read_text(path: &Path, gz: bool, options: &SourceOptions, stats: &mut SourceStats, emit: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
+fn read_text(
+    path: &Path,
+    gz: bool,
+    options: &SourceOptions,
+    stats: &mut SourceStats,
+    emit: &mut dyn FnMut(String) -> Result<()>,
+) -> Result<()> {
     let mut reader = open(path, gz)?;
     let cap = options.max_record_bytes;
     match options.text_split {
@@ -261,7 +321,13 @@ fn read_text(path: &Path, gz: bool, options: &SourceOptions, stats: &mut SourceS
             let mut bytes = Vec::new();
             (&mut reader).take(cap as u64 + 1).read_to_end(&mut bytes).map_err(|e| read_error(path, e))?;
             if bytes.len() > cap {
-                return bad_record(options, stats, path, None, format!("file is larger than {cap} bytes; use paragraph splitting"));
+                return bad_record(
+                    options,
+                    stats,
+                    path,
+                    None,
+                    format!("file is larger than {cap} bytes; use paragraph splitting"),
+                );
             }
             match String::from_utf8(bytes) {
                 Ok(text) if text.trim().is_empty() => Ok(()),
@@ -300,7 +366,9 @@ fn read_text(path: &Path, gz: bool, options: &SourceOptions, stats: &mut SourceS
                 let reason = match (next, std::str::from_utf8(&buf)) {
                     (Some(false), _) => Some(format!("line is longer than {cap} bytes")),
                     (_, Err(e)) => Some(format!("invalid UTF-8 at byte {} of the line", e.valid_up_to())),
-                    (_, Ok(text)) if paragraph.len() + text.len() + 1 > cap => Some(format!("paragraph starting at line {start} is longer than {cap} bytes")),
+                    (_, Ok(text)) if paragraph.len() + text.len() + 1 > cap => {
+                        Some(format!("paragraph starting at line {start} is longer than {cap} bytes"))
+                    }
                     (_, Ok(text)) => {
                         if !paragraph.is_empty() {
                             paragraph.push('\n');
@@ -319,27 +387,55 @@ fn read_text(path: &Path, gz: bool, options: &SourceOptions, stats: &mut SourceS
     }
 }
 
-fn read_parquet(path: &Path, options: &SourceOptions, stats: &mut SourceStats, emit: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
-    use arrow_array::{Array, LargeStringArray, StringArray, StringViewArray};
+fn read_parquet(
+    path: &Path,
+    options: &SourceOptions,
+    stats: &mut SourceStats,
+    emit: &mut dyn FnMut(String) -> Result<()>,
+) -> Result<()> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::ProjectionMask;
 
-    let parquet_err = |e: &dyn std::fmt::Display| TritterError::Data { path: path.to_path_buf(), line: None, reason: format!("cannot read parquet: {e}") };
-    let file = File::open(path).map_err(|source| TritterError::Io { action: "cannot open", path: path.to_path_buf(), source })?;
+    let parquet_err = |e: &dyn std::fmt::Display| TritterError::Data {
+        path: path.to_path_buf(),
+        line: None,
+        reason: format!("cannot read parquet: {e}"),
+    };
+    let file = File::open(path).map_err(|source| TritterError::Io {
+        action: "cannot open",
+        path: path.to_path_buf(),
+        source,
+    })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_err(&e))?;
     let schema = builder.schema().clone();
     let is_text = |name: &str| {
-        schema.field_with_name(name).map(|f| matches!(f.data_type(), arrow_schema::DataType::Utf8 | arrow_schema::DataType::LargeUtf8 | arrow_schema::DataType::Utf8View)).unwrap_or(false)
+        schema
+            .field_with_name(name)
+            .map(|f| {
+                matches!(
+                    f.data_type(),
+                    arrow_schema::DataType::Utf8 | arrow_schema::DataType::LargeUtf8 | arrow_schema::DataType::Utf8View
+                )
+            })
+            .unwrap_or(false)
     };
     let column = match &options.text_field {
         Some(field) if is_text(field) => field.clone(),
         Some(field) => {
-            return Err(TritterError::Data { path: path.to_path_buf(), line: None, reason: format!("no string column `{field}`") });
+            return Err(TritterError::Data {
+                path: path.to_path_buf(),
+                line: None,
+                reason: format!("no string column `{field}`"),
+            });
         }
-        None => DEFAULT_TEXT_FIELDS.iter().find(|f| is_text(f)).map(|f| f.to_string()).ok_or_else(|| TritterError::Data {
-            path: path.to_path_buf(),
-            line: None,
-            reason: format!("no string column among {} (use --text-field)", DEFAULT_TEXT_FIELDS.join(", ")),
+        None => DEFAULT_TEXT_FIELDS.iter().find(|f| is_text(f)).map(|f| f.to_string()).ok_or_else(|| {
+            TritterError::Data {
+                path: path.to_path_buf(),
+                line: None,
+                reason: format!("no string column among {} (use --text-field)", DEFAULT_TEXT_FIELDS.join(", ")),
+            }
         })?,
     };
     let index = builder.parquet_schema().columns().iter().position(|c| c.path().parts() == [column.clone()]);
@@ -352,11 +448,11 @@ fn read_parquet(path: &Path, options: &SourceOptions, stats: &mut SourceStats, e
     for batch in reader {
         let batch = batch.map_err(|e| parquet_err(&e))?;
         let array = batch.column_by_name(&column).expect("projected column");
-        let values: Box<dyn Iterator<Item = Option<&str>>> = if let Some(a) = array.as_any().downcast_ref::<StringArray>() {
+        let values: Box<dyn Iterator<Item = Option<&str>>> = if let Some(a) = array.as_string_opt::<i32>() {
             Box::new(a.iter())
-        } else if let Some(a) = array.as_any().downcast_ref::<LargeStringArray>() {
+        } else if let Some(a) = array.as_string_opt::<i64>() {
             Box::new(a.iter())
-        } else if let Some(a) = array.as_any().downcast_ref::<StringViewArray>() {
+        } else if let Some(a) = array.as_string_view_opt() {
             Box::new(a.iter())
         } else {
             return Err(parquet_err(&format!("column `{column}` has type {}", array.data_type())));
@@ -364,9 +460,13 @@ fn read_parquet(path: &Path, options: &SourceOptions, stats: &mut SourceStats, e
         for value in values {
             row += 1;
             match value {
-                Some(text) if text.len() > options.max_record_bytes => {
-                    bad_record(options, stats, path, Some(row), format!("row is longer than {} bytes", options.max_record_bytes))?
-                }
+                Some(text) if text.len() > options.max_record_bytes => bad_record(
+                    options,
+                    stats,
+                    path,
+                    Some(row),
+                    format!("row is longer than {} bytes", options.max_record_bytes),
+                )?,
                 Some(text) => emit_document(text.to_string(), stats, emit)?,
                 None => bad_record(options, stats, path, Some(row), format!("column `{column}` is null"))?,
             }

@@ -131,10 +131,12 @@ impl Tokenizer {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         match self {
             Tokenizer::Bytes => Ok(text.bytes().map(|b| b as u32 + BYTE_OFFSET).collect()),
-            Tokenizer::Hf { tokenizer, fast, .. } => match fast.as_ref().and_then(|f| f.encode(tokenizer.get_model(), text)) {
-                Some(ids) => ids.map_err(|e| TritterError::InvalidInput(format!("tokenizer failed: {e}"))),
-                None => self.encode_reference(text),
-            },
+            Tokenizer::Hf { tokenizer, fast, .. } => {
+                match fast.as_ref().and_then(|f| f.encode(tokenizer.get_model(), text)) {
+                    Some(ids) => ids.map_err(|e| TritterError::InvalidInput(format!("tokenizer failed: {e}"))),
+                    None => self.encode_reference(text),
+                }
+            }
         }
     }
 
@@ -143,7 +145,11 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         match self {
             Tokenizer::Bytes => {
-                let bytes: Vec<u8> = ids.iter().filter(|&&id| (BYTE_OFFSET..BYTE_OFFSET + 256).contains(&id)).map(|&id| (id - BYTE_OFFSET) as u8).collect();
+                let bytes: Vec<u8> = ids
+                    .iter()
+                    .filter(|&&id| (BYTE_OFFSET..BYTE_OFFSET + 256).contains(&id))
+                    .map(|&id| (id - BYTE_OFFSET) as u8)
+                    .collect();
                 Ok(String::from_utf8_lossy(&bytes).into_owned())
             }
             Tokenizer::Hf { tokenizer, .. } => {

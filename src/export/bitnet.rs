@@ -47,7 +47,11 @@ impl BitnetTernaryWeight {
     /// Back to our packed form (scales per row when a group spans the row, else per group).
     pub fn to_packed(&self) -> Result<PackedTernary> {
         let (rows, cols) = self.shape;
-        if self.data.len() != rows || self.group_size == 0 || cols % self.group_size != 0 || self.scales.len() != rows * (cols / self.group_size) {
+        if self.data.len() != rows
+            || self.group_size == 0
+            || cols % self.group_size != 0
+            || self.scales.len() != rows * (cols / self.group_size)
+        {
             return Err(TritterError::InvalidInput(format!(
                 "inconsistent TernaryWeight: shape {:?}, {} rows, group_size {}, {} scales",
                 self.shape,
@@ -57,7 +61,8 @@ impl BitnetTernaryWeight {
             )));
         }
         let values: Vec<i8> = self.data.iter().flat_map(|row| row.to_i8_vec()).collect();
-        let weight_scale = if self.group_size == cols { WeightScale::PerRow } else { WeightScale::PerGroup(self.group_size) };
+        let weight_scale =
+            if self.group_size == cols { WeightScale::PerRow } else { WeightScale::PerGroup(self.group_size) };
         PackedTernary::from_values(&values, rows, cols, self.scales.clone(), weight_scale)
     }
 }
@@ -65,5 +70,9 @@ impl BitnetTernaryWeight {
 /// The ternary projections of a packed model by tensor-name prefix.
 pub fn export_bitnet<B: Backend>(model: &TritterModel<B>) -> Result<BTreeMap<String, BitnetTernaryWeight>> {
     model.require_packed()?;
-    model.packed_weights().into_iter().map(|(name, packed)| Ok((name, BitnetTernaryWeight::from_packed(packed)?))).collect()
+    model
+        .packed_weights()
+        .into_iter()
+        .map(|(name, packed)| Ok((name, BitnetTernaryWeight::from_packed(packed)?)))
+        .collect()
 }

@@ -1,7 +1,6 @@
-//! Inference and interchange formats: packed checkpoints and `bitnet-quantize` ternary weights.
+//! Interchange formats: `bitnet-quantize` ternary weights.
 
 pub mod bitnet;
-pub mod packed;
 
+pub use crate::checkpoint::{FloatFormat, PackedSize};
 pub use bitnet::{export_bitnet, BitnetTernaryWeight};
-pub use packed::{FloatFormat, PackedSize};

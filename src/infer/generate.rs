@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::TritterBackend;
 use crate::error::{Result, TritterError};
 use crate::infer::sampling::{Sampler, SamplingConfig};
 use crate::model::{KvCache, TritterModel};
@@ -50,7 +51,7 @@ fn host_rows<B: Backend>(logits: Tensor<B, 2>) -> Vec<Vec<f32>> {
 /// different lengths are left-padded and run as one batch: pad keys are masked and RoPE only
 /// sees relative positions, so each row attends to its own tokens exactly as it would alone.
 /// Returns the new tokens of every row (without the stop token).
-pub fn generate<B: Backend>(
+pub fn generate<B: TritterBackend>(
     model: &TritterModel<B>,
     prompts: &[Vec<u32>],
     options: &GenerateOptions,
@@ -64,7 +65,12 @@ pub fn generate<B: Backend>(
     }
     for (batch, prompt) in prompts.iter().enumerate() {
         if let Some((position, &id)) = prompt.iter().enumerate().find(|(_, &id)| id as usize >= config.vocab_size) {
-            return Err(TritterError::TokenOutOfRange { id: id as i64, batch, position, vocab_size: config.vocab_size });
+            return Err(TritterError::TokenOutOfRange {
+                id: id as i64,
+                batch,
+                position,
+                vocab_size: config.vocab_size,
+            });
         }
     }
     let lengths_differ = prompts.iter().any(|p| p.len() != prompts[0].len());

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor, TensorData};
 
+use crate::backend::TritterBackend;
 use crate::data::generated::{Task, TaskExample};
 use crate::data::tokenizer::Tokenizer;
 use crate::error::Result;
@@ -14,7 +15,12 @@ use crate::model::TritterModel;
 /// Extends `prompt` by up to `max_new_tokens` argmax tokens, stopping after any of `stop`
 /// (which is not returned). Returns the new tokens. Keeps the last `max_seq_len` tokens as
 /// context when the sequence grows past it.
-pub fn generate_greedy<B: Backend>(model: &TritterModel<B>, prompt: &[u32], max_new_tokens: usize, stop: &[u32]) -> Result<Vec<u32>> {
+pub fn generate_greedy<B: TritterBackend>(
+    model: &TritterModel<B>,
+    prompt: &[u32],
+    max_new_tokens: usize,
+    stop: &[u32],
+) -> Result<Vec<u32>> {
     let device = model.devices().into_iter().next().unwrap_or_default();
     let max_len = model.config().max_seq_len;
     let mut tokens: Vec<u32> = prompt.to_vec();
@@ -45,13 +51,21 @@ pub struct TaskAccuracy {
 
 impl TaskAccuracy {
     pub fn accuracy(&self) -> f64 {
-        if self.total == 0 { 0.0 } else { self.correct as f64 / self.total as f64 }
+        if self.total == 0 {
+            0.0
+        } else {
+            self.correct as f64 / self.total as f64
+        }
     }
 }
 
 /// Prompts the model with `EOS + prompt` (how a document starts in a packed stream) and counts
 /// the answers it completes exactly, ending with EOS.
-pub fn task_accuracy<B: Backend>(model: &TritterModel<B>, tokenizer: &Tokenizer, examples: &[TaskExample]) -> Result<TaskAccuracy> {
+pub fn task_accuracy<B: TritterBackend>(
+    model: &TritterModel<B>,
+    tokenizer: &Tokenizer,
+    examples: &[TaskExample],
+) -> Result<TaskAccuracy> {
     let eos = tokenizer.special_ids().eos;
     let mut result = TaskAccuracy::default();
     for example in examples {

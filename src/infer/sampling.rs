@@ -63,7 +63,8 @@ impl Sampler {
     /// `(token, probability)` sorted by decreasing probability; greedy gives the argmax with 1.
     pub fn distribution(&self, logits: &[f32]) -> Vec<(u32, f64)> {
         let argmax = || {
-            let best = logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &l)| if l > b.1 { (i, l) } else { b });
+            let best =
+                logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &l)| if l > b.1 { (i, l) } else { b });
             vec![(best.0 as u32, 1.0)]
         };
         if self.config.temperature == 0.0 {

@@ -3,11 +3,10 @@
 use burn::module::{Ignored, Module};
 use burn::tensor::{backend::Backend, Bool, Tensor};
 
+use crate::backend::TritterBackend;
 use crate::config::TritterConfig;
 use crate::model::norm::Norm;
 use crate::model::rope::RotaryEmbedding;
-use crate::model::scaled_dot_product::scaled_dot_product_attention;
-use crate::reshape::reshape;
 use crate::ternary::{Projection, TernaryLinearConfig, TernaryQuant};
 
 /// Builds one projection of a block with the model's quantization settings.
@@ -60,7 +59,9 @@ impl<B: Backend> Attention<B> {
             rope: Ignored(RotaryEmbedding { theta: config.rope_theta, head_dim: d }),
         }
     }
+}
 
+impl<B: TritterBackend> Attention<B> {
     /// `x: [B, T, H]` at positions `offset..offset + T`; `mask: [B, 1, T, T]`, true = masked.
     pub fn forward(&self, x: Tensor<B, 3>, offset: usize, mask: Tensor<B, 4, Bool>) -> Tensor<B, 3> {
         self.forward_cached(x, offset, mask, None)
@@ -79,9 +80,9 @@ impl<B: Backend> Attention<B> {
         let d = self.rope.head_dim;
         let (nh, nkv) = (self.num_heads, self.num_kv_heads);
 
-        let mut q = reshape(self.q_proj.forward(x.clone()), [batch, seq, nh, d]);
-        let mut k = reshape(self.k_proj.forward(x.clone()), [batch, seq, nkv, d]);
-        let v = reshape(self.v_proj.forward(x), [batch, seq, nkv, d]);
+        let mut q = B::reshape(self.q_proj.forward(x.clone()), [batch, seq, nh, d]);
+        let mut k = B::reshape(self.k_proj.forward(x.clone()), [batch, seq, nkv, d]);
+        let v = B::reshape(self.v_proj.forward(x), [batch, seq, nkv, d]);
         if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
             q = q_norm.forward(q);
             k = k_norm.forward(k);
@@ -96,8 +97,8 @@ impl<B: Backend> Attention<B> {
             }
             *slot = Some(LayerCache { k: k.clone(), v: v.clone() });
         }
-        let out = scaled_dot_product_attention(q, k, v, mask); // [B, nh, T, d]
-        self.o_proj.forward(reshape(out.swap_dims(1, 2), [batch, seq, nh * d]))
+        let out = B::attention(q, k, v, mask); // [B, nh, T, d]
+        self.o_proj.forward(B::reshape(out.swap_dims(1, 2), [batch, seq, nh * d]))
     }
 }
 
@@ -111,7 +112,10 @@ pub struct LayerCache<B: Backend> {
 
 /// The attention mask `[B, 1, T, T]` (true = masked): keys after the query (causal) and pad
 /// keys. A query may always see itself, so a row is never fully masked (no NaN at pad queries).
-pub fn attention_mask<B: Backend>(ids: &Tensor<B, 2, burn::tensor::Int>, pad_token_id: Option<usize>) -> Tensor<B, 4, Bool> {
+pub fn attention_mask<B: Backend>(
+    ids: &Tensor<B, 2, burn::tensor::Int>,
+    pad_token_id: Option<usize>,
+) -> Tensor<B, 4, Bool> {
     let [batch, seq] = ids.dims();
     let device = ids.device();
     // Burn's `tril_mask` is true outside the lower triangle (diagonal kept): the keys j > i.

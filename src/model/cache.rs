@@ -40,7 +40,11 @@ impl<B: Backend> KvCache<B> {
 
 /// `[B, 1, T, len + T]`, true = masked: keys after the query, and pad keys other than the
 /// query itself (so a row is never fully masked).
-fn cached_mask<B: Backend>(new_pad: Tensor<B, 2, Bool>, past_pad: Option<Tensor<B, 2, Bool>>, offset: usize) -> (Tensor<B, 4, Bool>, Tensor<B, 2, Bool>) {
+fn cached_mask<B: Backend>(
+    new_pad: Tensor<B, 2, Bool>,
+    past_pad: Option<Tensor<B, 2, Bool>>,
+    offset: usize,
+) -> (Tensor<B, 4, Bool>, Tensor<B, 2, Bool>) {
     let [batch, seq] = new_pad.dims();
     let device = new_pad.device();
     let keys = offset + seq;
@@ -53,12 +57,14 @@ fn cached_mask<B: Backend>(new_pad: Tensor<B, 2, Bool>, past_pad: Option<Tensor<
     let future = key_pos.clone().expand([seq, keys]).greater(query_pos.clone().expand([seq, keys]));
     let itself = key_pos.expand([seq, keys]).equal(query_pos.expand([seq, keys]));
     let pad = key_pad.clone().reshape([batch, 1, 1, keys]).expand([batch, 1, seq, keys]);
-    let mask = future.reshape([1, 1, seq, keys]).expand([batch, 1, seq, keys])
+    let mask = future
+        .reshape([1, 1, seq, keys])
+        .expand([batch, 1, seq, keys])
         .bool_or(pad.bool_and(itself.bool_not().reshape([1, 1, seq, keys]).expand([batch, 1, seq, keys])));
     (mask, key_pad)
 }
 
-impl<B: Backend> TritterModel<B> {
+impl<B: crate::backend::TritterBackend> TritterModel<B> {
     /// Logits `[B, T, V]` of `input_ids: [B, T]` placed after the `cache.len()` cached
     /// positions, extending the cache: a whole prompt at once (prefill), then one token at a
     /// time. Equal to [`Self::forward`] on the concatenated ids, up to float rounding.
@@ -82,7 +88,9 @@ impl<B: Backend> TritterModel<B> {
     fn cached_layers(&self, input_ids: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
         let [batch, seq] = input_ids.dims();
         if seq == 0 {
-            return Err(TritterError::InvalidInput("no input ids: a cached forward pass needs at least one position".into()));
+            return Err(TritterError::InvalidInput(
+                "no input ids: a cached forward pass needs at least one position".into(),
+            ));
         }
         if let Some(first) = cache.layers.first().and_then(Option::as_ref) {
             if first.k.dims()[0] != batch {

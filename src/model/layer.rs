@@ -3,11 +3,12 @@
 use burn::module::{Ignored, Module};
 use burn::tensor::{backend::Backend, Bool, Tensor};
 
-use crate::config::{MlpNorm, TritterConfig};
+use crate::backend::TritterBackend;
+use crate::config::{MlpNorm, TritterConfig, LAYER_PROJECTIONS};
 use crate::model::attention::{Attention, LayerCache};
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
-use crate::ternary::TernaryQuant;
+use crate::ternary::{Projection, TernaryQuant};
 
 /// `x + Attn(N_attn(x))`, then `x + MLP(N_mlp(x))` (pre) or `N_mlp(x + MLP(x))` (post).
 #[derive(Module, Debug)]
@@ -33,6 +34,20 @@ impl<B: Backend> DecoderLayer<B> {
         }
     }
 
+    /// The layer's projections in the order of [`LAYER_PROJECTIONS`].
+    pub fn projections(&self) -> [&Projection<B>; 7] {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+    }
+
+    /// [`Self::projections`], mutably.
+    pub fn projections_mut(&mut self) -> [&mut Projection<B>; 7] {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj, &mut m.gate_proj, &mut m.up_proj, &mut m.down_proj]
+    }
+}
+
+impl<B: TritterBackend> DecoderLayer<B> {
     /// `[B, T, H] -> [B, T, H]` at positions `offset..offset + T`; with a `cache`, attention also
     /// reads (and then extends) the keys and values of the earlier positions.
     pub fn forward(

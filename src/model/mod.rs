@@ -2,42 +2,27 @@
 
 pub mod attention;
 pub mod cache;
-#[cfg(feature = "ndarray")]
-mod cpu_attention;
-#[cfg(feature = "ndarray")]
-mod cpu_cross_entropy;
-#[cfg(feature = "ndarray")]
-mod cpu_gated_activation;
-#[cfg(feature = "ndarray")]
-mod cpu_math;
-#[cfg(feature = "ndarray")]
-mod cpu_norm;
-#[cfg(feature = "ndarray")]
-mod cpu_rope;
-pub mod cross_entropy;
 pub mod layer;
 pub mod mlp;
 pub mod norm;
 pub mod packed;
 pub mod rope;
-pub mod scaled_dot_product;
 
 use burn::module::{Ignored, Initializer, Module};
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::{backend::Backend, Int, Tensor};
 
+use crate::backend::{with_owned_params, TritterBackend};
 use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
 use crate::ternary::{ternary_linear, Projection, TernaryLinear, TernaryQuant};
 
 pub use attention::{attention_mask, Attention, LayerCache};
 pub use cache::KvCache;
-pub use cross_entropy::{cross_entropy, reference_cross_entropy};
 pub use layer::DecoderLayer;
-pub use mlp::{gated_relu_squared, reference_gated_relu_squared, Mlp};
-pub use norm::{reference_norm, Norm};
-pub use rope::{reference_rope, RotaryEmbedding};
-pub use scaled_dot_product::{reference_attention, scaled_dot_product_attention};
+pub use mlp::Mlp;
+pub use norm::Norm;
+pub use rope::RotaryEmbedding;
 
 /// Embeddings, layers and final norm; named `model` so tensor paths read `model.layers.{i}...`.
 #[derive(Module, Debug)]
@@ -70,20 +55,22 @@ impl<B: Backend> TritterModel<B> {
         };
         let head_quant = if config.ternary_lm_head { quant } else { TernaryQuant::FULL_PRECISION };
         let init = Initializer::Normal { mean: 0.0, std: config.init_std };
-        let embed_tokens = EmbeddingConfig::new(config.vocab_size, config.hidden_size)
-            .with_initializer(init.clone())
-            .init(device);
+        let embed_tokens =
+            EmbeddingConfig::new(config.vocab_size, config.hidden_size).with_initializer(init.clone()).init(device);
         let layers = (0..config.num_layers).map(|_| DecoderLayer::new(config, quant, device)).collect();
-        let lm_head = (!config.tie_embeddings).then(|| TernaryLinear {
-            weight: init.init_with(
-                [config.vocab_size, config.hidden_size],
-                Some(config.hidden_size),
-                Some(config.vocab_size),
-                device,
-            ),
-            quant: Ignored(head_quant),
-        }.into());
-        Ok(crate::ternary::backend::with_owned_params(Self {
+        let lm_head = (!config.tie_embeddings).then(|| {
+            TernaryLinear {
+                weight: init.init_with(
+                    [config.vocab_size, config.hidden_size],
+                    Some(config.hidden_size),
+                    Some(config.vocab_size),
+                    device,
+                ),
+                quant: Ignored(head_quant),
+            }
+            .into()
+        });
+        Ok(with_owned_params(Self {
             model: TritterBackbone {
                 embed_tokens,
                 layers,
@@ -105,6 +92,27 @@ impl<B: Backend> TritterModel<B> {
         Module::num_params(self)
     }
 
+    /// Checks that `input_ids` is non-empty, no longer than `max_seq_len`, and every id is in
+    /// `0..vocab_size`. Reads the ids back to the host.
+    pub fn check_input_ids(&self, input_ids: &Tensor<B, 2, Int>) -> Result<()> {
+        let [batch, seq] = input_ids.dims();
+        if batch == 0 || seq == 0 {
+            return Err(TritterError::InvalidInput(format!("input_ids has shape [{batch}, {seq}]; both must be > 0")));
+        }
+        if seq > self.config.max_seq_len {
+            return Err(TritterError::SequenceTooLong { len: seq, max_seq_len: self.config.max_seq_len });
+        }
+        let ids = input_ids.to_data().convert::<i64>();
+        let ids = ids.as_slice::<i64>().map_err(|e| TritterError::InvalidInput(format!("{e:?}")))?;
+        let vocab_size = self.config.vocab_size;
+        if let Some((index, &id)) = ids.iter().enumerate().find(|(_, &id)| id < 0 || id as u64 >= vocab_size as u64) {
+            return Err(TritterError::TokenOutOfRange { id, batch: index / seq, position: index % seq, vocab_size });
+        }
+        Ok(())
+    }
+}
+
+impl<B: TritterBackend> TritterModel<B> {
     /// Logits `[B, T, V]` for `input_ids: [B, T]`. The hot path: ids are not checked (an id
     /// out of range is backend-defined behaviour); use [`Self::forward_checked`] for untrusted input.
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
@@ -136,28 +144,9 @@ impl<B: Backend> TritterModel<B> {
         // The last position predicts no target: its logits are never computed.
         let hidden = self.hidden_states(input_ids.clone()).narrow(1, 0, seq - 1);
         let n = batch * (seq - 1);
-        let logits = crate::reshape::reshape(self.head(hidden), [n, self.config.vocab_size]);
+        let logits = B::reshape(self.head(hidden), [n, self.config.vocab_size]);
         let targets = input_ids.narrow(1, 1, seq - 1).reshape([n]);
-        cross_entropy(logits, targets, self.config.pad_token_id)
-    }
-
-    /// Checks that `input_ids` is non-empty, no longer than `max_seq_len`, and every id is in
-    /// `0..vocab_size`. Reads the ids back to the host.
-    pub fn check_input_ids(&self, input_ids: &Tensor<B, 2, Int>) -> Result<()> {
-        let [batch, seq] = input_ids.dims();
-        if batch == 0 || seq == 0 {
-            return Err(TritterError::InvalidInput(format!("input_ids has shape [{batch}, {seq}]; both must be > 0")));
-        }
-        if seq > self.config.max_seq_len {
-            return Err(TritterError::SequenceTooLong { len: seq, max_seq_len: self.config.max_seq_len });
-        }
-        let ids = input_ids.to_data().convert::<i64>();
-        let ids = ids.as_slice::<i64>().map_err(|e| TritterError::InvalidInput(format!("{e:?}")))?;
-        let vocab_size = self.config.vocab_size;
-        if let Some((index, &id)) = ids.iter().enumerate().find(|(_, &id)| id < 0 || id as u64 >= vocab_size as u64) {
-            return Err(TritterError::TokenOutOfRange { id, batch: index / seq, position: index % seq, vocab_size });
-        }
-        Ok(())
+        B::cross_entropy(logits, targets, self.config.pad_token_id)
     }
 
     /// [`Self::forward`] after [`Self::check_input_ids`].
@@ -171,7 +160,9 @@ impl<B: Backend> TritterModel<B> {
         self.check_input_ids(&input_ids)?;
         let seq = input_ids.dims()[1];
         if seq < 2 {
-            return Err(TritterError::InvalidInput(format!("the loss needs at least 2 tokens per sequence, got {seq}")));
+            return Err(TritterError::InvalidInput(format!(
+                "the loss needs at least 2 tokens per sequence, got {seq}"
+            )));
         }
         Ok(self.loss(input_ids))
     }

@@ -3,10 +3,8 @@
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
-#[allow(unused_imports)] // unused in a build without the ndarray feature
-use crate::backend::same;
+use crate::backend::TritterBackend;
 use crate::config::NormKind;
-use crate::reshape::reshape;
 
 /// A norm over the last dim: LayerNorm (`weight`, `bias`) or RMSNorm (`weight` only).
 /// Weights start at 1, biases at 0.
@@ -27,37 +25,15 @@ impl<B: Backend> Norm<B> {
         };
         Self { weight: Initializer::Ones.init([dim], device), bias, eps }
     }
+}
 
-    /// Normalises over the last dim.
+impl<B: TritterBackend> Norm<B> {
+    /// Normalises over the last dim with the backend's [`TritterBackend::norm`].
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let dims = x.dims();
         let dim = dims[D - 1];
         let rows = dims.iter().product::<usize>() / dim.max(1);
         let bias = self.bias.as_ref().map(|b| b.val());
-        reshape(normalize(reshape(x, [rows, dim]), self.weight.val(), bias, self.eps), dims)
-    }
-}
-
-/// `x: [rows, dim]` normalised per row, with the CPU's fused op where it applies.
-fn normalize<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 1>, bias: Option<Tensor<B, 1>>, eps: f64) -> Tensor<B, 2> {
-    crate::backend::for_cpu_backends!(B,
-        plain: same(super::cpu_norm::norm(same(x), same(weight), same(bias), eps)),
-        autodiff: |C| same(super::cpu_norm::fused_norm::<C>(same(x), same(weight), same(bias), eps)));
-    reference_norm(x, weight, bias, eps)
-}
-
-/// LayerNorm (with `bias`) or RMSNorm over the last dim of `x: [rows, dim]`, with tensor ops.
-pub fn reference_norm<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 1>, bias: Option<Tensor<B, 1>>, eps: f64) -> Tensor<B, 2> {
-    let weight = weight.unsqueeze::<2>();
-    match bias {
-        Some(bias) => {
-            let centered = x.clone() - x.mean_dim(1);
-            let var = centered.clone().square().mean_dim(1);
-            centered / (var + eps).sqrt() * weight + bias.unsqueeze::<2>()
-        }
-        None => {
-            let mean_sq = x.clone().square().mean_dim(1);
-            x / (mean_sq + eps).sqrt() * weight
-        }
+        B::reshape(B::norm(B::reshape(x, [rows, dim]), self.weight.val(), bias, self.eps), dims)
     }
 }

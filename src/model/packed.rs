@@ -4,27 +4,18 @@ use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 
-use crate::config::WeightScale;
+use crate::config::{WeightScale, LAYER_PROJECTIONS};
 use crate::error::{Result, TritterError};
 use crate::model::TritterModel;
 use crate::ternary::{PackedLinear, PackedTernary, Projection};
 
-/// Names of a layer's projections, in spec order.
-const ATTENTION: [&str; 4] = ["q_proj", "k_proj", "v_proj", "o_proj"];
-const MLP: [&str; 3] = ["gate_proj", "up_proj", "down_proj"];
-
-impl<B: Backend> TritterModel<B> {
+impl<B: crate::backend::TritterBackend> TritterModel<B> {
     /// Every projection with its tensor-name prefix (e.g. `model.layers.0.self_attn.q_proj`).
     pub fn projections(&self) -> Vec<(String, &Projection<B>)> {
         let mut out = Vec::new();
         for (i, layer) in self.model.layers.iter().enumerate() {
-            let attn = &layer.self_attn;
-            for (name, p) in ATTENTION.iter().zip([&attn.q_proj, &attn.k_proj, &attn.v_proj, &attn.o_proj]) {
-                out.push((format!("model.layers.{i}.self_attn.{name}"), p));
-            }
-            let mlp = &layer.mlp;
-            for (name, p) in MLP.iter().zip([&mlp.gate_proj, &mlp.up_proj, &mlp.down_proj]) {
-                out.push((format!("model.layers.{i}.mlp.{name}"), p));
+            for (spec, p) in LAYER_PROJECTIONS.iter().zip(layer.projections()) {
+                out.push((format!("model.layers.{i}.{}.{}", spec.block, spec.name), p));
             }
         }
         if let Some(head) = &self.lm_head {
@@ -34,20 +25,15 @@ impl<B: Backend> TritterModel<B> {
     }
 
     /// Replaces every projection by `f(name, projection)`.
-    pub fn try_map_projections(mut self, mut f: impl FnMut(&str, Projection<B>) -> Result<Projection<B>>) -> Result<Self> {
-        let mut layers = Vec::with_capacity(self.model.layers.len());
-        for (i, mut layer) in std::mem::take(&mut self.model.layers).into_iter().enumerate() {
-            let attn = &mut layer.self_attn;
-            for (name, slot) in ATTENTION.iter().zip([&mut attn.q_proj, &mut attn.k_proj, &mut attn.v_proj, &mut attn.o_proj]) {
-                replace(slot, |p| f(&format!("model.layers.{i}.self_attn.{name}"), p))?;
+    pub fn try_map_projections(
+        mut self,
+        mut f: impl FnMut(&str, Projection<B>) -> Result<Projection<B>>,
+    ) -> Result<Self> {
+        for (i, layer) in self.model.layers.iter_mut().enumerate() {
+            for (spec, slot) in LAYER_PROJECTIONS.iter().zip(layer.projections_mut()) {
+                replace(slot, |p| f(&format!("model.layers.{i}.{}.{}", spec.block, spec.name), p))?;
             }
-            let mlp = &mut layer.mlp;
-            for (name, slot) in MLP.iter().zip([&mut mlp.gate_proj, &mut mlp.up_proj, &mut mlp.down_proj]) {
-                replace(slot, |p| f(&format!("model.layers.{i}.mlp.{name}"), p))?;
-            }
-            layers.push(layer);
         }
-        self.model.layers = layers;
         self.lm_head = self.lm_head.take().map(|head| f("lm_head", head)).transpose()?;
         Ok(self)
     }
@@ -57,7 +43,9 @@ impl<B: Backend> TritterModel<B> {
     /// LM head keeps multiplying with the fake-quantized embedding.
     pub fn into_packed(self) -> Result<Self> {
         if !self.config().bitnet {
-            return Err(TritterError::InvalidInput("bitnet is off: the model has no ternary projections to pack".into()));
+            return Err(TritterError::InvalidInput(
+                "bitnet is off: the model has no ternary projections to pack".into(),
+            ));
         }
         self.try_map_projections(|_, p| p.into_packed())
     }
@@ -91,7 +79,8 @@ impl<B: Backend> TritterModel<B> {
 /// Replaces `*slot` by `f(*slot)`; an empty packed layer stands in while `f` runs (if `f`
 /// fails, the caller drops the whole model with the error).
 fn replace<B: Backend>(slot: &mut Projection<B>, f: impl FnOnce(Projection<B>) -> Result<Projection<B>>) -> Result<()> {
-    let empty = PackedTernary { rows: 0, cols: 0, codes: Vec::new(), scales: Vec::new(), weight_scale: WeightScale::PerTensor };
+    let empty =
+        PackedTernary { rows: 0, cols: 0, codes: Vec::new(), scales: Vec::new(), weight_scale: WeightScale::PerTensor };
     let old = std::mem::replace(slot, Projection::Packed(PackedLinear::host_only(Arc::new(empty), None)));
     *slot = f(old)?;
     Ok(())

@@ -30,7 +30,13 @@ impl PackedTernary {
     }
 
     /// Packs ternary `values` (`rows × cols`, each -1, 0 or 1) with their `scales`.
-    pub fn from_values(values: &[i8], rows: usize, cols: usize, scales: Vec<f32>, weight_scale: WeightScale) -> Result<Self> {
+    pub fn from_values(
+        values: &[i8],
+        rows: usize,
+        cols: usize,
+        scales: Vec<f32>,
+        weight_scale: WeightScale,
+    ) -> Result<Self> {
         if values.len() != rows * cols {
             return Err(TritterError::InvalidInput(format!("{} values for a {rows}×{cols} matrix", values.len())));
         }
@@ -53,7 +59,8 @@ impl PackedTernary {
     pub fn quantize<B: Backend>(w: Tensor<B, 2>, weight_scale: WeightScale) -> Result<Self> {
         let [rows, cols] = w.dims();
         let (codes, gamma) = quantize_weight_absmean(w, weight_scale);
-        let values: Vec<i8> = codes.into_data().convert::<f32>().to_vec::<f32>().expect("f32").iter().map(|&v| v as i8).collect();
+        let values: Vec<i8> =
+            codes.into_data().convert::<f32>().to_vec::<f32>().expect("f32").iter().map(|&v| v as i8).collect();
         let scales = gamma.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
         Self::from_values(&values, rows, cols, scales, weight_scale)
     }

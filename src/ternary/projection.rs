@@ -19,7 +19,7 @@ pub enum Projection<B: Backend> {
     Packed(PackedLinear<B>),
 }
 
-impl<B: Backend> Projection<B> {
+impl<B: crate::backend::TritterBackend> Projection<B> {
     /// `[.., in] -> [.., out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {

@@ -10,6 +10,25 @@ pub const WEIGHT_EPS: f32 = 1e-5;
 /// Floor of the per-token absmax: `s = 127 / max(max|x|, ε)`.
 pub const ACTIVATION_EPS: f32 = 1e-5;
 
+/// What a projection quantizes. `weight_scale: None` makes it a plain full-precision linear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TernaryQuant {
+    /// Ternary weights with this scale granularity, or full precision.
+    pub weight_scale: Option<WeightScale>,
+    /// Per-token absmax activation quantization (only 8 bits exists), or none.
+    pub activation_bits: Option<u32>,
+}
+
+impl TernaryQuant {
+    /// A full-precision linear layer (`bitnet = false`).
+    pub const FULL_PRECISION: Self = Self { weight_scale: None, activation_bits: None };
+
+    /// BitNet b1.58: ternary weights and (optionally) int8 activations.
+    pub fn bitnet(weight_scale: WeightScale, activation_bits: Option<u32>) -> Self {
+        Self { weight_scale: Some(weight_scale), activation_bits }
+    }
+}
+
 /// Views `[out, in]` as `[rows, groups, group_len]` so that every scale group is one
 /// contiguous run along the last dim, whatever the granularity.
 pub(crate) fn group_shape(dims: [usize; 2], scale: WeightScale) -> [usize; 3] {

@@ -183,6 +183,11 @@ impl TrainConfig {
         }
     }
 
+    /// Training samples (windows) the whole run reads: steps × micro-batch × accumulation.
+    pub fn total_samples(&self) -> usize {
+        self.steps * self.batch_size * self.grad_accum
+    }
+
     /// Tokens per optimizer step (micro-batch × accumulation × sequence).
     pub fn tokens_per_step(&self) -> usize {
         self.batch_size * self.grad_accum * self.seq_len

@@ -51,7 +51,11 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
 }
 
 /// Multiplies every gradient of `model`'s parameters by `factor`.
-pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M, mut grads: GradientsParams, factor: f64) -> GradientsParams {
+pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    mut grads: GradientsParams,
+    factor: f64,
+) -> GradientsParams {
     model.visit(&mut Scale { grads: &mut grads, factor });
     grads
 }

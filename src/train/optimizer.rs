@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::LearningRate;
 use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::optim::LearningRate;
 
+use crate::backend::TritterAutodiffBackend;
 use crate::model::TritterModel;
 use crate::train::config::TrainConfig;
 use crate::train::fused_adamw::FusedAdamW;
@@ -20,7 +21,7 @@ pub type TritterAdamW<B> = OptimizerAdaptor<FusedAdamW, TritterModel<B>, B>;
 
 /// AdamW with the run's β, ε and weight decay. Clipping is global-norm and done by the
 /// training loop (Burn's own clipping is per tensor).
-pub fn adamw<B: AutodiffBackend>(config: &TrainConfig) -> TritterAdamW<B> {
+pub fn adamw<B: TritterAutodiffBackend>(config: &TrainConfig) -> TritterAdamW<B> {
     FusedAdamW::new(config).init()
 }
 
@@ -43,7 +44,7 @@ impl<O> SharedOptimizer<O> {
 impl<M, B, O> Optimizer<M, B> for SharedOptimizer<O>
 where
     M: AutodiffModule<B>,
-    B: AutodiffBackend,
+    B: TritterAutodiffBackend,
     O: Optimizer<M, B>,
 {
     type Record = O::Record;

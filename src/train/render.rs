@@ -29,7 +29,12 @@ impl LineRenderer {
 
     /// Records a metric: its latest batch value for training lines, its running value over the
     /// evaluation (`running`) for validation lines.
-    fn record(names: &HashMap<MetricId, String>, into: &mut BTreeMap<String, String>, state: MetricState, running: bool) {
+    fn record(
+        names: &HashMap<MetricId, String>,
+        into: &mut BTreeMap<String, String>,
+        state: MetricState,
+        running: bool,
+    ) {
         let (entry, value) = match state {
             MetricState::Generic(entry) => (entry, None),
             MetricState::Numeric(entry, value) => (entry, Some(value.current())),

@@ -2,17 +2,18 @@
 //! Tritter's strategy, fresh or resumed from a step checkpoint.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use burn::optim::Optimizer;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::train::metric::{LearningRateMetric, LossMetric};
 use burn::train::{Interrupter, Learner, SupervisedTraining, TrainingStrategy};
 
+use crate::backend::TritterAutodiffBackend;
 use crate::config::TritterConfig;
 use crate::data::TokenBatcher;
 use crate::error::{Result, TritterError};
@@ -21,12 +22,12 @@ use crate::model::TritterModel;
 use crate::train::config::TrainConfig;
 use crate::train::hybrid::HybridStats;
 use crate::train::metrics::{PerplexityFromLoss, TaskAccuracy as TaskAccuracyMetric, TokensPerSecond};
-use crate::train::optimizer::{adamw, SharedOptimizer};
+use crate::train::optimizer::{adamw, SharedOptimizer, TritterAdamW};
 use crate::train::order::EpochOrder;
 use crate::train::render::{LineRenderer, LineSink};
 use crate::train::schedule::WarmupCosine;
 use crate::train::state::{load_run_checkpoint, RunState};
-use crate::train::strategy::{RunReport, TaskEval, TritterStrategy};
+use crate::train::strategy::{Components, RunReport, TaskEval, TritterStrategy};
 
 /// Token windows of `seq_len + 1` ids for training and validation.
 pub struct TrainData {
@@ -103,7 +104,7 @@ fn check_resumable(saved: &TrainConfig, now: &TrainConfig, path: &std::path::Pat
 /// Trains a model of `model_config` (ignored when resuming: the checkpoint's config is used)
 /// under `config` on `data`. `B` is the autodiff backend, e.g. `Autodiff<Cpu>`, or
 /// `Autodiff<Cpu, BalancedCheckpointing>` for gradient checkpointing.
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: TritterAutodiffBackend>(
     model_config: &TritterConfig,
     config: &TrainConfig,
     data: TrainData,
@@ -114,71 +115,11 @@ pub fn train<B: AutodiffBackend>(
     let started = Instant::now();
     let optimizer = SharedOptimizer::new(adamw::<B>(config));
     let (model, start) = match &options.resume {
-        Some(path) => {
-            let checkpoint = load_run_checkpoint::<B, _>(path, device)?;
-            check_resumable(&checkpoint.state.train_config, config, &checkpoint.dir)?;
-            let _ = optimizer.clone().load_record(checkpoint.optimizer);
-            let state = RunState { train_config: config.clone(), ..checkpoint.state };
-            if state.step >= config.steps {
-                return Err(TritterError::ResumeMismatch {
-                    path: checkpoint.dir,
-                    reason: format!("it is at step {} already and the run has steps = {}", state.step, config.steps),
-                });
-            }
-            tracing::info!(dir = %checkpoint.dir.display(), step = state.step, "resuming");
-            (checkpoint.model, state)
-        }
-        None => {
-            let model = match &options.init {
-                Some(dir) => TritterModel::<B>::load_checkpoint(dir, device)?,
-                None => {
-                    model_config.validate()?;
-                    B::seed(device, config.seed);
-                    TritterModel::<B>::new(model_config, device)?
-                }
-            };
-            let state = RunState {
-                step: 0,
-                samples: 0,
-                backward_passes: 0,
-                skipped_steps: 0,
-                last_loss: f32::NAN,
-                train_config: config.clone(),
-                param_ids: Default::default(),
-            };
-            (model, state)
-        }
+        Some(path) => resumed::<B>(path, config, &optimizer, device)?,
+        None => (initial_model::<B>(model_config, config, options.init.as_deref(), device)?, RunState::fresh(config)),
     };
-    let window = config.seq_len + 1;
-    if window > model.config().max_seq_len {
-        return Err(TritterError::InvalidConfig {
-            field: "seq_len",
-            reason: format!("seq_len + 1 = {window} exceeds the model's max_seq_len = {}", model.config().max_seq_len),
-        });
-    }
-    if data.train.is_empty() {
-        return Err(TritterError::InvalidInput("the training data has no windows".into()));
-    }
-    if let Some(first) = data.train.get(0) {
-        if first.len() != window {
-            return Err(TritterError::InvalidInput(format!(
-                "training windows hold {} tokens but seq_len + 1 = {window}",
-                first.len()
-            )));
-        }
-    }
-
-    let total_samples = config.steps * config.batch_size * config.grad_accum;
-    let order = EpochOrder::new(data.train.clone(), total_samples, config.seed);
-    let loader_train = DataLoaderBuilder::<B, _, _>::new(TokenBatcher)
-        .batch_size(config.batch_size)
-        .set_device(device.clone())
-        .build(order);
-    let loader_valid = DataLoaderBuilder::<B::InnerBackend, _, _>::new(TokenBatcher)
-        .batch_size(config.batch_size)
-        .set_device(device.clone())
-        .build(data.valid.clone());
-
+    check_windows(&data, config, model.config())?;
+    let (loader_train, loader_valid) = loaders::<B>(&data, config, device);
     let report = Arc::new(Mutex::new(RunReport::default()));
     let resumed_from = start.step;
     let strategy = TritterStrategy::<B> {
@@ -190,7 +131,7 @@ pub fn train<B: AutodiffBackend>(
         tasks: data.tasks,
         report: report.clone(),
     };
-    let mut training = SupervisedTraining::new(&options.run_dir, loader_train, loader_valid)
+    let training = SupervisedTraining::new(&options.run_dir, loader_train, loader_valid)
         .metrics((LossMetric::new(), PerplexityFromLoss::default()))
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train_numeric(TokensPerSecond::default())
@@ -198,27 +139,122 @@ pub fn train<B: AutodiffBackend>(
         .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)))
         .with_application_logger(None)
         .num_epochs(config.eval_periods());
-    if let Some(interrupter) = options.interrupter {
+    let training = with_display(training, options.interrupter, options.dashboard);
+    let schedule = WarmupCosine::new(config.learning_rate, config.min_lr_ratio, config.warmup_steps, config.steps);
+    let result = training.launch(Learner::new(model, optimizer, schedule));
+    drop(result.renderer); // restores the terminal after the dashboard
+    let report = std::mem::take(&mut *report.lock().unwrap_or_else(|p| p.into_inner()));
+    outcome(result.model, report, started, resumed_from)
+}
+
+/// The model, optimizer state and run state of a step checkpoint, checked against `config`.
+fn resumed<B: TritterAutodiffBackend>(
+    path: &Path,
+    config: &TrainConfig,
+    optimizer: &SharedOptimizer<TritterAdamW<B>>,
+    device: &B::Device,
+) -> Result<(TritterModel<B>, RunState)> {
+    let checkpoint = load_run_checkpoint::<B, _>(path, device)?;
+    check_resumable(&checkpoint.state.train_config, config, &checkpoint.dir)?;
+    let _ = optimizer.clone().load_record(checkpoint.optimizer);
+    let state = RunState { train_config: config.clone(), ..checkpoint.state };
+    if state.step >= config.steps {
+        return Err(TritterError::ResumeMismatch {
+            path: checkpoint.dir,
+            reason: format!("it is at step {} already and the run has steps = {}", state.step, config.steps),
+        });
+    }
+    tracing::info!(dir = %checkpoint.dir.display(), step = state.step, "resuming");
+    Ok((checkpoint.model, state))
+}
+
+/// A fresh run's model: loaded from `init`, or initialised from the run's seed.
+fn initial_model<B: TritterAutodiffBackend>(
+    model_config: &TritterConfig,
+    config: &TrainConfig,
+    init: Option<&Path>,
+    device: &B::Device,
+) -> Result<TritterModel<B>> {
+    match init {
+        Some(dir) => TritterModel::<B>::load_checkpoint(dir, device),
+        None => {
+            model_config.validate()?;
+            B::seed(device, config.seed);
+            TritterModel::<B>::new(model_config, device)
+        }
+    }
+}
+
+/// The training windows are there and hold `seq_len + 1` tokens, which the model can take.
+fn check_windows(data: &TrainData, config: &TrainConfig, model: &TritterConfig) -> Result<()> {
+    let window = config.seq_len + 1;
+    if window > model.max_seq_len {
+        return Err(TritterError::InvalidConfig {
+            field: "seq_len",
+            reason: format!("seq_len + 1 = {window} exceeds the model's max_seq_len = {}", model.max_seq_len),
+        });
+    }
+    match data.train.get(0) {
+        None => Err(TritterError::InvalidInput("the training data has no windows".into())),
+        Some(first) if first.len() != window => Err(TritterError::InvalidInput(format!(
+            "training windows hold {} tokens but seq_len + 1 = {window}",
+            first.len()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+type Loader<B> = Arc<dyn burn::data::dataloader::DataLoader<B, crate::data::TokenBatch<B>>>;
+
+/// The training loader (the run's deterministic epoch order) and the validation loader.
+fn loaders<B: TritterAutodiffBackend>(
+    data: &TrainData,
+    config: &TrainConfig,
+    device: &B::Device,
+) -> (Loader<B>, Loader<B::InnerBackend>) {
+    let order = EpochOrder::new(data.train.clone(), config.total_samples(), config.seed);
+    let train = DataLoaderBuilder::<B, _, _>::new(TokenBatcher)
+        .batch_size(config.batch_size)
+        .set_device(device.clone())
+        .build(order);
+    let valid = DataLoaderBuilder::<B::InnerBackend, _, _>::new(TokenBatcher)
+        .batch_size(config.batch_size)
+        .set_device(device.clone())
+        .build(data.valid.clone());
+    (train, valid)
+}
+
+/// burn-train's run with the interrupter and the progress display asked for.
+fn with_display<B: TritterAutodiffBackend>(
+    mut training: SupervisedTraining<Components<B>>,
+    interrupter: Option<Interrupter>,
+    dashboard: Dashboard,
+) -> SupervisedTraining<Components<B>> {
+    if let Some(interrupter) = interrupter {
         training = training.with_interrupter(interrupter);
     }
-    training = match options.dashboard {
+    match dashboard {
         Dashboard::Tui => training,
         Dashboard::Auto(_) if std::io::stdout().is_terminal() => training,
         Dashboard::Auto(sink) => training.renderer(LineRenderer::new(50, sink)),
         Dashboard::Lines { every, sink } => training.renderer(LineRenderer::new(every, sink)),
         Dashboard::Quiet => training.renderer(LineRenderer::new(usize::MAX, Box::new(|_| {}))),
-    };
-    let schedule = WarmupCosine::new(config.learning_rate, config.min_lr_ratio, config.warmup_steps, config.steps);
-    let result = training.launch(Learner::new(model, optimizer, schedule));
-    drop(result.renderer); // restores the terminal after the dashboard
+    }
+}
 
-    let mut report = std::mem::take(&mut *report.lock().unwrap_or_else(|p| p.into_inner()));
+/// The caller's view of a finished (or interrupted) run, or the error that stopped it.
+fn outcome<B: Backend>(
+    model: TritterModel<B>,
+    mut report: RunReport,
+    started: Instant,
+    resumed_from: usize,
+) -> Result<TrainOutcome<B>> {
     if let Some(error) = report.error.take() {
         return Err(error);
     }
     let state = report.state.ok_or_else(|| TritterError::InvalidInput("training ended without a state".into()))?;
     Ok(TrainOutcome {
-        model: result.model,
+        model,
         state,
         losses: report.losses,
         validation: report.validation,

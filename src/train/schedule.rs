@@ -1,8 +1,8 @@
 //! Linear warmup then cosine decay: the usual LLM learning-rate schedule, as a Burn `LrScheduler`.
 
 use burn::lr_scheduler::LrScheduler;
-use burn::tensor::backend::Backend;
 use burn::optim::LearningRate;
+use burn::tensor::backend::Backend;
 
 /// `lr(t)` for optimizer step `t = 1, 2, …`: `peak · t / warmup` during warmup, then a cosine
 /// from `peak` down to `peak · min_ratio` at `t = total`, constant after.

@@ -43,6 +43,21 @@ pub struct RunState {
     pub param_ids: BTreeMap<String, u64>,
 }
 
+impl RunState {
+    /// The state of a run that has not taken a step.
+    pub fn fresh(config: &TrainConfig) -> Self {
+        Self {
+            step: 0,
+            samples: 0,
+            backward_passes: 0,
+            skipped_steps: 0,
+            last_loss: f32::NAN,
+            train_config: config.clone(),
+            param_ids: Default::default(),
+        }
+    }
+}
+
 fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> TritterError + 'a {
     move |source| TritterError::Io { action, path: path.to_path_buf(), source }
 }
@@ -117,7 +132,11 @@ impl<B: Backend> ModuleMapper<B> for IdSetter<'_> {
 }
 
 /// Gives the parameters of `model` the ids in `ids` (by path); errors if one is missing.
-pub fn restore_param_ids<B: Backend, M: Module<B>>(model: M, ids: &BTreeMap<String, u64>, state_file: &Path) -> Result<M> {
+pub fn restore_param_ids<B: Backend, M: Module<B>>(
+    model: M,
+    ids: &BTreeMap<String, u64>,
+    state_file: &Path,
+) -> Result<M> {
     let mut setter = IdSetter { ids, path: Vec::new(), missing: Vec::new() };
     let model = model.map(&mut setter);
     if !setter.missing.is_empty() {
@@ -227,7 +246,10 @@ pub struct RunCheckpoint<B: AutodiffBackend, R> {
 }
 
 /// Loads what [`save_run_checkpoint`] wrote (see [`resolve_run_checkpoint`] for `path`).
-pub fn load_run_checkpoint<B: AutodiffBackend, R: Record<B>>(path: &Path, device: &B::Device) -> Result<RunCheckpoint<B, R>> {
+pub fn load_run_checkpoint<B: AutodiffBackend, R: Record<B>>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<RunCheckpoint<B, R>> {
     let dir = resolve_run_checkpoint(path)?;
     let state_file = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&state_file).map_err(io_error("cannot read", &state_file))?;

@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 use burn::train::metric::{Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
+use crate::backend::{TritterAutodiffBackend, TritterBackend};
 use crate::data::TokenBatch;
 use crate::model::TritterModel;
 
@@ -46,7 +47,7 @@ pub(crate) fn batch_tokens<B: Backend>(batch: &TokenBatch<B>) -> usize {
     b * t.saturating_sub(1)
 }
 
-impl<B: AutodiffBackend> TrainStep for TritterModel<B> {
+impl<B: TritterAutodiffBackend> TrainStep for TritterModel<B> {
     type Input = TokenBatch<B>;
     type Output = LmOutput<B::InnerBackend>;
 
@@ -58,7 +59,7 @@ impl<B: AutodiffBackend> TrainStep for TritterModel<B> {
     }
 }
 
-impl<B: Backend> InferenceStep for TritterModel<B> {
+impl<B: TritterBackend> InferenceStep for TritterModel<B> {
     type Input = TokenBatch<B>;
     type Output = LmOutput<B>;
 

@@ -9,15 +9,14 @@ use std::sync::{Arc, Mutex};
 use burn::data::dataloader::Progress;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsAccumulator, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 use burn::train::{
-    EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent, LearnerItem,
-    LearningComponentsMarker, SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader,
-    TrainingComponents, ValidLoader,
+    EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent, LearnerItem, LearningComponentsMarker,
+    SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents, ValidLoader,
 };
 
-use crate::data::{TaskExample, Tokenizer};
+use crate::backend::TritterAutodiffBackend;
+use crate::data::{TaskExample, TokenBatch, Tokenizer};
 use crate::error::{Result, TritterError};
 use crate::infer::{task_accuracy, TaskAccuracy};
 use crate::model::TritterModel;
@@ -54,7 +53,7 @@ pub struct RunReport {
     pub hybrid: Option<HybridStats>,
 }
 
-pub(crate) struct TritterStrategy<B: AutodiffBackend> {
+pub(crate) struct TritterStrategy<B: TritterAutodiffBackend> {
     pub device: B::Device,
     pub config: TrainConfig,
     pub run_dir: PathBuf,
@@ -66,7 +65,7 @@ pub(crate) struct TritterStrategy<B: AutodiffBackend> {
 
 type EventProcessor<B> = SupervisedTrainingEventProcessor<Components<B>>;
 
-impl<B: AutodiffBackend> SupervisedLearningStrategy<Components<B>> for TritterStrategy<B> {
+impl<B: TritterAutodiffBackend> SupervisedLearningStrategy<Components<B>> for TritterStrategy<B> {
     fn fit(
         &self,
         components: TrainingComponents<Components<B>>,
@@ -85,7 +84,7 @@ impl<B: AutodiffBackend> SupervisedLearningStrategy<Components<B>> for TritterSt
     }
 }
 
-impl<B: AutodiffBackend> TritterStrategy<B> {
+impl<B: TritterAutodiffBackend> TritterStrategy<B> {
     fn report(&self) -> std::sync::MutexGuard<'_, RunReport> {
         self.report.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -108,15 +107,13 @@ impl<B: AutodiffBackend> TritterStrategy<B> {
         let cfg = &self.config;
         let mut state = self.start.clone();
         learner.load_scheduler(state.step);
-        let total_samples = cfg.steps * cfg.batch_size * cfg.grad_accum;
-        let loader = dataloader_train.to_device(&self.device).slice(state.samples, total_samples);
+        let loader = dataloader_train.to_device(&self.device).slice(state.samples, cfg.total_samples());
         let mut batches = loader.iter();
         let mut hybrid = match &cfg.hybrid {
             Some(options) => Some(HybridRun::new(learner.model(), self.optimizer.clone(), cfg, options)?),
             None => None,
         };
         let mut non_finite_in_row = 0;
-
         while state.step < cfg.steps {
             if interrupter.should_stop() {
                 self.report().interrupted = true;
@@ -126,80 +123,21 @@ impl<B: AutodiffBackend> TritterStrategy<B> {
             learner.lr_step();
             let lr = learner.lr_current();
             let mut next_batch = || {
-                batches.next().ok_or_else(|| {
-                    TritterError::InvalidInput(format!("training data ran out after {} samples", state.samples))
-                })
+                let samples = state.samples;
+                batches
+                    .next()
+                    .ok_or_else(|| TritterError::InvalidInput(format!("training data ran out after {samples} samples")))
             };
-
-            // The step's mean loss (for the metrics) and its value, read back once.
-            let (loss, value, tokens, finite_grads) = match hybrid.as_mut() {
-                Some(hybrid) => {
-                    let batch = next_batch()?;
-                    let step = hybrid.step(batch, lr)?;
-                    state.backward_passes += step.backward as usize;
-                    (step.loss, step.value, step.tokens, true)
-                }
-                None => {
-                    let model = learner.model();
-                    let mut accumulator = GradientsAccumulator::new();
-                    let mut losses = Vec::with_capacity(cfg.grad_accum);
-                    let mut tokens = 0;
-                    for _ in 0..cfg.grad_accum {
-                        let out = learner.train_step(next_batch()?);
-                        state.backward_passes += 1;
-                        tokens += out.item.tokens;
-                        losses.push(out.item.loss);
-                        accumulator.accumulate(&model, out.grads);
-                    }
-                    let mut grads = accumulator.grads();
-                    if cfg.grad_accum > 1 {
-                        grads = scale_grads(&model, grads, 1.0 / cfg.grad_accum as f64);
-                    }
-                    let (grads, norm) = clip_global_norm(&model, grads, cfg.grad_clip);
-                    let loss = Tensor::cat(losses, 0).mean();
-                    let value: f32 = loss.clone().into_scalar().elem();
-                    if value.is_finite() && norm.is_finite() {
-                        learner.optimizer_step(grads);
-                    }
-                    (loss, value, tokens, norm.is_finite())
-                }
+            let step = match hybrid.as_mut() {
+                Some(hybrid) => hybrid_step(hybrid, learner, next_batch()?, lr)?,
+                None => self.adamw_step(learner, &mut next_batch)?,
             };
+            state.backward_passes += step.backward_passes;
             state.samples += cfg.batch_size * if hybrid.is_some() { 1 } else { cfg.grad_accum };
             state.step += 1;
-            state.last_loss = value;
-
-            if !(value.is_finite() && finite_grads) {
-                non_finite_in_row += 1;
-                state.skipped_steps += 1;
-                let checkpoint = self.report().last_checkpoint.clone();
-                let error = TritterError::NonFinite { step: state.step, loss: value, checkpoint };
-                match cfg.on_non_finite {
-                    NonFinitePolicy::Stop => return Err(error),
-                    NonFinitePolicy::Skip if non_finite_in_row > cfg.max_skipped_steps => return Err(error),
-                    NonFinitePolicy::Skip => tracing::warn!(%error, "skipping the update"),
-                }
-            } else {
-                non_finite_in_row = 0;
-            }
-            if let Some(hybrid) = &hybrid {
-                // Keep the Learner's model (what checkpoints and validation read) current.
-                learner.load_model(hybrid.model().into_record());
-            }
-            self.report().losses.push((state.step, value));
-
-            let progress = Progress { items_processed: state.samples, items_total: total_samples };
-            let (period, periods) = (self.period_of(state.step), self.config.eval_periods());
-            let item = LearnerItem::new(LmOutput::new(loss, tokens), progress, period, periods, state.step, Some(lr));
-            events.process_train(LearnerEvent::ProcessedItem(item));
-
-            let end_of_period = state.step == cfg.steps || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every));
-            if end_of_period {
-                events.process_train(LearnerEvent::EndEpoch(period));
-                self.evaluate(learner, events, &dataloader_valid, period, periods, state.step)?;
-            }
-            if state.step == cfg.steps || (cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every)) {
-                self.checkpoint(learner, &state)?;
-            }
+            state.last_loss = step.value;
+            self.non_finite_policy(&mut state, &step, &mut non_finite_in_row)?;
+            self.end_of_step(learner, events, &dataloader_valid, &state, step, lr)?;
         }
         if let Some(hybrid) = hybrid {
             self.report().hybrid = Some(hybrid.stats());
@@ -211,11 +149,97 @@ impl<B: AutodiffBackend> TritterStrategy<B> {
         Ok(())
     }
 
+    /// One optimizer step of plain training: `grad_accum` forward/backward passes, the mean of
+    /// their gradients clipped to the global norm, then AdamW unless the loss or the gradients
+    /// are not finite.
+    fn adamw_step(
+        &self,
+        learner: &mut Learner<Components<B>>,
+        next_batch: &mut impl FnMut() -> Result<TokenBatch<B>>,
+    ) -> Result<StepResult<B>> {
+        let cfg = &self.config;
+        let model = learner.model();
+        let mut accumulator = GradientsAccumulator::new();
+        let (mut losses, mut tokens) = (Vec::with_capacity(cfg.grad_accum), 0);
+        for _ in 0..cfg.grad_accum {
+            let out = learner.train_step(next_batch()?);
+            tokens += out.item.tokens;
+            losses.push(out.item.loss);
+            accumulator.accumulate(&model, out.grads);
+        }
+        let mut grads = accumulator.grads();
+        if cfg.grad_accum > 1 {
+            grads = scale_grads(&model, grads, 1.0 / cfg.grad_accum as f64);
+        }
+        let (grads, norm) = clip_global_norm(&model, grads, cfg.grad_clip);
+        let loss = Tensor::cat(losses, 0).mean();
+        let value: f32 = loss.clone().into_scalar().elem();
+        if value.is_finite() && norm.is_finite() {
+            learner.optimizer_step(grads);
+        }
+        Ok(StepResult { loss, value, tokens, finite_grads: norm.is_finite(), backward_passes: cfg.grad_accum })
+    }
+
+    /// Counts a step whose loss or gradients were not finite and stops the run as
+    /// `on_non_finite` says (after `max_skipped_steps` in a row when skipping).
+    fn non_finite_policy(&self, state: &mut RunState, step: &StepResult<B>, in_row: &mut usize) -> Result<()> {
+        if step.value.is_finite() && step.finite_grads {
+            *in_row = 0;
+            return Ok(());
+        }
+        *in_row += 1;
+        state.skipped_steps += 1;
+        let checkpoint = self.report().last_checkpoint.clone();
+        let error = TritterError::NonFinite { step: state.step, loss: step.value, checkpoint };
+        match self.config.on_non_finite {
+            NonFinitePolicy::Stop => Err(error),
+            NonFinitePolicy::Skip if *in_row > self.config.max_skipped_steps => Err(error),
+            NonFinitePolicy::Skip => {
+                tracing::warn!(%error, "skipping the update");
+                Ok(())
+            }
+        }
+    }
+
+    /// Reports the step to burn-train's event processor, then evaluates at the end of an
+    /// evaluation period and saves a step checkpoint when one is due.
+    fn end_of_step(
+        &self,
+        learner: &Learner<Components<B>>,
+        events: &mut EventProcessor<B>,
+        dataloader_valid: &ValidLoader<Components<B>>,
+        state: &RunState,
+        step: StepResult<B>,
+        lr: f64,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        self.report().losses.push((state.step, step.value));
+        let progress = Progress { items_processed: state.samples, items_total: cfg.total_samples() };
+        let (period, periods) = (self.period_of(state.step), cfg.eval_periods());
+        let item =
+            LearnerItem::new(LmOutput::new(step.loss, step.tokens), progress, period, periods, state.step, Some(lr));
+        events.process_train(LearnerEvent::ProcessedItem(item));
+        let last = state.step == cfg.steps;
+        if last || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every)) {
+            events.process_train(LearnerEvent::EndEpoch(period));
+            self.evaluate(learner, events, dataloader_valid, period, periods, state.step)?;
+        }
+        if last || (cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every)) {
+            self.checkpoint(learner, state)?;
+        }
+        Ok(())
+    }
+
     fn checkpoint(&self, learner: &Learner<Components<B>>, state: &RunState) -> Result<()> {
         let model = learner.model();
         let state = RunState { param_ids: param_ids(&model), ..state.clone() };
-        let dir =
-            save_run_checkpoint(&self.run_dir, &model, self.optimizer.to_record(), &state, self.config.keep_checkpoints)?;
+        let dir = save_run_checkpoint(
+            &self.run_dir,
+            &model,
+            self.optimizer.to_record(),
+            &state,
+            self.config.keep_checkpoints,
+        )?;
         self.report().last_checkpoint = Some(dir);
         Ok(())
     }
@@ -264,9 +288,35 @@ impl<B: AutodiffBackend> TritterStrategy<B> {
         for (rows, out) in outputs {
             done += rows;
             let progress = Progress { items_processed: done, items_total: total };
-            events.process_valid(LearnerEvent::ProcessedItem(LearnerItem::new(out, progress, period, periods, step, None)));
+            events.process_valid(LearnerEvent::ProcessedItem(LearnerItem::new(
+                out, progress, period, periods, step, None,
+            )));
         }
         events.process_valid(LearnerEvent::EndEpoch(period));
         Ok(())
     }
+}
+
+/// What one optimizer step leaves: the mean loss (for the metrics) and its value read back once,
+/// the target tokens seen, whether the gradients were finite, and the backward passes run.
+struct StepResult<B: TritterAutodiffBackend> {
+    loss: Tensor<B::InnerBackend, 1>,
+    value: f32,
+    tokens: usize,
+    finite_grads: bool,
+    backward_passes: usize,
+}
+
+/// One step of the hybrid predictive trainer; the Learner's model (what checkpoints and
+/// validation read) is kept current with it.
+fn hybrid_step<B: TritterAutodiffBackend>(
+    hybrid: &mut HybridRun<B>,
+    learner: &mut Learner<Components<B>>,
+    batch: TokenBatch<B>,
+    lr: f64,
+) -> Result<StepResult<B>> {
+    let step = hybrid.step(batch, lr)?;
+    learner.load_model(hybrid.model().into_record());
+    let backward_passes = step.backward as usize;
+    Ok(StepResult { loss: step.loss, value: step.value, tokens: step.tokens, finite_grads: true, backward_passes })
 }

@@ -13,8 +13,30 @@ pub fn fresh_rng(test: &str) -> StdRng {
 /// combining marks, whitespace and newlines.
 pub fn unicode_text(rng: &mut StdRng, words: usize) -> String {
     const PIECES: &[&str] = &[
-        "the", "model", "ternary", "naïve", "façade", "Ελληνικά", "日本語", "中文", "한국어", "🙂", "👩‍💻", "🇩🇪",
-        "e\u{301}", "Zürich", "ß", "∑x²", "—", "\t", "\n", "  ", "\"quoted\"", "{json}", "\\", "\u{0}",
+        "the",
+        "model",
+        "ternary",
+        "naïve",
+        "façade",
+        "Ελληνικά",
+        "日本語",
+        "中文",
+        "한국어",
+        "🙂",
+        "👩‍💻",
+        "🇩🇪",
+        "e\u{301}",
+        "Zürich",
+        "ß",
+        "∑x²",
+        "—",
+        "\t",
+        "\n",
+        "  ",
+        "\"quoted\"",
+        "{json}",
+        "\\",
+        "\u{0}",
     ];
     let mut out = String::new();
     for i in 0..words {

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use rand::Rng;
-use tritter::data::{prepare_corpus, split_of, DataSpec, PrepareOptions, SourceOptions, Split, TokenBatcher, TokenWindows, Tokenizer, WeightedMixture};
+use tritter::data::{
+    prepare_corpus, split_of, DataSpec, PrepareOptions, SourceOptions, Split, TokenBatcher, TokenWindows, Tokenizer,
+    WeightedMixture,
+};
 
 use crate::data::common::{fresh_rng, jsonl, temp_dir, unicode_text, write};
 
@@ -19,7 +22,12 @@ fn options(cache: &std::path::Path, val_fraction: f64) -> PrepareOptions {
 fn packing_covers_every_token_exactly_once() {
     let mut rng = fresh_rng("packing_covers_every_token_exactly_once");
     let dir = temp_dir();
-    let docs: Vec<String> = (0..rng.random_range(50..200)).map(|_| { let n = rng.random_range(1..30); unicode_text(&mut rng, n) }).collect();
+    let docs: Vec<String> = (0..rng.random_range(50..200))
+        .map(|_| {
+            let n = rng.random_range(1..30);
+            unicode_text(&mut rng, n)
+        })
+        .collect();
     let path = write(dir.path(), "docs.jsonl", jsonl("text", &docs));
     let tokenizer = Tokenizer::bytes();
     let corpus = prepare_corpus(&path, &tokenizer, &options(&dir.path().join("cache"), 0.2), &mut |_| {}).unwrap();
@@ -74,7 +82,9 @@ fn cache_is_reused_and_invalidated() {
     let other_split = prepare_corpus(&path, &bytes, &options(&cache, 0.3), &mut |_| {}).unwrap();
     assert!(!other_split.reused);
     assert_ne!(other_split.index.key, first.index.key);
-    let bpe = tritter::data::train_bpe(docs.iter(), &tritter::data::BpeOptions { vocab_size: 300, ..Default::default() }).unwrap();
+    let bpe =
+        tritter::data::train_bpe(docs.iter(), &tritter::data::BpeOptions { vocab_size: 300, ..Default::default() })
+            .unwrap();
     let with_bpe = prepare_corpus(&path, &bpe, &options(&cache, 0.1), &mut |_| {}).unwrap();
     assert!(!with_bpe.reused);
     assert_ne!(with_bpe.index.key, first.index.key);
@@ -99,7 +109,10 @@ fn cache_is_reused_and_invalidated() {
 fn empty_dataset_is_an_error_and_progress_is_reported() {
     let dir = temp_dir();
     let path = write(dir.path(), "bad.jsonl", "{\"title\": 1}\n");
-    let skipping = PrepareOptions { source: SourceOptions { skip_bad_records: true, ..Default::default() }, ..options(&dir.path().join("c"), 0.0) };
+    let skipping = PrepareOptions {
+        source: SourceOptions { skip_bad_records: true, ..Default::default() },
+        ..options(&dir.path().join("c"), 0.0)
+    };
     let err = prepare_corpus(&path, &Tokenizer::bytes(), &skipping, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("empty") && err.contains("bad.jsonl") && err.contains("1 records skipped"), "{err}");
 
@@ -140,7 +153,8 @@ impl Dataset<Vec<u32>> for Fixed {
 
 #[test]
 fn weighted_mixture_follows_weights_deterministically() {
-    let mixture = WeightedMixture::new(vec![(Fixed(0, 100), 1.0), (Fixed(1, 50), 3.0), (Fixed(2, 10), 0.5)], 7).unwrap();
+    let mixture =
+        WeightedMixture::new(vec![(Fixed(0, 100), 1.0), (Fixed(1, 50), 3.0), (Fixed(2, 10), 0.5)], 7).unwrap();
     assert_eq!(mixture.len(), 160);
     let items: Vec<Vec<u32>> = (0..mixture.len()).map(|i| mixture.get(i).unwrap()).collect();
     let count = |part| items.iter().filter(|w| w[0] == part).count();
@@ -148,7 +162,8 @@ fn weighted_mixture_follows_weights_deterministically() {
     // remainders get one more, so the epoch keeps exactly 160 windows.
     assert_eq!((count(0), count(1), count(2)), (35, 107, 18));
     // Downsampled parts never repeat a window; upsampled parts use every window.
-    let distinct = |part| items.iter().filter(|w| w[0] == part).map(|w| w[1]).collect::<std::collections::HashSet<_>>().len();
+    let distinct =
+        |part| items.iter().filter(|w| w[0] == part).map(|w| w[1]).collect::<std::collections::HashSet<_>>().len();
     assert_eq!(distinct(0), 35);
     assert_eq!(distinct(1), 50);
     assert_eq!(distinct(2), 10);

@@ -54,7 +54,9 @@ fn a_small_model_learns_the_generated_tasks() {
 
     use burn::data::dataloader::DataLoaderBuilder;
     use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-    use tritter::data::{prepare_corpus, write_task_corpus, PrepareOptions, TokenBatch, TokenBatcher, TokenWindows, Tokenizer};
+    use tritter::data::{
+        prepare_corpus, write_task_corpus, PrepareOptions, TokenBatch, TokenBatcher, TokenWindows, Tokenizer,
+    };
     use tritter::{TritterConfig, TritterModel};
 
     type AD = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
@@ -68,8 +70,12 @@ fn a_small_model_learns_the_generated_tasks() {
     let options = PrepareOptions { val_fraction: 0.05, cache_dir: dir.path().join("cache"), ..Default::default() };
     let corpus = prepare_corpus(&path, &tokenizer, &options, &mut |_| {}).unwrap();
     let pad = tokenizer.special_ids().pad;
-    let val = TokenBatcher.batch_of::<B>(&TokenWindows::new(Arc::new(corpus.validation), 64, pad), 32, &Default::default());
-    let loader = DataLoaderBuilder::<AD, _, _>::new(TokenBatcher).batch_size(16).shuffle(seed).build(TokenWindows::new(Arc::new(corpus.train), 64, pad));
+    let val =
+        TokenBatcher.batch_of::<B>(&TokenWindows::new(Arc::new(corpus.validation), 64, pad), 32, &Default::default());
+    let loader = DataLoaderBuilder::<AD, _, _>::new(TokenBatcher)
+        .batch_size(16)
+        .shuffle(seed)
+        .build(TokenWindows::new(Arc::new(corpus.train), 64, pad));
 
     let mut config = TritterConfig::test();
     config.pad_token_id = Some(pad as usize);

@@ -20,7 +20,9 @@ fn read_all(path: &Path, options: &SourceOptions) -> Result<(Vec<String>, Source
 
 fn data_error(result: Result<(Vec<String>, SourceStats), TritterError>) -> (String, Option<usize>, String) {
     match result {
-        Err(TritterError::Data { path, line, reason }) => (path.file_name().unwrap().to_string_lossy().into_owned(), line, reason),
+        Err(TritterError::Data { path, line, reason }) => {
+            (path.file_name().unwrap().to_string_lossy().into_owned(), line, reason)
+        }
         other => panic!("expected a data error, got {other:?}"),
     }
 }
@@ -32,12 +34,17 @@ fn jsonl_text_field_detection_and_override() {
         dir.path(),
         "mixed.jsonl",
         concat!(
-            r#"{"text": "from text", "content": "not this"}"#, "\n",
-            r#"{"id": 3, "content": "from content"}"#, "\n",
+            r#"{"text": "from text", "content": "not this"}"#,
             "\n",
-            r#"{"code": "fn main() {}", "solution": "no"}"#, "\n",
-            r#"{"question": "q?", "response": "from response"}"#, "\n",
-            r#"{"input": "from input", "question": "later"}"#, "\r\n",
+            r#"{"id": 3, "content": "from content"}"#,
+            "\n",
+            "\n",
+            r#"{"code": "fn main() {}", "solution": "no"}"#,
+            "\n",
+            r#"{"question": "q?", "response": "from response"}"#,
+            "\n",
+            r#"{"input": "from input", "question": "later"}"#,
+            "\r\n",
         ),
     );
     let (docs, stats) = read_all(&path, &SourceOptions::default()).unwrap();
@@ -62,7 +69,8 @@ fn malformed_jsonl_names_file_and_line() {
     ];
     for (name, content, line, reason) in cases {
         let path = write(dir.path(), name, content);
-        let options = SourceOptions { text_field: (name == "wrongtype.jsonl").then(|| "body".into()), ..Default::default() };
+        let options =
+            SourceOptions { text_field: (name == "wrongtype.jsonl").then(|| "body".into()), ..Default::default() };
         let (file, got_line, got_reason) = data_error(read_all(&path, &options));
         assert_eq!((file.as_str(), got_line), (name, Some(line)), "{got_reason}");
         assert!(got_reason.contains(reason), "{name}: {got_reason}");
@@ -121,7 +129,10 @@ fn an_enormous_line_is_a_bad_record_not_an_allocation() {
 fn text_files_split_by_file_or_paragraph_and_gzip_is_transparent() {
     let mut rng = fresh_rng("text_files_split_by_file_or_paragraph_and_gzip_is_transparent");
     let dir = temp_dir();
-    let paragraphs: Vec<String> = (0..5).map(|_| unicode_text(&mut rng, 10).replace('\n', " ").trim().replace("  ", " ")).filter(|p| !p.trim().is_empty()).collect();
+    let paragraphs: Vec<String> = (0..5)
+        .map(|_| unicode_text(&mut rng, 10).replace('\n', " ").trim().replace("  ", " "))
+        .filter(|p| !p.trim().is_empty())
+        .collect();
     let text = paragraphs.join("\n\n\n");
     let plain = write(dir.path(), "a.txt", &text);
     let packed = write(dir.path(), "b.txt.gz", gzip(text.as_bytes()));
@@ -149,7 +160,8 @@ fn parquet_column_detection_nulls_and_batches() {
         let strings: ArrayRef = Arc::new(StringArray::from(values));
         let batch = RecordBatch::try_from_iter([("id", ids), (column, strings)]).unwrap();
         let path = dir.path().join(name);
-        let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
         path
@@ -182,7 +194,11 @@ fn directories_are_read_recursively_in_sorted_order() {
     write(dir.path(), "b/1.txt.gz", gzip(b"b1"));
     write(dir.path(), "c/deep/x.jsonl", jsonl("text", &["x".into()]));
     write(dir.path(), "README.csv", "ignored");
-    let files: Vec<String> = list_files(dir.path()).unwrap().iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned()).collect();
+    let files: Vec<String> = list_files(dir.path())
+        .unwrap()
+        .iter()
+        .map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(files, ["a.txt", "b/1.txt.gz", "b/2.jsonl", "c/deep/x.jsonl"]);
     let (docs, stats) = read_all(dir.path(), &SourceOptions::default()).unwrap();
     assert_eq!(docs, ["a", "b1", "b2", "x"]);

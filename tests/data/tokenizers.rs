@@ -94,8 +94,22 @@ fn fast_bpe_path_equals_the_tokenizers_crate() {
     let tokenizer = train_bpe(corpus.iter(), &BpeOptions { vocab_size: 700, ..Default::default() }).unwrap();
     assert!(tokenizer.has_fast_path());
     let tricky = [
-        "", " ", "  ", "a  b", "a \n b", "a\n\nb", "end  ", "\t\tx", "'s's 't'", "x's  'll", "1 2  3   4", "!!  ??", " \u{3000}x",
-        "a\u{a0}\u{a0}b", "<eos> inside", "x<pad>y",
+        "",
+        " ",
+        "  ",
+        "a  b",
+        "a \n b",
+        "a\n\nb",
+        "end  ",
+        "\t\tx",
+        "'s's 't'",
+        "x's  'll",
+        "1 2  3   4",
+        "!!  ??",
+        " \u{3000}x",
+        "a\u{a0}\u{a0}b",
+        "<eos> inside",
+        "x<pad>y",
     ];
     for text in tricky.iter().map(|s| s.to_string()).chain((0..300).map(|_| {
         let words = rng.random_range(0..80);

@@ -151,7 +151,11 @@ fn attention_of(num_kv_heads: usize, bitnet: bool) -> (TritterConfig, Attention<
     config.num_heads = 4;
     config.num_kv_heads = num_kv_heads;
     config.bitnet = bitnet;
-    let quant = if bitnet { TernaryQuant::bitnet(config.weight_scale, config.activation_bits) } else { TernaryQuant::FULL_PRECISION };
+    let quant = if bitnet {
+        TernaryQuant::bitnet(config.weight_scale, config.activation_bits)
+    } else {
+        TernaryQuant::FULL_PRECISION
+    };
     (config.clone(), Attention::new(&config, quant, &Default::default()))
 }
 

@@ -44,7 +44,10 @@ fn agrees_with_ndarray<G: Backend>(name: &str, device: &G::Device, tolerance: f6
             assert!(err < tolerance, "{name}, bitnet={bitnet}: relative error {err:e}");
             let loss_cpu: f32 = model.loss(ids_tensor::<B>(&ids, &Default::default())).into_scalar();
             let loss_other: f32 = other.loss(ids_tensor::<G>(&ids, device)).into_scalar().elem();
-            assert!(((loss_cpu - loss_other).abs() as f64) < tolerance * loss_cpu.abs() as f64, "{name}: loss {loss_cpu} vs {loss_other}");
+            assert!(
+                ((loss_cpu - loss_other).abs() as f64) < tolerance * loss_cpu.abs() as f64,
+                "{name}: loss {loss_cpu} vs {loss_other}"
+            );
             clean += 1;
             if clean == 3 {
                 break;
@@ -83,12 +86,12 @@ fn cuda_matmul_precision() {
     let ta = Tensor::<tritter::backend::Cuda, 2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
     let tb = Tensor::<tritter::backend::Cuda, 2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
     let got = to_vec(ta.matmul(tb));
-    let want: Vec<f64> = (0..m * n).map(|i| (0..k).map(|j| a[(i / n) * k + j] as f64 * b[j * n + i % n] as f64).sum()).collect();
+    let want: Vec<f64> =
+        (0..m * n).map(|i| (0..k).map(|j| a[(i / n) * k + j] as f64 * b[j * n + i % n] as f64).sum()).collect();
     let err = max_rel_diff(&got, &want);
     eprintln!("cuda f32 matmul {m}x{k}x{n}: max relative error {err:e} (f32 accumulation gives ~1e-7, TF32 ~1e-3)");
     assert!(err < 3e-3, "cuda matmul error {err:e}");
 }
-
 
 /// The packed matmul on `G` (its own kernel, or the tensor-op reference) against the f64
 /// recomputation, on the awkward shapes and scale granularities of the CPU kernel tests; then a
@@ -106,7 +109,10 @@ fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
             let layer = PackedLinear::<G>::new(p, bits, device);
             let got = to_vec(layer.forward(x.clone()));
             let err = max_rel_diff(&got, &expected);
-            assert!(err < tolerance, "{name} {rows}×{cols}, {tokens} tokens, {scale:?}, {bits:?}: relative error {err}");
+            assert!(
+                err < tolerance,
+                "{name} {rows}×{cols}, {tokens} tokens, {scale:?}, {bits:?}: relative error {err}"
+            );
             for (kernel, poisoned) in poisoned_runs(&layer, x) {
                 let err = max_rel_diff(&poisoned, &expected);
                 assert!(err < tolerance, "{name} {kernel} into a NaN-filled output, {rows}×{cols}, {tokens} tokens, {scale:?}, {bits:?}: relative error {err}");
@@ -121,7 +127,8 @@ fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
     let other = TritterModel::<G>::load_checkpoint(dir.path(), device).unwrap();
     assert!(other.is_packed());
     let ids = random_ids(&mut rng, 2, 9, config.vocab_size);
-    let cpu: Vec<f64> = to_vec(packed.forward(ids_tensor::<B>(&ids, &Default::default()))).iter().map(|&v| v as f64).collect();
+    let cpu: Vec<f64> =
+        to_vec(packed.forward(ids_tensor::<B>(&ids, &Default::default()))).iter().map(|&v| v as f64).collect();
     let err = max_rel_diff(&to_vec(other.forward(ids_tensor::<G>(&ids, device))), &cpu);
     assert!(err < tolerance, "{name}: packed model logits differ from the CPU kernel's by {err}");
 }
@@ -136,7 +143,10 @@ type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime,
 /// Each CubeCL kernel run into an output filled with NaN (unwritten elements stay NaN), on the
 /// `CubeBackend`s that have them; nothing elsewhere.
 #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(unused_variables))]
-fn poisoned_runs<G: Backend>(layer: &tritter::ternary::PackedLinear<G>, x: burn::tensor::Tensor<G, 2>) -> Vec<(String, Vec<f32>)> {
+fn poisoned_runs<G: Backend>(
+    layer: &tritter::ternary::PackedLinear<G>,
+    x: burn::tensor::Tensor<G, 2>,
+) -> Vec<(String, Vec<f32>)> {
     #[cfg(feature = "wgpu")]
     if let Some(runs) = poisoned_runs_on::<G, burn::backend::wgpu::WgpuRuntime, u32>(layer, &x) {
         return runs;
@@ -155,7 +165,7 @@ fn poisoned_runs_on<G: Backend, R: burn_cubecl::CubeRuntime, BT: burn_cubecl::Bo
     x: &burn::tensor::Tensor<G, 2>,
 ) -> Option<Vec<(String, Vec<f32>)>> {
     use std::any::Any;
-    use tritter::ternary::cube_kernel::{packed_matmul_into, CubeKernel};
+    use tritter::backend::cube::packed::{packed_matmul_into, CubeKernel};
     type C<R, BT> = burn_cubecl::CubeBackend<R, f32, i32, BT>;
     let layer = (layer as &dyn Any).downcast_ref::<tritter::ternary::PackedLinear<C<R, BT>>>()?;
     let x = (x as &dyn Any).downcast_ref::<burn::tensor::Tensor<C<R, BT>, 2>>()?;
@@ -169,7 +179,7 @@ fn poisoned_runs_on<G: Backend, R: burn_cubecl::CubeRuntime, BT: burn_cubecl::Bo
 #[cfg(feature = "wgpu")]
 #[test]
 fn packed_matmul_on_wgpu_matches_the_reference() {
-    assert!(tritter::ternary::has_native_ops::<WgpuCube>());
+    assert!(tritter::backend::has_native_ops::<WgpuCube>());
     packed_agrees::<WgpuCube>("packed_matmul_on_wgpu_matches_the_reference", &Default::default(), 1e-4);
 }
 
@@ -179,7 +189,9 @@ fn packed_matmul_on_wgpu_matches_the_reference() {
 #[test]
 fn packed_matmul_on_wgpu_fusion_matches_the_reference() {
     type W = tritter::backend::Wgpu;
-    assert!(tritter::ternary::has_native_ops::<W>() && tritter::ternary::has_native_ops::<burn::backend::Autodiff<W>>());
+    assert!(
+        tritter::backend::has_native_ops::<W>() && tritter::backend::has_native_ops::<burn::backend::Autodiff<W>>()
+    );
     packed_agrees::<W>("packed_matmul_on_wgpu_fusion_matches_the_reference", &Default::default(), 1e-4);
 }
 
@@ -187,7 +199,7 @@ fn packed_matmul_on_wgpu_fusion_matches_the_reference() {
 #[test]
 fn packed_matmul_on_cuda_matches_the_reference() {
     type C = tritter::backend::Cuda; // the fusion backend over CudaCube
-    assert!(tritter::ternary::has_native_ops::<C>() && tritter::ternary::has_native_ops::<CudaCube>());
+    assert!(tritter::backend::has_native_ops::<C>() && tritter::backend::has_native_ops::<CudaCube>());
     packed_agrees::<C>("packed_matmul_on_cuda_matches_the_reference", &Default::default(), 3e-3);
     packed_agrees::<CudaCube>("packed_matmul_on_cuda_matches_the_reference (CubeBackend)", &Default::default(), 3e-3);
 }

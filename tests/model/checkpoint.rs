@@ -38,7 +38,12 @@ fn spec_names(config: &TritterConfig) -> Vec<String> {
 
 fn file_tensor_names(path: &Path) -> Vec<String> {
     let bytes = std::fs::read(path).unwrap();
-    let mut names = safetensors::SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect::<Vec<_>>();
+    let mut names = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
     names.sort();
     names
 }
@@ -89,7 +94,10 @@ fn load_err(dir: &Path) -> TritterError {
 }
 
 /// Rewrites `model.safetensors` through `edit`, which gets and returns `(name, shape, f32 values)`.
-fn rewrite_weights(dir: &Path, edit: impl FnOnce(Vec<(String, Vec<usize>, Vec<f32>)>) -> Vec<(String, Vec<usize>, Vec<f32>)>) {
+fn rewrite_weights(
+    dir: &Path,
+    edit: impl FnOnce(Vec<(String, Vec<usize>, Vec<f32>)>) -> Vec<(String, Vec<usize>, Vec<f32>)>,
+) {
     let path = dir.join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -106,7 +114,9 @@ fn rewrite_weights(dir: &Path, edit: impl FnOnce(Vec<(String, Vec<usize>, Vec<f3
         edited.into_iter().map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = raw
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+        })
         .collect();
     std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
@@ -156,9 +166,7 @@ fn missing_and_misshapen_tensors_are_named() {
 
     let dir = saved();
     rewrite_weights(dir.path(), |t| {
-        t.into_iter()
-            .map(|(n, s, v)| if n == name { (n, vec![s[1], s[0]], v) } else { (n, s, v) })
-            .collect()
+        t.into_iter().map(|(n, s, v)| if n == name { (n, vec![s[1], s[0]], v) } else { (n, s, v) }).collect()
     });
     match load_err(dir.path()) {
         TritterError::ShapeMismatch { tensor, expected, found, .. } => {
@@ -185,7 +193,10 @@ fn a_config_that_does_not_fit_the_weights_is_refused() {
     let dir = saved();
     edit_config(dir.path(), &|c| c.num_layers = 1);
     let err = load_err(dir.path());
-    assert!(matches!(&err, TritterError::UnexpectedTensors { tensors, .. } if tensors.iter().all(|t| t.contains("layers.1."))), "{err}");
+    assert!(
+        matches!(&err, TritterError::UnexpectedTensors { tensors, .. } if tensors.iter().all(|t| t.contains("layers.1."))),
+        "{err}"
+    );
     // A different width: shape mismatch.
     let dir = saved();
     edit_config(dir.path(), &|c| c.intermediate_size = 128);

@@ -26,7 +26,12 @@ pub fn ids_tensor<Bk: Backend>(ids: &[Vec<usize>], device: &Bk::Device) -> Tenso
 }
 
 /// Normal random values as a tensor (drawn on the host, so the seed controls them).
-pub fn random_tensor<Bk: Backend, const D: usize>(rng: &mut StdRng, shape: [usize; D], std: f32, device: &Bk::Device) -> Tensor<Bk, D> {
+pub fn random_tensor<Bk: Backend, const D: usize>(
+    rng: &mut StdRng,
+    shape: [usize; D],
+    std: f32,
+    device: &Bk::Device,
+) -> Tensor<Bk, D> {
     let n = shape.iter().product();
     let values: Vec<f32> = (0..n).map(|_| normal(rng) * std).collect();
     Tensor::from_data(TensorData::new(values, shape), device)

@@ -4,24 +4,41 @@
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::tensor::{backend::AutodiffBackend, Bool, Int, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng};
-use tritter::model::{cross_entropy, reference_attention, reference_cross_entropy, scaled_dot_product_attention};
+use tritter::backend::{reference, TritterBackend};
 
 use crate::model::common::{fresh_rng, max_rel_diff, normal, to_vec, AD, B};
 
 /// Loss and `∂loss/∂logits` of the fused or the reference cross-entropy, with the loss scaled
 /// by `g` before the backward (so the incoming gradient is not 1).
-fn cross_entropy_and_gradient<Ad: AutodiffBackend>(logits: &[f32], shape: [usize; 2], targets: &[i64], ignore: Option<usize>, g: f32, fused: bool) -> (f32, Vec<f32>) {
+fn cross_entropy_and_gradient<Ad: AutodiffBackend>(
+    logits: &[f32],
+    shape: [usize; 2],
+    targets: &[i64],
+    ignore: Option<usize>,
+    g: f32,
+    fused: bool,
+) -> (f32, Vec<f32>) {
     let device = Default::default();
     let x = Tensor::<Ad, 2>::from_data(TensorData::new(logits.to_vec(), shape), &device).require_grad();
     let t = Tensor::<Ad, 1, Int>::from_data(TensorData::new(targets.to_vec(), [targets.len()]), &device);
-    let loss = if fused { cross_entropy(x.clone(), t, ignore) } else { reference_cross_entropy(x.clone(), t, ignore) };
+    let loss = if fused {
+        TritterBackend::cross_entropy(x.clone(), t, ignore)
+    } else {
+        reference::cross_entropy(x.clone(), t, ignore)
+    };
     let value = to_vec(loss.clone())[0];
     let grads = (loss * g).backward();
     (value, to_vec(x.grad(&grads).expect("logits gradient")))
 }
 
 /// f64 loss and gradient: `mean_kept(lse_i − x_i[t_i])`, `g/kept · (softmax_i − onehot(t_i))`.
-fn cross_entropy_f64(logits: &[f32], [rows, vocab]: [usize; 2], targets: &[i64], ignore: Option<usize>, g: f64) -> (f64, Vec<f64>) {
+fn cross_entropy_f64(
+    logits: &[f32],
+    [rows, vocab]: [usize; 2],
+    targets: &[i64],
+    ignore: Option<usize>,
+    g: f64,
+) -> (f64, Vec<f64>) {
     let keep: Vec<bool> = targets.iter().map(|&t| Some(t as usize) != ignore).collect();
     let kept = keep.iter().filter(|&&k| k).count().max(1) as f64;
     let (mut loss, mut grad) = (0.0, vec![0.0; rows * vocab]);
@@ -46,14 +63,22 @@ fn random_case(rng: &mut StdRng, rows: usize, vocab: usize, std: f32) -> (Vec<f3
 fn check_cross_entropy<Ad: AutodiffBackend>(rng: &mut StdRng) {
     // One row, a vocab that is no multiple of 8, rows past a parallel task, large logits
     // (exp would overflow without the max), and a batch whose rows are all ignored.
-    for (rows, vocab, std) in [(1, 1, 1.0), (1, 7, 1.0), (9, 33, 3.0), (37, 1000, 1.0), (5, 64, 60.0), (rng.random_range(1..50), rng.random_range(2..3000), 2.0)] {
+    for (rows, vocab, std) in [
+        (1, 1, 1.0),
+        (1, 7, 1.0),
+        (9, 33, 3.0),
+        (37, 1000, 1.0),
+        (5, 64, 60.0),
+        (rng.random_range(1..50), rng.random_range(2..3000), 2.0),
+    ] {
         let (logits, mut targets) = random_case(rng, rows, vocab, std);
         let pad = rng.random_range(0..vocab);
         targets.iter_mut().take(rows / 3).for_each(|t| *t = pad as i64); // some rows ignored
         let g = rng.random_range(0.5f32..2.0);
         for ignore in [None, Some(pad), Some(vocab + 5)] {
             let (loss, grad) = cross_entropy_and_gradient::<Ad>(&logits, [rows, vocab], &targets, ignore, g, true);
-            let (ref_loss, ref_grad) = cross_entropy_and_gradient::<Ad>(&logits, [rows, vocab], &targets, ignore, g, false);
+            let (ref_loss, ref_grad) =
+                cross_entropy_and_gradient::<Ad>(&logits, [rows, vocab], &targets, ignore, g, false);
             let (loss64, grad64) = cross_entropy_f64(&logits, [rows, vocab], &targets, ignore, g as f64);
             let case = format!("{rows}×{vocab}, std {std}, ignore {ignore:?}");
             assert!(max_rel_diff(&[loss], &[loss64]) < 1e-6, "{case}: fused loss {loss} vs f64 {loss64}");
@@ -80,17 +105,28 @@ fn fused_cross_entropy_equals_f64_and_the_reference() {
     let (logits, targets) = random_case(&mut rng, 13, 77, 1.5);
     let x = Tensor::<B, 2>::from_data(TensorData::new(logits.clone(), [13, 77]), &Default::default());
     let t = Tensor::<B, 1, Int>::from_data(TensorData::new(targets.clone(), [13]), &Default::default());
-    let loss = to_vec(cross_entropy(x, t, Some(targets[0] as usize)))[0];
+    let loss = to_vec(TritterBackend::cross_entropy(x, t, Some(targets[0] as usize)))[0];
     let (loss64, _) = cross_entropy_f64(&logits, [13, 77], &targets, Some(targets[0] as usize), 1.0);
     assert!(max_rel_diff(&[loss], &[loss64]) < 1e-6, "{loss} vs {loss64}");
 }
 
 /// Output and `q`, `k`, `v` gradients of the fused or reference attention for `loss = Σ out ⊙ g`;
 /// q, k and v are handed over as transposed views (`[B, T, h, d]` memory), as the model does.
-fn attention_and_gradients<Ad: AutodiffBackend>(q: &Tensor<Ad, 4>, k: &Tensor<Ad, 4>, v: &Tensor<Ad, 4>, mask: &Tensor<Ad, 4, Bool>, g: &Tensor<Ad, 4>, fused: bool) -> Vec<Vec<f32>> {
+fn attention_and_gradients<Ad: AutodiffBackend>(
+    q: &Tensor<Ad, 4>,
+    k: &Tensor<Ad, 4>,
+    v: &Tensor<Ad, 4>,
+    mask: &Tensor<Ad, 4, Bool>,
+    g: &Tensor<Ad, 4>,
+    fused: bool,
+) -> Vec<Vec<f32>> {
     let (q, k, v) = (q.clone().require_grad(), k.clone().require_grad(), v.clone().require_grad());
     let (qt, kt, vt) = (q.clone().swap_dims(1, 2), k.clone().swap_dims(1, 2), v.clone().swap_dims(1, 2));
-    let out = if fused { scaled_dot_product_attention(qt, kt, vt, mask.clone()) } else { reference_attention(qt, kt, vt, mask.clone()) };
+    let out = if fused {
+        TritterBackend::attention(qt, kt, vt, mask.clone())
+    } else {
+        reference::attention(qt, kt, vt, mask.clone())
+    };
     let grads = (out.clone() * g.clone()).sum().backward();
     vec![to_vec(out), to_vec(q.grad(&grads).unwrap()), to_vec(k.grad(&grads).unwrap()), to_vec(v.grad(&grads).unwrap())]
 }
@@ -98,19 +134,31 @@ fn attention_and_gradients<Ad: AutodiffBackend>(q: &Tensor<Ad, 4>, k: &Tensor<Ad
 /// f64 attention output `[B, h, T, d]` and the gradients of `Σ out ⊙ g` for `q` `[B, T, h, d]`,
 /// `k` and `v` `[B, S, h_kv, d]`, by the textbook formulas: `P = softmax(S)` over visible keys,
 /// `dv = Pᵀ·g`, `dP = g·vᵀ`, `dS = P ⊙ (dP − Σ_j P ⊙ dP)`, `dq = dS·k/√d`, `dk = dSᵀ·q/√d`.
-fn attention_f64(q: &[f32], k: &[f32], v: &[f32], mask: &[bool], g: &[f32], [b, t, s, nh, nkv, d]: [usize; 6]) -> [Vec<f64>; 4] {
-    let (mut out, mut dq, mut dk, mut dv) = (vec![0.0; b * nh * t * d], vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+fn attention_f64(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &[bool],
+    g: &[f32],
+    [b, t, s, nh, nkv, d]: [usize; 6],
+) -> [Vec<f64>; 4] {
+    let (mut out, mut dq, mut dk, mut dv) =
+        (vec![0.0; b * nh * t * d], vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
     let scale = 1.0 / (d as f64).sqrt();
     for (bi, h, i) in (0..b).flat_map(|bi| (0..nh).flat_map(move |h| (0..t).map(move |i| (bi, h, i)))) {
         let kv = h / (nh / nkv);
         let (qi, oi) = (|c: usize| ((bi * t + i) * nh + h) * d + c, |c: usize| ((bi * nh + h) * t + i) * d + c);
         let kj = |j: usize, c: usize| ((bi * s + j) * nkv + kv) * d + c;
         let visible: Vec<usize> = (0..s).filter(|&j| !mask[(bi * t + i) * s + j]).collect();
-        let scores: Vec<f64> = visible.iter().map(|&j| (0..d).map(|c| q[qi(c)] as f64 * k[kj(j, c)] as f64).sum::<f64>() * scale).collect();
+        let scores: Vec<f64> = visible
+            .iter()
+            .map(|&j| (0..d).map(|c| q[qi(c)] as f64 * k[kj(j, c)] as f64).sum::<f64>() * scale)
+            .collect();
         let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = scores.iter().map(|x| (x - max).exp()).sum();
         let p: Vec<f64> = scores.iter().map(|x| (x - max).exp() / sum).collect();
-        let dp: Vec<f64> = visible.iter().map(|&j| (0..d).map(|c| g[oi(c)] as f64 * v[kj(j, c)] as f64).sum()).collect();
+        let dp: Vec<f64> =
+            visible.iter().map(|&j| (0..d).map(|c| g[oi(c)] as f64 * v[kj(j, c)] as f64).sum()).collect();
         let dot: f64 = p.iter().zip(&dp).map(|(p, dp)| p * dp).sum();
         for (n, &j) in visible.iter().enumerate() {
             let ds = p[n] * (dp[n] - dot) * scale;
@@ -131,7 +179,14 @@ fn fused_attention_equals_f64_and_the_reference() {
     let device = Default::default();
     // (batch, queries, keys, heads, kv heads, head dim): one token, queries after a cache
     // (keys > queries), GQA and MHA, odd sizes.
-    let cases = [(1, 1, 1, 1, 1, 2), (2, 5, 5, 4, 2, 8), (1, 3, 11, 6, 3, 4), (3, 17, 17, 4, 1, 6), (2, 40, 40, 2, 2, 64), (rng.random_range(1..4), rng.random_range(1..30), 0, 4, 2, rng.random_range(1..20) * 2)];
+    let cases = [
+        (1, 1, 1, 1, 1, 2),
+        (2, 5, 5, 4, 2, 8),
+        (1, 3, 11, 6, 3, 4),
+        (3, 17, 17, 4, 1, 6),
+        (2, 40, 40, 2, 2, 64),
+        (rng.random_range(1..4), rng.random_range(1..30), 0, 4, 2, rng.random_range(1..20) * 2),
+    ];
     for (b, t, s, nh, nkv, d) in cases {
         let s = s.max(t);
         let tensor = |rng: &mut StdRng, heads: usize, rows: usize| {
@@ -161,7 +216,12 @@ fn fused_attention_equals_f64_and_the_reference() {
         }
         // Without autodiff, and under gradient checkpointing.
         let inner = |t: &Tensor<AD, 4>| Tensor::<B, 4>::from_data(t.clone().into_data(), &device).swap_dims(1, 2);
-        let plain = scaled_dot_product_attention(inner(&qt), inner(&kt), inner(&vt), Tensor::<B, 4, Bool>::from_data(TensorData::new(mask.clone(), [b, 1, t, s]), &device));
+        let plain = TritterBackend::attention(
+            inner(&qt),
+            inner(&kt),
+            inner(&vt),
+            Tensor::<B, 4, Bool>::from_data(TensorData::new(mask.clone(), [b, 1, t, s]), &device),
+        );
         assert!(max_rel_diff(&to_vec(plain), &expected[0]) < 1e-5, "{case}: inference path vs f64");
         type Checkpointed = burn::backend::Autodiff<B, BalancedCheckpointing>;
         let moved = |x: &Tensor<AD, 4>| Tensor::<Checkpointed, 4>::from_data(x.clone().into_data(), &device);
@@ -200,7 +260,13 @@ fn fused_norms_equal_f64_and_the_reference() {
     let mut rng = fresh_rng("fused_norms_equal_f64_and_the_reference");
     let device = Default::default();
     // One row and one feature, odd widths, rows past a parallel block (64), a 3-D input.
-    for (shape, kind) in [(vec![1, 1], NormKind::LayerNorm), (vec![3, 7], NormKind::RmsNorm), (vec![2, 65, 33], NormKind::LayerNorm), (vec![150, 64], NormKind::RmsNorm), (vec![rng.random_range(1..200), rng.random_range(1..300)], NormKind::LayerNorm)] {
+    for (shape, kind) in [
+        (vec![1, 1], NormKind::LayerNorm),
+        (vec![3, 7], NormKind::RmsNorm),
+        (vec![2, 65, 33], NormKind::LayerNorm),
+        (vec![150, 64], NormKind::RmsNorm),
+        (vec![rng.random_range(1..200), rng.random_range(1..300)], NormKind::LayerNorm),
+    ] {
         let dim = *shape.last().unwrap();
         let n: usize = shape.iter().product();
         let offset = rng.random_range(-3.0f32..3.0);
@@ -226,7 +292,7 @@ fn fused_norms_equal_f64_and_the_reference() {
                     _ => norm.forward(xt.clone()),
                 }
             } else {
-                tritter::model::reference_norm(xt.clone(), weight.clone(), bias.clone(), 1e-5)
+                reference::norm(xt.clone(), weight.clone(), bias.clone(), 1e-5)
             };
             let grads = (y.clone() * gt).sum().backward();
             let mut out = vec![to_vec(y), to_vec(xt.grad(&grads).unwrap()), to_vec(weight.grad(&grads).unwrap())];
@@ -242,7 +308,13 @@ fn fused_norms_equal_f64_and_the_reference() {
             assert!(err < 1e-3, "{case}: reference {name} vs f64: {err:e}"); // a sanity check of the f64 formulas
         }
         // Without autodiff.
-        let plain = Norm::<B> { weight: burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(w.clone(), [dim]), &device)), bias: centered.then(|| burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(b.clone(), [dim]), &device))), eps: 1e-5 };
+        let plain = Norm::<B> {
+            weight: burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(w.clone(), [dim]), &device)),
+            bias: centered.then(|| {
+                burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(b.clone(), [dim]), &device))
+            }),
+            eps: 1e-5,
+        };
         let y = plain.forward(Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [n / dim, dim]), &device));
         assert!(max_rel_diff(&to_vec(y), &expected[0]) < 1e-5, "{case}: inference path vs f64");
     }
@@ -252,10 +324,15 @@ fn fused_norms_equal_f64_and_the_reference() {
 fn fused_rope_equals_the_reference_bit_for_bit() {
     // Same products and sums per element as the tensor ops (forward and, by commutativity, the
     // backward), so equal to the bit; positions start at an offset as after a KV cache.
-    use tritter::model::{reference_rope, RotaryEmbedding};
+    use tritter::model::RotaryEmbedding;
     let mut rng = fresh_rng("fused_rope_equals_the_reference_bit_for_bit");
     let device = Default::default();
-    for [b, t, h, d] in [[1, 1, 1, 2], [2, 7, 3, 8], [1, 300, 2, 64], [rng.random_range(1..4), rng.random_range(1..50), rng.random_range(1..6), rng.random_range(1..40) * 2]] {
+    for [b, t, h, d] in [
+        [1, 1, 1, 2],
+        [2, 7, 3, 8],
+        [1, 300, 2, 64],
+        [rng.random_range(1..4), rng.random_range(1..50), rng.random_range(1..6), rng.random_range(1..40) * 2],
+    ] {
         let rope = RotaryEmbedding { theta: 10_000.0, head_dim: d };
         let offset = rng.random_range(0..100);
         let n = b * t * h * d;
@@ -264,8 +341,9 @@ fn fused_rope_equals_the_reference_bit_for_bit() {
         let run = |fused: bool| {
             let xt = Tensor::<AD, 4>::from_data(TensorData::new(x.clone(), [b, t, h, d]), &device).require_grad();
             let (cos, sin) = rope.tables(offset, t);
-            let y = if fused { rope.apply(xt.clone(), offset) } else { reference_rope(xt.clone(), cos, sin) };
-            let grads = (y.clone() * Tensor::from_data(TensorData::new(g.clone(), [b, t, h, d]), &device)).sum().backward();
+            let y = if fused { rope.apply(xt.clone(), offset) } else { reference::rope(xt.clone(), cos, sin) };
+            let grads =
+                (y.clone() * Tensor::from_data(TensorData::new(g.clone(), [b, t, h, d]), &device)).sum().backward();
             (to_vec(y), to_vec(xt.grad(&grads).unwrap()))
         };
         assert_eq!(run(true), run(false), "[{b}, {t}, {h}, {d}] at offset {offset}");
@@ -276,17 +354,27 @@ fn fused_rope_equals_the_reference_bit_for_bit() {
 
 #[test]
 fn fused_gated_relu_squared_equals_f64_and_the_reference() {
-    use tritter::model::{gated_relu_squared, reference_gated_relu_squared};
     let mut rng = fresh_rng("fused_gated_relu_squared_equals_f64_and_the_reference");
     let device = Default::default();
-    for [b, t, i] in [[1, 1, 1], [2, 3, 17], [3, 100, 300], [rng.random_range(1..4), rng.random_range(1..60), rng.random_range(1..500)]] {
+    for [b, t, i] in [
+        [1, 1, 1],
+        [2, 3, 17],
+        [3, 100, 300],
+        [rng.random_range(1..4), rng.random_range(1..60), rng.random_range(1..500)],
+    ] {
         let n = b * t * i;
         let draw = |rng: &mut StdRng| (0..n).map(|_| normal(rng)).collect::<Vec<f32>>();
         let (gate, up, g) = (draw(&mut rng), draw(&mut rng), draw(&mut rng));
         let run = |fused: bool| {
-            let tensor = |v: &Vec<f32>| Tensor::<AD, 3>::from_data(TensorData::new(v.clone(), [b, t, i]), &device).require_grad();
+            let tensor = |v: &Vec<f32>| {
+                Tensor::<AD, 3>::from_data(TensorData::new(v.clone(), [b, t, i]), &device).require_grad()
+            };
             let (gt, ut) = (tensor(&gate), tensor(&up));
-            let y = if fused { gated_relu_squared(gt.clone(), ut.clone()) } else { reference_gated_relu_squared(gt.clone(), ut.clone()) };
+            let y = if fused {
+                TritterBackend::gated_relu_squared(gt.clone(), ut.clone())
+            } else {
+                reference::gated_relu_squared(gt.clone(), ut.clone())
+            };
             let grads = (y.clone() * tensor(&g)).sum().backward();
             vec![to_vec(y), to_vec(gt.grad(&grads).unwrap()), to_vec(ut.grad(&grads).unwrap())]
         };
@@ -302,7 +390,10 @@ fn fused_gated_relu_squared_equals_f64_and_the_reference() {
             assert!(max_rel_diff(r, e) < 1e-5, "[{b}, {t}, {i}] reference {name} vs f64");
         }
         let plain = |v: &Vec<f32>| Tensor::<B, 3>::from_data(TensorData::new(v.clone(), [b, t, i]), &device);
-        assert!(max_rel_diff(&to_vec(gated_relu_squared(plain(&gate), plain(&up))), &expected[0]) < 1e-6, "inference path");
+        assert!(
+            max_rel_diff(&to_vec(TritterBackend::gated_relu_squared(plain(&gate), plain(&up))), &expected[0]) < 1e-6,
+            "inference path"
+        );
     }
 }
 
@@ -318,12 +409,20 @@ fn cpu_reshape_equals_burn_reshape_with_gradients() {
         let run = |ours: bool| {
             let xt = Tensor::<AD, 3>::from_data(TensorData::new(x.clone(), [a, b, c]), &device).require_grad();
             let input = if transposed { xt.clone().swap_dims(0, 2) } else { xt.clone() };
-            let y: Tensor<AD, 2> = if ours { tritter::reshape::reshape(input, [a * b, c]) } else { input.reshape([a * b, c]) };
-            let grads = (y.clone() * Tensor::from_data(TensorData::new(g.clone(), [a * b, c]), &device)).sum().backward();
+            let y: Tensor<AD, 2> =
+                if ours { TritterBackend::reshape(input, [a * b, c]) } else { input.reshape([a * b, c]) };
+            let grads =
+                (y.clone() * Tensor::from_data(TensorData::new(g.clone(), [a * b, c]), &device)).sum().backward();
             (to_vec(y), to_vec(xt.grad(&grads).unwrap()))
         };
         assert_eq!(run(true), run(false), "transposed: {transposed}");
     }
-    let plain: Tensor<B, 2> = tritter::reshape::reshape(Tensor::<B, 3>::from_data(TensorData::new(x.clone(), [a, b, c]), &device).swap_dims(1, 2), [a, b * c]);
-    assert_eq!(to_vec(plain), to_vec(Tensor::<B, 3>::from_data(TensorData::new(x, [a, b, c]), &device).swap_dims(1, 2).reshape([a, b * c])));
+    let plain: Tensor<B, 2> = TritterBackend::reshape(
+        Tensor::<B, 3>::from_data(TensorData::new(x.clone(), [a, b, c]), &device).swap_dims(1, 2),
+        [a, b * c],
+    );
+    assert_eq!(
+        to_vec(plain),
+        to_vec(Tensor::<B, 3>::from_data(TensorData::new(x, [a, b, c]), &device).swap_dims(1, 2).reshape([a, b * c]))
+    );
 }

@@ -32,7 +32,8 @@ fn cached_logits_equal_the_full_forward_pass() {
         let config = TritterConfig { num_kv_heads, ..config() };
         let model = model(&config);
         let (batch, prompt, steps) = (2, rng.random_range(1..9), rng.random_range(1..8));
-        let ids: Vec<Vec<usize>> = (0..batch).map(|_| (0..prompt + steps).map(|_| rng.random_range(4..config.vocab_size)).collect()).collect();
+        let ids: Vec<Vec<usize>> =
+            (0..batch).map(|_| (0..prompt + steps).map(|_| rng.random_range(4..config.vocab_size)).collect()).collect();
         let full = to_vec(model.forward(ids_tensor::<B>(&ids, &Default::default())));
         let vocab = config.vocab_size;
 
@@ -71,7 +72,10 @@ fn last_position_logits_equal_the_last_row_of_the_cached_pass() {
     for len in [prompt, 1, 1] {
         let ids: Vec<Vec<usize>> = (0..batch).map(|_| (0..len).map(|_| rng.random_range(4..vocab)).collect()).collect();
         let full = to_vec(model.forward_cached(ids_tensor::<B>(&ids, &Default::default()), &mut all).unwrap());
-        let reference: Vec<f64> = (0..batch).flat_map(|b| &full[((b + 1) * len - 1) * vocab..(b + 1) * len * vocab]).map(|&v| v as f64).collect();
+        let reference: Vec<f64> = (0..batch)
+            .flat_map(|b| &full[((b + 1) * len - 1) * vocab..(b + 1) * len * vocab])
+            .map(|&v| v as f64)
+            .collect();
         let logits = model.forward_cached_last(ids_tensor::<B>(&ids, &Default::default()), &mut last).unwrap();
         assert_eq!(logits.dims(), [batch, vocab]);
         let err = max_rel_diff(&to_vec(logits), &reference);
@@ -89,11 +93,13 @@ fn cached_greedy_generation_equals_uncached_recomputation() {
     let config = config();
     let model = model(&config);
     for _ in 0..3 {
-        let prompt: Vec<u32> = (0..rng.random_range(1..10)).map(|_| rng.random_range(4..config.vocab_size as u32)).collect();
+        let prompt: Vec<u32> =
+            (0..rng.random_range(1..10)).map(|_| rng.random_range(4..config.vocab_size as u32)).collect();
         let uncached = generate_greedy(&model, &prompt, 20, &[]).unwrap();
         let options = GenerateOptions { max_new_tokens: 20, ..GenerateOptions::default() };
         let mut streamed = Vec::new();
-        let cached = generate(&model, std::slice::from_ref(&prompt), &options, &mut |row, t| streamed.push((row, t))).unwrap();
+        let cached =
+            generate(&model, std::slice::from_ref(&prompt), &options, &mut |row, t| streamed.push((row, t))).unwrap();
         assert_eq!(cached[0], uncached, "prompt {prompt:?}");
         assert_eq!(streamed, uncached.iter().map(|&t| (0, t)).collect::<Vec<_>>(), "streamed tokens");
     }
@@ -149,10 +155,18 @@ fn sampler_frequencies_match_the_softmax() {
         order.truncate(top_k.unwrap_or(logits.len()));
         let w: Vec<f64> = order.iter().map(|&i| (logits[i] as f64 / temperature as f64).exp()).collect();
         let total: f64 = w.iter().sum();
-        let mut probs: Vec<(usize, f64)> = order.iter().zip(w.iter().map(|x| x / total)).map(|(&i, p)| (i, p)).collect();
+        let mut probs: Vec<(usize, f64)> =
+            order.iter().zip(w.iter().map(|x| x / total)).map(|(&i, p)| (i, p)).collect();
         if let Some(p) = top_p {
             let mut mass = 0.0;
-            let n = probs.iter().take_while(|(_, q)| { let before = mass; mass += q; before < p as f64 }).count();
+            let n = probs
+                .iter()
+                .take_while(|(_, q)| {
+                    let before = mass;
+                    mass += q;
+                    before < p as f64
+                })
+                .count();
             probs.truncate(n);
             let kept: f64 = probs.iter().map(|(_, q)| q).sum();
             probs.iter_mut().for_each(|(_, q)| *q /= kept);
@@ -187,8 +201,14 @@ fn too_long_requests_fail_or_slide() {
     }
     let sliding = GenerateOptions { slide_window: true, ..options };
     assert_eq!(generate(&model, &[prompt], &sliding, &mut |_, _| {}).unwrap()[0].len(), 10);
-    let bad = GenerateOptions { sampling: SamplingConfig { top_p: Some(1.5), temperature: 1.0, ..SamplingConfig::default() }, ..GenerateOptions::default() };
-    assert!(matches!(generate(&model, &[vec![5]], &bad, &mut |_, _| {}), Err(TritterError::InvalidConfig { field: "top_p", .. })));
+    let bad = GenerateOptions {
+        sampling: SamplingConfig { top_p: Some(1.5), temperature: 1.0, ..SamplingConfig::default() },
+        ..GenerateOptions::default()
+    };
+    assert!(matches!(
+        generate(&model, &[vec![5]], &bad, &mut |_, _| {}),
+        Err(TritterError::InvalidConfig { field: "top_p", .. })
+    ));
     assert!(matches!(
         generate(&model, &[vec![5, 9999]], &GenerateOptions::default(), &mut |_, _| {}),
         Err(TritterError::TokenOutOfRange { id: 9999, position: 1, .. })

@@ -1,4 +1,4 @@
-//! The failure modes of the original crate: parameters cut off from the gradient, a model that
+//! Two ways a model can fail to train: parameters cut off from the gradient, and a model that
 //! never learns.
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -26,7 +26,14 @@ impl<Bk: AutodiffBackend> ModuleVisitor<Bk> for GradientCensus<'_, Bk> {
         let name = self.path.join(".");
         let total = param.val().shape().num_elements();
         let nonzero = match param.val().grad(self.grads) {
-            Some(g) => g.into_data().convert::<f32>().to_vec::<f32>().unwrap().iter().filter(|v| **v != 0.0 && v.is_finite()).count(),
+            Some(g) => g
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .filter(|v| **v != 0.0 && v.is_finite())
+                .count(),
             None => 0,
         };
         self.nonzero.push((name, nonzero, total));
@@ -54,7 +61,10 @@ fn every_parameter_receives_a_gradient() {
             assert!(*nonzero > 0, "tied={tie_embeddings}: `{name}` got no gradient ({total} entries)");
             // Every entry of a dense weight matters (embedding rows of unused tokens aside).
             if !name.contains("embed_tokens") || tie_embeddings {
-                assert!(*nonzero * 10 >= *total * 9, "`{name}`: only {nonzero} of {total} gradient entries are non-zero");
+                assert!(
+                    *nonzero * 10 >= *total * 9,
+                    "`{name}`: only {nonzero} of {total} gradient entries are non-zero"
+                );
             }
         }
     }

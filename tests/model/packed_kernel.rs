@@ -2,8 +2,9 @@
 //! reference) against an f64 recomputation, on awkward shapes and every scale granularity.
 
 use rand::{rngs::StdRng, Rng};
-use tritter::ternary::cpu_kernel::{packed_matmul_f32, packed_matmul_int8};
-use tritter::ternary::{reference_packed_matmul, CpuKernel, PackedLinear, PackedTernary};
+use tritter::backend::cpu::packed::{packed_matmul_f32, packed_matmul_int8, CpuKernel};
+use tritter::backend::reference;
+use tritter::ternary::{PackedLinear, PackedTernary};
 use tritter::WeightScale;
 
 use crate::model::common::{fresh_rng, max_rel_diff, normal, to_vec, B};
@@ -139,7 +140,7 @@ fn tensor_op_reference_and_backend_kernel_match_the_f64_reference() {
             assert!(layer.codes.is_none(), "ndarray keeps the host copy only");
             let kernel = to_vec(layer.forward(x.clone()));
             let uploaded = PackedLinear::<B>::with_device_tensors(std::sync::Arc::new(p), bits, &device);
-            let reference = to_vec(reference_packed_matmul(x, &uploaded));
+            let reference = to_vec(reference::packed_matmul(x, uploaded.weight()));
             for (name, got) in [("kernel", kernel), ("tensor-op reference", reference)] {
                 let err = max_rel_diff(&got, &expected);
                 assert!(err < 1e-5, "{name} {rows}×{cols}, {tokens} tokens, {scale:?}, {bits:?}: relative error {err}");

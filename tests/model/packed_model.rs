@@ -27,7 +27,8 @@ fn packed_logits_equal_the_fake_quantized_forward() {
     let mut rng = fresh_rng("packed_logits_equal_the_fake_quantized_forward");
     let device = Default::default();
     let packed_logits = |latent: TritterModel<B>, ids: &Vec<Vec<usize>>| {
-        let expected: Vec<f64> = to_vec(latent.forward(ids_tensor::<B>(ids, &device))).iter().map(|&v| v as f64).collect();
+        let expected: Vec<f64> =
+            to_vec(latent.forward(ids_tensor::<B>(ids, &device))).iter().map(|&v| v as f64).collect();
         let packed = latent.into_packed().unwrap();
         let packed_count = packed.projections().iter().filter(|(_, p)| matches!(p, Projection::Packed(_))).count();
         // A tied ternary head is the embedding, which stays f32 for the lookup.
@@ -51,7 +52,8 @@ fn packed_logits_equal_the_fake_quantized_forward() {
         // 1e-5 (about 3 in 10 short draws are clean). A wrong weight, scale or code moves logits by O(1).
         let mut clean = 0;
         for _ in 0..100 {
-            let config = TritterConfig { activation_bits: Some(8), weight_scale: scale, ..random_tiny_config(&mut rng, true) };
+            let config =
+                TritterConfig { activation_bits: Some(8), weight_scale: scale, ..random_tiny_config(&mut rng, true) };
             let latent = model(&config);
             let dir = temp_dir();
             latent.save_checkpoint(dir.path()).unwrap();
@@ -116,7 +118,10 @@ fn packed_checkpoints_round_trip_and_meet_the_size_goal() {
     }
     assert_eq!(loaded.packed_weights(), packed.packed_weights());
 
-    assert!(model(&config).save_packed_checkpoint(temp_dir().path(), FloatFormat::F32).is_err(), "latent models are not packed");
+    assert!(
+        model(&config).save_packed_checkpoint(temp_dir().path(), FloatFormat::F32).is_err(),
+        "latent models are not packed"
+    );
 }
 
 /// One tensor of a safetensors file: name, dtype, shape, bytes.
@@ -169,7 +174,10 @@ fn damaged_packed_checkpoints_are_rejected_by_name() {
     assert!(matches!(&err, TritterError::MissingTensor { tensor, .. } if tensor == scales), "{err}");
 
     let err = load_error_after(dir.path(), &original, |e| (e.0 != "model.norm.weight").then_some(e));
-    assert!(matches!(&err, TritterError::MissingTensor { tensor, .. } if tensor.contains("model.norm.weight")), "{err}");
+    assert!(
+        matches!(&err, TritterError::MissingTensor { tensor, .. } if tensor.contains("model.norm.weight")),
+        "{err}"
+    );
 
     let err = load_error_after(dir.path(), &original, |(n, d, s, b)| {
         Some((if n == "model.norm.weight" { "model.extra.weight".into() } else { n }, d, s, b))
@@ -191,7 +199,8 @@ fn packed_cached_generation_equals_its_uncached_recomputation() {
         let input = ids_tensor::<B>(&[ids.iter().map(|&i| i as usize).collect()], &device);
         let logits = to_vec(packed.forward(input));
         let last = &logits[(ids.len() - 1) * config.vocab_size..];
-        let next = last.iter().enumerate().fold((0, f32::MIN), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0;
+        let next =
+            last.iter().enumerate().fold((0, f32::MIN), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0;
         ids.push(next as u32);
     }
     assert_eq!(cached, ids[5..].to_vec());
@@ -206,7 +215,8 @@ fn bitnet_quantize_export_round_trips() {
         assert_eq!(exported.len(), packed.packed_weights().len());
         let json = serde_json::to_string(&exported).unwrap();
         // What the candle BitNet ecosystem reads: bitnet_quantize's own type.
-        let theirs: std::collections::BTreeMap<String, bitnet_quantize::TernaryWeight> = serde_json::from_str(&json).unwrap();
+        let theirs: std::collections::BTreeMap<String, bitnet_quantize::TernaryWeight> =
+            serde_json::from_str(&json).unwrap();
         for (name, ours) in packed.packed_weights() {
             let weight = &theirs[&name];
             assert_eq!(weight.shape, (ours.rows, ours.cols));
@@ -217,7 +227,10 @@ fn bitnet_quantize_export_round_trips() {
             let back: BitnetTernaryWeight = serde_json::from_str(&serde_json::to_string(weight).unwrap()).unwrap();
             let back = back.to_packed().unwrap();
             assert_eq!(back.values(), ours.values());
-            assert_eq!(to_vec(back.dequantize::<B>(&Default::default())), to_vec(ours.dequantize::<B>(&Default::default())));
+            assert_eq!(
+                to_vec(back.dequantize::<B>(&Default::default())),
+                to_vec(ours.dequantize::<B>(&Default::default()))
+            );
         }
     }
 }

@@ -36,10 +36,8 @@ fn presets_are_within_ten_percent_of_their_names() {
 
 #[test]
 fn presets_keep_the_seed_shapes() {
-    let shapes: Vec<(usize, usize, usize)> = TritterConfig::presets()
-        .iter()
-        .map(|(_, c, _)| (c.hidden_size, c.num_layers, c.num_heads))
-        .collect();
+    let shapes: Vec<(usize, usize, usize)> =
+        TritterConfig::presets().iter().map(|(_, c, _)| (c.hidden_size, c.num_layers, c.num_heads)).collect();
     assert_eq!(shapes, [(64, 2, 2), (768, 12, 12), (1024, 24, 16), (2048, 24, 16), (2560, 26, 20), (4096, 32, 32)]);
 }
 
@@ -66,7 +64,13 @@ fn invalid_configs_name_the_field() {
     assert_eq!(rejected_field(|c| c.max_seq_len = 0), "max_seq_len");
     assert_eq!(rejected_field(|c| c.num_heads = 3), "num_heads"); // 64 % 3 != 0
     assert_eq!(rejected_field(|c| c.num_kv_heads = 3), "num_kv_heads"); // 2 % 3 != 0
-    assert_eq!(rejected_field(|c| { c.hidden_size = 66; c.num_heads = 2 }), "num_heads"); // d = 33 is odd
+    assert_eq!(
+        rejected_field(|c| {
+            c.hidden_size = 66;
+            c.num_heads = 2
+        }),
+        "num_heads"
+    ); // d = 33 is odd
     assert_eq!(rejected_field(|c| c.weight_scale = WeightScale::PerGroup(48)), "weight_scale");
     assert_eq!(rejected_field(|c| c.weight_scale = WeightScale::PerGroup(0)), "weight_scale");
     assert_eq!(rejected_field(|c| c.activation_bits = Some(4)), "activation_bits");
@@ -74,7 +78,13 @@ fn invalid_configs_name_the_field() {
     assert_eq!(rejected_field(|c| c.init_std = 0.0), "init_std");
     assert_eq!(rejected_field(|c| c.norm_eps = -1.0), "norm_eps");
     assert_eq!(rejected_field(|c| c.rope_theta = f64::NAN), "rope_theta");
-    assert_eq!(rejected_field(|c| { c.bitnet = false; c.ternary_lm_head = true }), "ternary_lm_head");
+    assert_eq!(
+        rejected_field(|c| {
+            c.bitnet = false;
+            c.ternary_lm_head = true
+        }),
+        "ternary_lm_head"
+    );
     // A group size that divides every input dim is accepted.
     let mut ok = TritterConfig::test();
     ok.weight_scale = WeightScale::PerGroup(32);
@@ -102,7 +112,10 @@ fn config_json_round_trip_and_errors() {
     )
     .unwrap();
     let minimal = TritterConfig::from_json_file(&path).unwrap();
-    assert_eq!((minimal.rope_theta, minimal.norm, minimal.bitnet, minimal.activation_bits), (500000.0, NormKind::LayerNorm, true, Some(8)));
+    assert_eq!(
+        (minimal.rope_theta, minimal.norm, minimal.bitnet, minimal.activation_bits),
+        (500000.0, NormKind::LayerNorm, true, Some(8))
+    );
     assert_eq!((minimal.weight_scale, minimal.init_std, minimal.qk_norm), (WeightScale::PerTensor, 0.02, true));
 
     // A typo is an error naming the file and the field, not silently ignored.

@@ -30,11 +30,8 @@ impl Reference {
         let mut weights = HashMap::new();
         for (name, view) in file.tensors() {
             assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
-                .collect();
+            let values =
+                view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect();
             weights.insert(name, (view.shape().to_vec(), values));
         }
         Self { config, weights, min_boundary_distance: f64::INFINITY }
@@ -175,8 +172,7 @@ impl Reference {
         for h in 0..nh {
             let kv = h / (nh / nkv);
             for i in 0..t {
-                let visible: Vec<usize> =
-                    (0..=i).filter(|&j| j == i || Some(ids[j]) != c.pad_token_id).collect();
+                let visible: Vec<usize> = (0..=i).filter(|&j| j == i || Some(ids[j]) != c.pad_token_id).collect();
                 let scores: Vec<f64> = visible
                     .iter()
                     .map(|&j| (0..d).map(|e| q[i][h * d + e] * k[j][kv * d + e]).sum::<f64>() / (d as f64).sqrt())
@@ -199,11 +195,8 @@ impl Reference {
         let p = format!("model.layers.{layer}.mlp");
         let gate = self.linear(x, &format!("{p}.gate_proj.weight"), bitnet);
         let up = self.linear(x, &format!("{p}.up_proj.weight"), bitnet);
-        let hidden: Mat = gate
-            .iter()
-            .zip(&up)
-            .map(|(g, u)| g.iter().zip(u).map(|(g, u)| g.max(0.0).powi(2) * u).collect())
-            .collect();
+        let hidden: Mat =
+            gate.iter().zip(&up).map(|(g, u)| g.iter().zip(u).map(|(g, u)| g.max(0.0).powi(2) * u).collect()).collect();
         self.linear(&hidden, &format!("{p}.down_proj.weight"), bitnet)
     }
 

@@ -23,7 +23,8 @@ pub(crate) fn random_tiny_config(rng: &mut StdRng, bitnet: bool) -> TritterConfi
     config.qk_norm = rng.random_bool(0.7);
     config.tie_embeddings = rng.random_bool(0.5);
     config.bitnet = bitnet;
-    config.weight_scale = [WeightScale::PerTensor, WeightScale::PerRow, WeightScale::PerGroup(8)][rng.random_range(0..3)];
+    config.weight_scale =
+        [WeightScale::PerTensor, WeightScale::PerRow, WeightScale::PerGroup(8)][rng.random_range(0..3)];
     config.activation_bits = if rng.random_bool(0.8) { Some(8) } else { None };
     config.ternary_lm_head = bitnet && rng.random_bool(0.3);
     config.pad_token_id = if rng.random_bool(0.5) { Some(0) } else { None };
@@ -86,4 +87,3 @@ fn bitnet_forward_matches_f64_reference_away_from_rounding_ties() {
     eprintln!("bitnet f64 reference: {clean} clean draws compared, {skipped} skipped near rounding ties");
     assert!(clean >= 4, "only {clean} draws were clear of rounding ties ({skipped} skipped)");
 }
-

@@ -5,8 +5,8 @@ use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};
 use rand::{rngs::StdRng, Rng};
 use tritter::ternary::{
-    absmean_scales, fake_quantize_activation, fake_quantize_weight, quantize_activation_int8,
-    quantize_weight_absmean, TernaryLinearConfig,
+    absmean_scales, fake_quantize_activation, fake_quantize_weight, quantize_activation_int8, quantize_weight_absmean,
+    TernaryLinearConfig,
 };
 use tritter::WeightScale;
 
@@ -32,7 +32,14 @@ fn ternary_weights_are_gamma_times_minus_one_zero_one() {
             let codes = to_vec(codes);
             assert_eq!(to_vec(scales.clone()), to_vec(absmean_scales(w.clone(), scale)));
             let scales = to_vec(scales);
-            assert_eq!(scales.len(), match scale { WeightScale::PerTensor => 1, WeightScale::PerRow => out, WeightScale::PerGroup(n) => out * inp / n });
+            assert_eq!(
+                scales.len(),
+                match scale {
+                    WeightScale::PerTensor => 1,
+                    WeightScale::PerRow => out,
+                    WeightScale::PerGroup(n) => out * inp / n,
+                }
+            );
             for i in 0..out * inp {
                 assert!([-1.0, 0.0, 1.0].contains(&codes[i]), "{scale:?}: code {}", codes[i]);
                 let ratio = fake[i] as f64 / gamma[i];
@@ -54,7 +61,10 @@ fn ternary_weights_are_gamma_times_minus_one_zero_one() {
 fn rounding_is_half_to_even() {
     // Hand-made: γ = mean|W| = 1 for W = [0.5, -0.5, 1.5, 2.5 ...] would be disturbed by ε, so
     // test the activation quantizer, whose scale is exact here: max|x| = 127 ⇒ s = 1.
-    let x = Tensor::<B, 2>::from_data(TensorData::new(vec![0.5f32, 1.5, 2.5, -0.5, -2.5, 127.0], [1, 6]), &Default::default());
+    let x = Tensor::<B, 2>::from_data(
+        TensorData::new(vec![0.5f32, 1.5, 2.5, -0.5, -2.5, 127.0], [1, 6]),
+        &Default::default(),
+    );
     let (codes, s) = quantize_activation_int8(x);
     assert_eq!(to_vec(s), vec![1.0]);
     assert_eq!(to_vec(codes), vec![0.0, 2.0, 2.0, -0.0, -2.0, 127.0]);
@@ -70,7 +80,13 @@ fn activation_error_is_at_most_max_over_254_per_token() {
         // Tokens of very different magnitudes, one all-zero token, one with an outlier.
         let scale = 10f32.powi(rng.random_range(-4..4));
         for j in 0..dim {
-            let v = if t == 0 { 0.0 } else if t == 1 && j == 0 { 1000.0 * scale } else { normal(&mut rng) * scale };
+            let v = if t == 0 {
+                0.0
+            } else if t == 1 && j == 0 {
+                1000.0 * scale
+            } else {
+                normal(&mut rng) * scale
+            };
             values.push(v);
         }
     }
@@ -104,7 +120,8 @@ fn straight_through_gradients_follow_the_spec() {
                 .with_weight_scale(Some(scale))
                 .with_activation_bits(activation_bits)
                 .init::<AD>(&device);
-            layer.weight = Param::from_tensor(random_tensor::<AD, 2>(&mut rng, [out, inp], 0.5, &device).require_grad());
+            layer.weight =
+                Param::from_tensor(random_tensor::<AD, 2>(&mut rng, [out, inp], 0.5, &device).require_grad());
             let x = random_tensor::<AD, 3>(&mut rng, [batch, seq, inp], 1.0, &device).require_grad();
             let g = random_tensor::<AD, 3>(&mut rng, [batch, seq, out], 1.0, &device);
             let y = layer.forward(x.clone());
@@ -168,7 +185,11 @@ fn per_group_quantizer_agrees_with_bitnet_quantize() {
                 let v = w[r * inp + c] as f64;
                 let with_eps = (v / (gamma + 1e-5)).round_ties_even().clamp(-1.0, 1.0) as i32;
                 let without = (v / gamma).round().clamp(-1.0, 1.0) as i32;
-                assert!(with_eps == ours && without == theirs, "row {r} col {c}: ours {ours}, theirs {theirs}, W/γ = {}", v / gamma);
+                assert!(
+                    with_eps == ours && without == theirs,
+                    "row {r} col {c}: ours {ours}, theirs {theirs}, W/γ = {}",
+                    v / gamma
+                );
                 explained += 1;
             }
         }

@@ -15,7 +15,8 @@ use crate::train::common::{fresh_rng, B};
 fn train_config_round_trips_and_rejects_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("train.json");
-    let config = TrainConfig { steps: 77, grad_clip: None, hybrid: Some(HybridOptions::default()), ..TrainConfig::default() };
+    let config =
+        TrainConfig { steps: 77, grad_clip: None, hybrid: Some(HybridOptions::default()), ..TrainConfig::default() };
     config.to_json_file(&path).unwrap();
     assert_eq!(TrainConfig::from_json_file(&path).unwrap(), config);
 
@@ -44,7 +45,10 @@ fn invalid_train_configs_name_the_field() {
         ("grad_accum", TrainConfig { grad_accum: 2, hybrid: Some(HybridOptions::default()), ..TrainConfig::default() }),
         (
             "hybrid.full_steps",
-            TrainConfig { hybrid: Some(HybridOptions { full_steps: 0, ..HybridOptions::default() }), ..TrainConfig::default() },
+            TrainConfig {
+                hybrid: Some(HybridOptions { full_steps: 0, ..HybridOptions::default() }),
+                ..TrainConfig::default()
+            },
         ),
     ];
     for (field, config) in cases {
@@ -105,8 +109,7 @@ fn epoch_order_is_deterministic_and_reshuffles_each_epoch() {
     let dataset = std::sync::Arc::new(InMemDataset::new(items));
     let order = EpochOrder::new(dataset.clone(), 3 * n + 5, seed);
     assert_eq!(order.len(), 3 * n + 5);
-    let epochs: Vec<Vec<u32>> =
-        (0..3).map(|e| (0..n).map(|i| order.get(e * n + i).unwrap()[0]).collect()).collect();
+    let epochs: Vec<Vec<u32>> = (0..3).map(|e| (0..n).map(|i| order.get(e * n + i).unwrap()[0]).collect()).collect();
     for epoch in &epochs {
         let mut sorted = epoch.clone();
         sorted.sort();

@@ -10,11 +10,18 @@ use tritter::train::grads::{clip_global_norm, global_grad_norm};
 use tritter::train::train;
 use tritter::TritterModel;
 
-use crate::train::common::{arithmetic_windows, data, fresh_rng, model_config, options, parameters, train_config, AD, B};
+use crate::train::common::{
+    arithmetic_windows, data, fresh_rng, model_config, options, parameters, train_config, AD, B,
+};
 
 fn batch(windows: &[Vec<u32>]) -> TokenBatch<AD> {
     let ids: Vec<i64> = windows.iter().flatten().map(|&i| i as i64).collect();
-    TokenBatch { input_ids: Tensor::<AD, 2, Int>::from_data(TensorData::new(ids, [windows.len(), windows[0].len()]), &Default::default()) }
+    TokenBatch {
+        input_ids: Tensor::<AD, 2, Int>::from_data(
+            TensorData::new(ids, [windows.len(), windows[0].len()]),
+            &Default::default(),
+        ),
+    }
 }
 
 /// `sqrt(Σ g²)` in f64 over every parameter's gradient.
@@ -58,8 +65,9 @@ fn one_training_step_moves_every_parameter() {
     let (mut rng, seed) = fresh_rng("one_training_step_moves_every_parameter");
     let run = tempfile::tempdir().unwrap();
     let config = tritter::train::TrainConfig { checkpoint_every: 1, keep_checkpoints: 2, ..train_config(seed, 2) };
-    let outcome = train::<AD>(&model_config(), &config, data(&mut rng, 8, 4, 16), options(run.path(), None), &Default::default())
-        .unwrap();
+    let outcome =
+        train::<AD>(&model_config(), &config, data(&mut rng, 8, 4, 16), options(run.path(), None), &Default::default())
+            .unwrap();
     let step1 = run.path().join("checkpoints/step-00000001/model");
     let before = parameters(&TritterModel::<B>::load_checkpoint(&step1, &Default::default()).unwrap());
     let after = parameters(&outcome.model);
@@ -89,7 +97,8 @@ fn accumulated_micro_batches_equal_one_big_batch() {
             valid: std::sync::Arc::new(InMemDataset::new(valid.clone())),
             tasks: None,
         };
-        let options = tritter::train::TrainOptions { init: Some(init.path().to_path_buf()), ..options(dir.path(), None) };
+        let options =
+            tritter::train::TrainOptions { init: Some(init.path().to_path_buf()), ..options(dir.path(), None) };
         train::<AD>(&model, &config, data, options, &Default::default()).unwrap()
     };
     let big = run(8, 1);

@@ -55,11 +55,17 @@ fn predict_steps_change_the_weights_and_the_loss_keeps_falling() {
 fn hybrid_mode_runs_inside_burn_train() {
     let (mut rng, seed) = fresh_rng("hybrid_mode_runs_inside_burn_train");
     let dir = tempfile::tempdir().unwrap();
-    let hybrid = HybridOptions { warmup_steps: 10, full_steps: 5, max_predict_steps: 5, confidence_threshold: 0.0, history: 4 };
+    let hybrid =
+        HybridOptions { warmup_steps: 10, full_steps: 5, max_predict_steps: 5, confidence_threshold: 0.0, history: 4 };
     let config = TrainConfig { hybrid: Some(hybrid), checkpoint_every: 30, ..train_config(seed, 60) };
-    let outcome =
-        train::<AD>(&model_config(), &config, data(&mut rng, 300, 8, 16), options(dir.path(), None), &Default::default())
-            .unwrap();
+    let outcome = train::<AD>(
+        &model_config(),
+        &config,
+        data(&mut rng, 300, 8, 16),
+        options(dir.path(), None),
+        &Default::default(),
+    )
+    .unwrap();
     let stats = outcome.hybrid.expect("hybrid statistics");
     assert_eq!(stats.warmup_steps + stats.full_steps + stats.predict_steps + stats.correct_steps, 60);
     assert!(stats.predict_steps > 0, "{stats:?}");

@@ -26,7 +26,10 @@ impl<Bk: AutodiffBackend> ModuleVisitor<Bk> for RandomGrads<'_> {
             .map(|_| if self.rng.random_bool(0.1) { 0.0 } else { self.rng.random_range(-1.0..1.0f32) * self.scale })
             .collect();
         for grads in &mut self.grads {
-            let g = Tensor::<Bk::InnerBackend, D>::from_data(TensorData::new(values.clone(), shape.clone()), &Default::default());
+            let g = Tensor::<Bk::InnerBackend, D>::from_data(
+                TensorData::new(values.clone(), shape.clone()),
+                &Default::default(),
+            );
             grads.register(param.id, g);
         }
     }
@@ -47,14 +50,26 @@ fn equal_to_burn<Bk: AutodiffBackend>(rng: &mut StdRng) {
             .with_weight_decay(config.weight_decay)
             .init::<Bk, TritterModel<Bk>>();
         for step in 0..4 {
-            let mut visitor = RandomGrads { rng, scale: 10f32.powi(step - 2), grads: [GradientsParams::new(), GradientsParams::new()] };
+            let mut visitor = RandomGrads {
+                rng,
+                scale: 10f32.powi(step - 2),
+                grads: [GradientsParams::new(), GradientsParams::new()],
+            };
             ours_model.visit(&mut visitor);
             let [g_ours, g_burn] = visitor.grads;
             let lr = 1e-3 * (step + 1) as f64;
             ours_model = ours.step(lr, ours_model, g_ours);
             burn_model = burn.step(lr, burn_model, g_burn);
-            let bits = |m: &TritterModel<Bk>| parameters(m).into_iter().map(|(_, v)| v.into_iter().map(f32::to_bits).collect::<Vec<_>>()).collect::<Vec<_>>();
-            assert!(bits(&ours_model) == bits(&burn_model), "weight decay {weight_decay}, step {step}: parameters differ from Burn's AdamW");
+            let bits = |m: &TritterModel<Bk>| {
+                parameters(m)
+                    .into_iter()
+                    .map(|(_, v)| v.into_iter().map(f32::to_bits).collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            };
+            assert!(
+                bits(&ours_model) == bits(&burn_model),
+                "weight decay {weight_decay}, step {step}: parameters differ from Burn's AdamW"
+            );
         }
     }
 }

@@ -96,8 +96,9 @@ fn checkpoints_are_pruned_and_a_crash_mid_save_keeps_the_latest() {
     std::fs::create_dir_all(partial.join("model")).unwrap();
     std::fs::write(partial.join("optimizer.mpk"), b"half").unwrap();
     assert_eq!(resolve_run_checkpoint(dir.path()).unwrap(), root.join("step-00000008"));
-    let loaded = load_run_checkpoint::<AD, tritter::train::optimizer::TritterAdamWRecord<AD>>(dir.path(), &Default::default())
-        .unwrap();
+    let loaded =
+        load_run_checkpoint::<AD, tritter::train::optimizer::TritterAdamWRecord<AD>>(dir.path(), &Default::default())
+            .unwrap();
     assert_eq!(loaded.state.step, 8);
 }
 

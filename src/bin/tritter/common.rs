@@ -18,7 +18,6 @@ pub type Inner = tritter::backend::Cpu;
 #[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
 pub const BACKEND: &str = "the CPU (ndarray)";
 
-
 #[derive(Copy, Clone, ValueEnum)]
 pub enum SplitArg {
     /// Each text file is one document.
@@ -62,4 +61,3 @@ pub fn spinner(message: &str) -> ProgressBar {
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
 }
-

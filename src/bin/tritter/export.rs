@@ -61,7 +61,12 @@ pub fn run_export(args: ExportArgs) -> tritter::Result<()> {
             let weights = export_bitnet(&model)?;
             let json = serde_json::to_vec(&weights).expect("ternary weights serialise");
             tritter::io::write_atomic(&args.out, &json)?;
-            println!("Wrote {} bitnet-quantize TernaryWeight values ({}) to {}", weights.len(), HumanBytes(json.len() as u64), args.out.display());
+            println!(
+                "Wrote {} bitnet-quantize TernaryWeight values ({}) to {}",
+                weights.len(),
+                HumanBytes(json.len() as u64),
+                args.out.display()
+            );
         }
     }
     Ok(())

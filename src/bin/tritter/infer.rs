@@ -95,7 +95,12 @@ pub fn run_generate(args: GenerateArgs) -> tritter::Result<()> {
         .collect::<tritter::Result<_>>()?;
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
-        sampling: SamplingConfig { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed },
+        sampling: SamplingConfig {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
+        },
         stop_tokens: if args.ignore_eos { Vec::new() } else { vec![eos] },
         slide_window: args.slide_window,
     };
@@ -174,7 +179,8 @@ pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
         });
     }
     if let Some(path) = &args.data {
-        let options = PrepareOptions { source: args.source.options(), val_fraction: 0.0, cache_dir: args.cache_dir.clone() };
+        let options =
+            PrepareOptions { source: args.source.options(), val_fraction: 0.0, cache_dir: args.cache_dir.clone() };
         let bar = spinner(&format!("tokenizing {}", path.display()));
         let corpus = prepare_corpus(path, &tokenizer, &options, &mut |_| {})?;
         bar.finish_and_clear();
@@ -186,10 +192,15 @@ pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
         let (mut weighted, mut tokens) = (0.0f64, 0usize);
         let started = Instant::now();
         for start in (0..count).step_by(args.batch) {
-            let items: Vec<Vec<u32>> = (start..(start + args.batch).min(count)).filter_map(|i| windows.get(i)).collect();
+            let items: Vec<Vec<u32>> =
+                (start..(start + args.batch).min(count)).filter_map(|i| windows.get(i)).collect();
             let pad = tokenizer.special_ids().pad;
             let targets = items.iter().flat_map(|w| &w[1..]).filter(|&&t| t != pad).count();
-            let batch = burn::data::dataloader::batcher::Batcher::<Inner, _, _>::batch(&TokenBatcher, items, &Default::default());
+            let batch = burn::data::dataloader::batcher::Batcher::<Inner, _, _>::batch(
+                &TokenBatcher,
+                items,
+                &Default::default(),
+            );
             let loss: f32 = model.loss_checked(batch.input_ids)?.into_scalar();
             weighted += loss as f64 * targets as f64;
             tokens += targets;
@@ -206,7 +217,11 @@ pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
     if args.tasks > 0 {
         let examples = generate_tasks(1, args.tasks, true);
         let accuracy = task_accuracy(&model, &tokenizer, &examples)?;
-        println!("Held-out generated tasks (exact match, greedy): {:.1}% of {}", 100.0 * accuracy.accuracy(), accuracy.total);
+        println!(
+            "Held-out generated tasks (exact match, greedy): {:.1}% of {}",
+            100.0 * accuracy.accuracy(),
+            accuracy.total
+        );
         for (task, (correct, total)) in &accuracy.per_task {
             println!("  {:<8} {correct:>3}/{total}", task.name());
         }
@@ -237,11 +252,13 @@ pub fn run_logits(args: LogitsArgs) -> tritter::Result<()> {
         .map(|s| s.parse::<i64>().map_err(|_| TritterError::InvalidInput(format!("--ids: `{s}` is not a token id"))))
         .collect::<tritter::Result<Vec<i64>>>()?;
     let len = ids.len();
-    let input = burn::tensor::Tensor::<Inner, 2, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(ids, [1, len]), &Default::default());
+    let input = burn::tensor::Tensor::<Inner, 2, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(ids, [1, len]),
+        &Default::default(),
+    );
     let logits = model.forward_checked(input)?;
     let shape = logits.dims();
     let values: Vec<f32> = logits.into_data().convert::<f32>().to_vec().expect("f32 logits");
     println!("{}", serde_json::json!({ "shape": shape, "logits": values }));
     Ok(())
 }
-

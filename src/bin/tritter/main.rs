@@ -14,8 +14,8 @@ use tritter::data::{prepare_corpus, train_bpe_on, write_task_corpus, BpeOptions,
 
 mod common;
 mod export;
-mod info;
 mod infer;
+mod info;
 mod train;
 
 use common::{spinner, SourceArgs};
@@ -137,7 +137,13 @@ fn run(cli: Cli) -> tritter::Result<()> {
                 let bar = spinner(&format!("tokenizing {}", spec.path.display()));
                 let corpus = prepare_corpus(&spec.path, &tokenizer, &options, &mut |p| {
                     let rate = p.text_bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                    bar.set_message(format!("tokenizing {}: {} documents, {} ({}/s)", spec.path.display(), p.documents, HumanBytes(p.text_bytes), HumanBytes(rate as u64)));
+                    bar.set_message(format!(
+                        "tokenizing {}: {} documents, {} ({}/s)",
+                        spec.path.display(),
+                        p.documents,
+                        HumanBytes(p.text_bytes),
+                        HumanBytes(rate as u64)
+                    ));
                 })?;
                 bar.finish_and_clear();
                 let i = &corpus.index;

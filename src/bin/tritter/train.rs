@@ -1,26 +1,20 @@
 //! `tritter train` (also `cargo run --example train`): trains a model on the built-in generated
 //! tasks or on your files, with burn-train's dashboard, step checkpoints and resume.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
-use burn::data::dataset::Dataset;
 use clap::{Args, ValueEnum};
 use indicatif::HumanBytes;
 use tritter::backend::Autodiff;
-use tritter::data::{
-    generate_tasks, prepare_corpus, write_task_corpus, DataSpec, PrepareOptions, TokenWindows, Tokenizer,
-    WeightedMixture,
+use tritter::data::{generate_tasks, DataSpec, PrepareOptions, Tokenizer, TrainingSets};
+use tritter::train::{
+    train, Dashboard, HybridOptions, NonFinitePolicy, TaskEval, TrainConfig, TrainData, TrainOptions, TrainOutcome,
 };
-use tritter::train::{train, Dashboard, HybridOptions, NonFinitePolicy, TaskEval, TrainConfig, TrainData, TrainOptions, TrainOutcome};
 use tritter::{TritterConfig, TritterError};
 
-use crate::common::{spinner, SourceArgs, Inner, BACKEND};
-
-/// A token dataset the training run shares with its data loaders.
-type SharedDataset = Arc<dyn Dataset<Vec<u32>>>;
+use crate::common::{spinner, Inner, SourceArgs, BACKEND};
 
 #[derive(Copy, Clone, ValueEnum)]
 pub enum DashboardArg {
@@ -199,82 +193,12 @@ impl TrainArgs {
     }
 }
 
-fn windows_of(
-    path: &Path,
-    tokenizer: &Tokenizer,
-    options: &PrepareOptions,
-    seq_len: usize,
-) -> tritter::Result<(TokenWindows, TokenWindows)> {
-    let started = Instant::now();
-    let bar = spinner(&format!("tokenizing {}", path.display()));
-    let corpus = prepare_corpus(path, tokenizer, options, &mut |p| {
-        let rate = p.text_bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("tokenizing {}: {} documents ({}/s)", path.display(), p.documents, HumanBytes(rate as u64)));
-    })?;
-    bar.finish_and_clear();
-    eprintln!(
-        "Data: {} — {} train / {} validation tokens{}",
-        path.display(),
-        corpus.index.train_tokens,
-        corpus.index.val_tokens,
-        if corpus.reused { " (cached)" } else { "" }
-    );
-    let pad = tokenizer.special_ids().pad;
-    Ok((
-        TokenWindows::new(Arc::new(corpus.train), seq_len, pad),
-        TokenWindows::new(Arc::new(corpus.validation), seq_len, pad),
-    ))
-}
-
-/// Runs `tritter train`; prints progress and a summary.
-pub fn run(args: TrainArgs) -> tritter::Result<()> {
-    let config = args.train_config()?;
-    let tokenizer = match &args.tokenizer {
-        Some(path) => Tokenizer::from_file(path)?,
-        None => Tokenizer::bytes(),
-    };
-    let mut model_config = match &args.model_config {
-        Some(path) => TritterConfig::from_json_file(path)?,
-        None => TritterConfig::from_preset(&args.preset)?,
-    };
-    model_config.pad_token_id = Some(tokenizer.special_ids().pad as usize);
-    tokenizer.check_fits(model_config.vocab_size)?;
-    std::fs::create_dir_all(&args.out).map_err(|source| TritterError::Io {
-        action: "cannot create run directory",
-        path: args.out.clone(),
-        source,
-    })?;
-    config.to_json_file(args.out.join("train_config.json"))?;
-
-    let options = PrepareOptions { source: args.source.options(), val_fraction: args.val_fraction, cache_dir: args.cache_dir.clone() };
+/// The run's token windows, with a spinner while each source is tokenized and a line for each.
+fn training_sets(args: &TrainArgs, tokenizer: &Tokenizer, config: &TrainConfig) -> tritter::Result<TrainingSets> {
     let generated = args.data.is_empty();
-    let (train_set, valid_set): (SharedDataset, SharedDataset) = if generated {
-        let path = args.cache_dir.join("generated-tasks.jsonl");
-        if !path.exists() {
-            write_task_corpus(&path, 1, 50_000)?;
-        }
-        let (train, valid) = windows_of(&path, &tokenizer, &options, config.seq_len)?;
-        (Arc::new(train), Arc::new(valid))
-    } else {
-        let mut train_parts = Vec::new();
-        let mut valid_parts = Vec::new();
-        for spec in &args.data {
-            let (train, valid) = windows_of(&spec.path, &tokenizer, &options, config.seq_len)?;
-            train_parts.push((train, spec.weight));
-            valid_parts.push((valid, spec.weight));
-        }
-        let valid_parts: Vec<_> = valid_parts.into_iter().filter(|(v, _)| !v.is_empty()).collect();
-        let valid: SharedDataset = if valid_parts.is_empty() {
-            Arc::new(burn::data::dataset::InMemDataset::new(Vec::<Vec<u32>>::new()))
-        } else {
-            Arc::new(WeightedMixture::new(valid_parts, config.seed)?)
-        };
-        (Arc::new(WeightedMixture::new(train_parts, config.seed)?), valid)
-    };
-    let tasks = (generated && args.task_examples > 0).then(|| TaskEval {
-        tokenizer: tokenizer.clone(),
-        examples: generate_tasks(1, args.task_examples, true),
-    });
+    let sets = training_sets(&args, &tokenizer, &config)?;
+    let tasks = (generated && args.task_examples > 0)
+        .then(|| TaskEval { tokenizer: tokenizer.clone(), examples: generate_tasks(1, args.task_examples, true) });
 
     let params = model_config.parameter_count();
     eprintln!(
@@ -303,8 +227,14 @@ pub fn run(args: TrainArgs) -> tritter::Result<()> {
         DashboardArg::Lines => Dashboard::Lines { every: 50, sink: sink() },
         DashboardArg::Quiet => Dashboard::Quiet,
     };
-    let data = TrainData { train: train_set, valid: valid_set, tasks };
-    let options = TrainOptions { run_dir: args.out.clone(), resume: args.resume.clone(), init: args.init.clone(), dashboard, interrupter: None };
+    let data = TrainData { train: sets.train, valid: sets.valid, tasks };
+    let options = TrainOptions {
+        run_dir: args.out.clone(),
+        resume: args.resume.clone(),
+        init: args.init.clone(),
+        dashboard,
+        interrupter: None,
+    };
     let device = Default::default();
     let outcome = if config.grad_checkpointing {
         train::<Autodiff<Inner, BalancedCheckpointing>>(&model_config, &config, data, options, &device)?

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use burn::backend::wgpu::{WgpuDevice, WgpuRuntime};
 use burn_cubecl::cubecl::cuda::CudaCompiler;
-use burn_cubecl::cubecl::prelude::{ComputeClient, CubeDim, CubeKernel, KernelSettings, ScalarCompilationArg, TensorCompilationArg};
+use burn_cubecl::cubecl::prelude::{
+    ComputeClient, CubeDim, CubeKernel, KernelSettings, ScalarCompilationArg, TensorCompilationArg,
+};
 use burn_cubecl::cubecl::{Compiler, ExecutionMode, Runtime};
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 
@@ -66,8 +68,16 @@ pub(crate) fn assert_compiles_for_cuda<K: CubeKernel>(name: &str, kernel: K) {
             .compile(definition, &options, ExecutionMode::Checked, kernel.address_type())
             .unwrap_or_else(|e| panic!("{name}: CubeCL -> CUDA C++ failed: {e:?}"))
             .to_string();
-        assert!(source.contains("__global__") && source.contains(&format!("{entry} (")), "{name}: no `__global__` entry point `{entry}` in\n{source}");
-        let nvrtc = CompileOptions { arch: Some(arch), include_paths: vec![include.clone()], options: vec!["-lineinfo".into()], ..Default::default() };
+        assert!(
+            source.contains("__global__") && source.contains(&format!("{entry} (")),
+            "{name}: no `__global__` entry point `{entry}` in\n{source}"
+        );
+        let nvrtc = CompileOptions {
+            arch: Some(arch),
+            include_paths: vec![include.clone()],
+            options: vec!["-lineinfo".into()],
+            ..Default::default()
+        };
         if let Err(e) = compile_ptx_with_opts(&source, nvrtc) {
             panic!("{name}: NVRTC rejected the CUDA source for {arch}: {e}\n{source}");
         }

@@ -26,7 +26,11 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     let scaled = e * f32::from_bits(((n as i32 + 127) << 23) as u32);
-    if x < -87.0 { 0.0 } else { scaled }
+    if x < -87.0 {
+        0.0
+    } else {
+        scaled
+    }
 }
 
 /// `f` folded over 8 interleaved lanes and then across them: a reduction the compiler can

@@ -1,4 +1,4 @@
-//! [`super::cross_entropy`] on the CPU: the loss as one autodiff node. Forward: each row's
+//! The cross-entropy loss on the CPU: the loss as one autodiff node. Forward: each row's
 //! log-sum-exp `lse_i` (kept for the backward, 4 bytes a row). Backward:
 //! `∂L/∂logits_ij = g / count · (exp(logits_ij − lse_i) − [j = target_i])` for kept rows, 0 for
 //! ignored ones, in one pass.
@@ -11,10 +11,9 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::math::{self as math, exp, rows_per_task};
+use super::tensor::{cpu_tensor, with_rows};
 use crate::backend::{float, Cpu};
-use crate::model::cpu_math::{self as math, exp, rows_per_task};
-use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
-
 
 /// The targets as indices, `None` for an ignored row. Panics on a target outside `0..vocab`
 /// (the model checks its input ids; a bad target here is a bug).
@@ -67,7 +66,11 @@ fn forward(logits: &[f32], vocab: usize, targets: &[Option<usize>]) -> (Vec<f32>
 }
 
 /// The loss on the CPU without autodiff.
-pub(crate) fn cross_entropy(logits: Tensor<Cpu, 2>, targets: Tensor<Cpu, 1, Int>, ignore: Option<usize>) -> Tensor<Cpu, 1> {
+pub(crate) fn cross_entropy(
+    logits: Tensor<Cpu, 2>,
+    targets: Tensor<Cpu, 1, Int>,
+    ignore: Option<usize>,
+) -> Tensor<Cpu, 1> {
     let vocab = logits.dims()[1];
     let device = logits.device();
     let targets = target_indices(targets, vocab, ignore);

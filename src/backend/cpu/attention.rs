@@ -1,4 +1,4 @@
-//! [`super::scaled_dot_product`] on the CPU: attention as one autodiff node, per (batch, head)
+//! The attention core on the CPU: attention as one autodiff node, per (batch, head)
 //! in parallel, with the `gemm` crate on the operands' own strides (no `repeat_kv` copies, no
 //! transposes). Like FlashAttention it keeps only each query's log-sum-exp from the forward and
 //! recomputes the probabilities in the backward:
@@ -23,8 +23,8 @@ use burn::tensor::ops::{BoolTensor, FloatTensor};
 use burn::tensor::{Bool, Tensor, TensorMetadata};
 use rayon::prelude::*;
 
+use super::math::{self as math, exp};
 use crate::backend::{float, Cpu};
-use crate::model::cpu_math::{self as math, exp};
 
 /// A 4-D array's element pointer, dims and strides (in elements); the storage it points into is
 /// kept alive by the caller.
@@ -87,23 +87,36 @@ impl Strided<f32> {
     }
 }
 
+/// The element types the kernel reads from a CPU tensor's storage: f32 operands, the bool mask.
+trait Stored: Copy {
+    fn view(t: &NdArrayTensor) -> ndarray::ArrayViewD<'_, Self>;
+}
+
+impl Stored for f32 {
+    fn view(t: &NdArrayTensor) -> ndarray::ArrayViewD<'_, f32> {
+        match t {
+            NdArrayTensor::F32(storage) => storage.view(),
+            other => panic!("attention on the CPU backend reads f32 operands, got {:?}", other.dtype()),
+        }
+    }
+}
+
+impl Stored for bool {
+    fn view(t: &NdArrayTensor) -> ndarray::ArrayViewD<'_, bool> {
+        match t {
+            NdArrayTensor::Bool(storage) => storage.view(),
+            other => panic!("attention on the CPU backend reads a bool mask, got {:?}", other.dtype()),
+        }
+    }
+}
+
 /// Runs `f` on the view of a CPU tensor's storage (f32 or bool).
-fn with_view<T: Copy + 'static, R>(t: NdArrayTensor, f: impl FnOnce(Strided<T>) -> R) -> R {
-    macro_rules! strided {
-        ($storage:expr, $element:ty) => {{
-            assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<$element>(), "element type");
-            let view = $storage.view();
-            let (shape, strides) = (view.shape(), view.strides());
-            assert_eq!(shape.len(), 4, "attention operands are 4-D");
-            let (dims, strides) = ([shape[0], shape[1], shape[2], shape[3]], [strides[0], strides[1], strides[2], strides[3]]);
-            f(Strided { ptr: view.as_ptr() as *const T, dims, strides })
-        }};
-    }
-    match &t {
-        NdArrayTensor::F32(storage) => strided!(storage, f32),
-        NdArrayTensor::Bool(storage) => strided!(storage, bool),
-        other => panic!("attention on the CPU backend reads f32 and bool tensors, got {:?}", other.dtype()),
-    }
+fn with_view<T: Stored, R>(t: NdArrayTensor, f: impl FnOnce(Strided<T>) -> R) -> R {
+    let view = T::view(&t);
+    let (shape, strides) = (view.shape(), view.strides());
+    assert_eq!(shape.len(), 4, "attention operands are 4-D");
+    let (dims, strides) = ([shape[0], shape[1], shape[2], shape[3]], [strides[0], strides[1], strides[2], strides[3]]);
+    f(Strided { ptr: view.as_ptr(), dims, strides })
 }
 
 /// A mutable pointer shared by tasks that write disjoint elements.
@@ -135,11 +148,25 @@ fn gemm(dst: *mut f32, dst_rs: isize, dst_cs: isize, a: Mat, b: Mat, beta: f32, 
     // `dst` is valid for a.rows × b.cols elements at its strides and written by this task only.
     unsafe {
         gemm::gemm(
-            a.rows, b.cols, a.cols,
-            dst, dst_cs, dst_rs, accumulate,
-            a.ptr, a.cs, a.rs,
-            b.ptr, b.cs, b.rs,
-            1.0, beta, false, false, false, gemm::Parallelism::None,
+            a.rows,
+            b.cols,
+            a.cols,
+            dst,
+            dst_cs,
+            dst_rs,
+            accumulate,
+            a.ptr,
+            a.cs,
+            a.rs,
+            b.ptr,
+            b.cs,
+            b.rs,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -222,7 +249,14 @@ fn forward(q: Strided<f32>, k: Strided<f32>, v: Strided<f32>, mask: Strided<bool
 }
 
 /// `dq` `[B, T, n_h, d]`, `dk`, `dv` `[B, S, n_kv, d]` (token-major) from the output gradient.
-fn backward(q: Strided<f32>, k: Strided<f32>, v: Strided<f32>, mask: Strided<bool>, lse: &[f32], grad: Strided<f32>) -> [Vec<f32>; 3] {
+fn backward(
+    q: Strided<f32>,
+    k: Strided<f32>,
+    v: Strided<f32>,
+    mask: Strided<bool>,
+    lse: &[f32],
+    grad: Strided<f32>,
+) -> [Vec<f32>; 3] {
     let n = Dims::of(&q, &k, &v, &mask);
     let (t, s, d) = (n.queries, n.keys, n.head_dim);
     let rep = n.heads / n.kv_heads;
@@ -261,7 +295,15 @@ fn backward(q: Strided<f32>, k: Strided<f32>, v: Strided<f32>, mask: Strided<boo
             }
             let (q_offset, q_rs) = head_in_token_major(t, n.heads, d, b, h);
             gemm(unsafe { dq_ptr.at(q_offset) }, q_rs, 1, Mat::row_major(dp, t, s), k.matrix(b, g), n.scale(), false);
-            gemm(unsafe { dk_ptr.at(kv_offset) }, kv_rs, 1, Mat::row_major(dp, t, s).t(), q.matrix(b, h), n.scale(), accumulate);
+            gemm(
+                unsafe { dk_ptr.at(kv_offset) },
+                kv_rs,
+                1,
+                Mat::row_major(dp, t, s).t(),
+                q.matrix(b, h),
+                n.scale(),
+                accumulate,
+            );
         }
     });
     [dq, dk, dv]
@@ -274,9 +316,15 @@ fn token_major_tensor(data: Vec<f32>, [batch, heads, rows, d]: [usize; 4]) -> Nd
 }
 
 /// Attention on the CPU without autodiff (inference).
-pub(crate) fn attention(q: Tensor<Cpu, 4>, k: Tensor<Cpu, 4>, v: Tensor<Cpu, 4>, mask: Tensor<Cpu, 4, Bool>) -> Tensor<Cpu, 4> {
+pub(crate) fn attention(
+    q: Tensor<Cpu, 4>,
+    k: Tensor<Cpu, 4>,
+    v: Tensor<Cpu, 4>,
+    mask: Tensor<Cpu, 4, Bool>,
+) -> Tensor<Cpu, 4> {
     let dims = q.dims();
-    let (q, k, v, mask) = (q.into_primitive().tensor(), k.into_primitive().tensor(), v.into_primitive().tensor(), mask.into_primitive());
+    let (q, k, v, mask) =
+        (q.into_primitive().tensor(), k.into_primitive().tensor(), v.into_primitive().tensor(), mask.into_primitive());
     let (out, _) = with_view(q, |q| with_view(k, |k| with_view(v, |v| with_view(mask, |mask| forward(q, k, v, mask)))));
     float(token_major_tensor(out, dims))
 }
@@ -296,7 +344,9 @@ impl Backward<Cpu, 3> for FusedAttention {
         let shape = |t: &FloatTensor<Cpu>| -> [usize; 4] { t.shape().dims() };
         let (q_dims, k_dims) = (shape(&q), shape(&k));
         let [dq, dk, dv] = with_view(q, |q| {
-            with_view(k, |k| with_view(v, |v| with_view(mask, |mask| with_view(grad, |grad| backward(q, k, v, mask, &lse, grad)))))
+            with_view(k, |k| {
+                with_view(v, |v| with_view(mask, |mask| with_view(grad, |grad| backward(q, k, v, mask, &lse, grad))))
+            })
         });
         let [node_q, node_k, node_v] = ops.parents;
         for (node, data, dims) in [(node_q, dq, q_dims), (node_k, dk, k_dims), (node_v, dv, k_dims)] {
@@ -315,9 +365,12 @@ pub(crate) fn fused_attention<C: CheckpointStrategy>(
     mask: Tensor<Autodiff<Cpu, C>, 4, Bool>,
 ) -> Tensor<Autodiff<Cpu, C>, 4> {
     let dims = q.dims();
-    let (q, k, v, mask) = (q.into_primitive().tensor(), k.into_primitive().tensor(), v.into_primitive().tensor(), mask.into_primitive());
+    let (q, k, v, mask) =
+        (q.into_primitive().tensor(), k.into_primitive().tensor(), v.into_primitive().tensor(), mask.into_primitive());
     let (out, lse) = with_view(q.primitive.clone(), |qv| {
-        with_view(k.primitive.clone(), |kv| with_view(v.primitive.clone(), |vv| with_view(mask.clone(), |m| forward(qv, kv, vv, m))))
+        with_view(k.primitive.clone(), |kv| {
+            with_view(v.primitive.clone(), |vv| with_view(mask.clone(), |m| forward(qv, kv, vv, m)))
+        })
     });
     let out = token_major_tensor(out, dims);
     let parents = [q.node.clone(), k.node.clone(), v.node.clone()];

@@ -17,11 +17,18 @@
 //! the other code.
 //!
 //! They serve `CubeBackend` directly and, as registered custom operations, Burn's fusion backend
-//! over it (`crate::ternary::fusion_ops`).
+//! over it (`super::fusion`).
 
 use burn::tensor::{DType, Shape, Tensor};
-use burn_cubecl::cubecl::{calculate_cube_count_elemwise, prelude::{ComputeClient, ScalarArg}, server::CubeCountSelection, CubeCount, CubeDim};
-use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime};
+use burn_cubecl::cubecl::{
+    calculate_cube_count_elemwise,
+    prelude::{ComputeClient, ScalarArg},
+    server::CubeCountSelection,
+    CubeCount, CubeDim,
+};
+use burn_cubecl::{
+    kernel::into_contiguous, ops::numeric::empty_device, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime,
+};
 
 use crate::backend::float;
 use crate::config::WeightScale;
@@ -113,7 +120,8 @@ mod kernel {
             terminate!();
         }
         let gamma = sums[ABSOLUTE_POS / group as usize] / f32::cast_from(group);
-        out[ABSOLUTE_POS] = clamp(f32::round(w[ABSOLUTE_POS] / (gamma + f32::new(WEIGHT_EPS))), f32::new(-1.0), f32::new(1.0)) * gamma;
+        out[ABSOLUTE_POS] =
+            clamp(f32::round(w[ABSOLUTE_POS] / (gamma + f32::new(WEIGHT_EPS))), f32::new(-1.0), f32::new(1.0)) * gamma;
     }
 }
 
@@ -128,13 +136,17 @@ fn row_launch<R: CubeRuntime>(client: &ComputeClient<R>, cubes: usize, row_len: 
 }
 
 fn output_for<R: CubeRuntime>(input: &CubeTensor<R>, output: Option<CubeTensor<R>>) -> CubeTensor<R> {
-    let output = output.unwrap_or_else(|| empty_device::<R, f32>(input.client.clone(), input.device.clone(), input.shape.clone()));
+    let output = output
+        .unwrap_or_else(|| empty_device::<R, f32>(input.client.clone(), input.device.clone(), input.shape.clone()));
     assert_eq!(output.shape, input.shape, "the output must be shaped like the input");
     into_contiguous(output)
 }
 
 /// `x̃` of `x: [tokens, cols]` (f32) into `output` (or a fresh buffer).
-pub(crate) fn quantize_activation_primitive<R: CubeRuntime>(x: CubeTensor<R>, output: Option<CubeTensor<R>>) -> CubeTensor<R> {
+pub(crate) fn quantize_activation_primitive<R: CubeRuntime>(
+    x: CubeTensor<R>,
+    output: Option<CubeTensor<R>>,
+) -> CubeTensor<R> {
     assert_eq!(x.dtype, DType::F32, "x must be f32");
     let x = into_contiguous(x);
     let output = output_for(&x, output);
@@ -153,14 +165,25 @@ fn abs_sums<R: CubeRuntime>(w: &CubeTensor<R>, segment: usize) -> CubeTensor<R> 
     let segments = w.shape.num_elements().div_ceil(segment);
     let sums = empty_device::<R, f32>(w.client.clone(), w.device.clone(), Shape::new([segments]));
     let (count, dim) = row_launch(&w.client, segments, segment);
-    kernel::abs_sums_kernel::launch::<R>(&w.client, count, dim, w.as_tensor_arg(1), sums.as_tensor_arg(1), ScalarArg::new(segment as u32))
-        .expect("absmean sum launch");
+    kernel::abs_sums_kernel::launch::<R>(
+        &w.client,
+        count,
+        dim,
+        w.as_tensor_arg(1),
+        sums.as_tensor_arg(1),
+        ScalarArg::new(segment as u32),
+    )
+    .expect("absmean sum launch");
     sums
 }
 
 /// `W̃` of `w: [out, in]` (f32) with absmean scales per `scale` group, into `output` (or a fresh
 /// buffer).
-pub(crate) fn quantize_weight_primitive<R: CubeRuntime>(w: CubeTensor<R>, scale: WeightScale, output: Option<CubeTensor<R>>) -> CubeTensor<R> {
+pub(crate) fn quantize_weight_primitive<R: CubeRuntime>(
+    w: CubeTensor<R>,
+    scale: WeightScale,
+    output: Option<CubeTensor<R>>,
+) -> CubeTensor<R> {
     assert_eq!(w.dtype, DType::F32, "w must be f32");
     let w = into_contiguous(w);
     let output = output_for(&w, output);
@@ -179,8 +202,16 @@ pub(crate) fn quantize_weight_primitive<R: CubeRuntime>(w: CubeTensor<R>, scale:
     };
     let dim = CubeDim::new(&w.client, n);
     let count = calculate_cube_count_elemwise(&w.client, n, dim);
-    kernel::quantize_weight_kernel::launch::<R>(&w.client, count, dim, w.as_tensor_arg(1), sums.as_tensor_arg(1), output.as_tensor_arg(1), ScalarArg::new(group as u32))
-        .expect("weight quantizer launch");
+    kernel::quantize_weight_kernel::launch::<R>(
+        &w.client,
+        count,
+        dim,
+        w.as_tensor_arg(1),
+        sums.as_tensor_arg(1),
+        output.as_tensor_arg(1),
+        ScalarArg::new(group as u32),
+    )
+    .expect("weight quantizer launch");
     output
 }
 
@@ -188,28 +219,44 @@ type Cube<R, BT> = CubeBackend<R, f32, i32, BT>;
 
 /// `x̃` of `x: [tokens, cols]` on a CubeCL backend, written into `output` when given (tests
 /// poison it first).
-pub fn quantize_activation_into<R: CubeRuntime, BT: BoolElement>(x: Tensor<Cube<R, BT>, 2>, output: Option<Tensor<Cube<R, BT>, 2>>) -> Tensor<Cube<R, BT>, 2> {
+pub fn quantize_activation_into<R: CubeRuntime, BT: BoolElement>(
+    x: Tensor<Cube<R, BT>, 2>,
+    output: Option<Tensor<Cube<R, BT>, 2>>,
+) -> Tensor<Cube<R, BT>, 2> {
     float(quantize_activation_primitive(x.into_primitive().tensor(), output.map(|o| o.into_primitive().tensor())))
 }
 
 /// `W̃` of `w: [out, in]` on a CubeCL backend, written into `output` when given.
-pub fn quantize_weight_into<R: CubeRuntime, BT: BoolElement>(w: Tensor<Cube<R, BT>, 2>, scale: WeightScale, output: Option<Tensor<Cube<R, BT>, 2>>) -> Tensor<Cube<R, BT>, 2> {
+pub fn quantize_weight_into<R: CubeRuntime, BT: BoolElement>(
+    w: Tensor<Cube<R, BT>, 2>,
+    scale: WeightScale,
+    output: Option<Tensor<Cube<R, BT>, 2>>,
+) -> Tensor<Cube<R, BT>, 2> {
     float(quantize_weight_primitive(w.into_primitive().tensor(), scale, output.map(|o| o.into_primitive().tensor())))
 }
 
-/// The quantizer kernels through CUDA's compiler and NVRTC (see `crate::ternary::cuda_source`).
+/// The quantizer kernels through CUDA's compiler and NVRTC (see `super::cuda_source`).
 #[cfg(all(test, feature = "wgpu", feature = "cuda"))]
 mod cuda_source {
+    use super::cuda_source::{assert_compiles_for_cuda, client, scalar, settings, tensor};
     use super::kernel::*;
-    use crate::ternary::cuda_source::{assert_compiles_for_cuda, client, scalar, settings, tensor};
     use burn_cubecl::cubecl::CubeDim;
 
     #[test]
     fn quantizer_kernels_compile_for_cuda() {
         // Arguments: the inputs (tensors, then scalars), then the output.
         let (client, dim, t, s) = (client(), CubeDim::new_1d(ROW_UNITS), tensor, scalar);
-        assert_compiles_for_cuda("activation quantizer", quantize_activation_kernel::QuantizeActivationKernel::new(settings(dim), client.clone(), t(), t()));
-        assert_compiles_for_cuda("absmean sums", abs_sums_kernel::AbsSumsKernel::new(settings(dim), client.clone(), t(), s(), t()));
-        assert_compiles_for_cuda("weight quantizer", quantize_weight_kernel::QuantizeWeightKernel::new(settings(dim), client, t(), t(), s(), t()));
+        assert_compiles_for_cuda(
+            "activation quantizer",
+            quantize_activation_kernel::QuantizeActivationKernel::new(settings(dim), client.clone(), t(), t()),
+        );
+        assert_compiles_for_cuda(
+            "absmean sums",
+            abs_sums_kernel::AbsSumsKernel::new(settings(dim), client.clone(), t(), s(), t()),
+        );
+        assert_compiles_for_cuda(
+            "weight quantizer",
+            quantize_weight_kernel::QuantizeWeightKernel::new(settings(dim), client, t(), t(), s(), t()),
+        );
     }
 }

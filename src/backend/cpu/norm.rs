@@ -1,4 +1,4 @@
-//! [`super::norm`] on the CPU: LayerNorm / RMSNorm over rows as one autodiff node. Forward: each
+//! The norm on the CPU: LayerNorm / RMSNorm over rows as one autodiff node. Forward: each
 //! row's mean (LayerNorm) and `σ = √(mean((x − μ)²) + ε)` (kept, 8 bytes a row), `y = x̂·w + b`
 //! with `x̂ = (x − μ)/σ`. Backward, with `u = g ⊙ w`:
 //! `dx = (u − mean(u) − x̂·mean(u ⊙ x̂)) / σ` (RMSNorm: without `mean(u)`), `dw = Σ_rows g ⊙ x̂`,
@@ -14,14 +14,9 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use super::math::{self as math, rows_per_task};
+use super::tensor::{cpu_tensor, vector, with_rows};
 use crate::backend::{float, Cpu};
-use crate::model::cpu_math::{self as math, rows_per_task};
-use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
-
-fn vector(t: Tensor<Cpu, 1>) -> Vec<f32> {
-    let n = t.dims()[0];
-    with_rows(crate::reshape::cpu::reshape(t, [1, n]), |v| v.to_vec())
-}
 
 /// `y` and each row's `(μ, σ)` (μ = 0 for RMSNorm, `centered = false`).
 fn forward(x: &[f32], dim: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> (Vec<f32>, Vec<[f32; 2]>) {
@@ -39,7 +34,11 @@ fn forward(x: &[f32], dim: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> (Ve
             let var = math::dot(&centered, &centered) / dim as f32;
             let sigma = (var + eps).sqrt();
             match b {
-                Some(b) => y.iter_mut().zip(&centered).zip(w.iter().zip(b)).for_each(|((y, &c), (&w, &b))| *y = c / sigma * w + b),
+                Some(b) => y
+                    .iter_mut()
+                    .zip(&centered)
+                    .zip(w.iter().zip(b))
+                    .for_each(|((y, &c), (&w, &b))| *y = c / sigma * w + b),
                 None => y.iter_mut().zip(&centered).zip(w).for_each(|((y, &c), &w)| *y = c / sigma * w),
             }
             *stat = [mean, sigma];
@@ -49,7 +48,14 @@ fn forward(x: &[f32], dim: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> (Ve
 }
 
 /// `dx`, `dw` and `db` (empty for RMSNorm).
-fn backward(x: &[f32], g: &[f32], dim: usize, w: &[f32], stats: &[[f32; 2]], centered: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn backward(
+    x: &[f32],
+    g: &[f32],
+    dim: usize,
+    w: &[f32],
+    stats: &[[f32; 2]],
+    centered: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut dx = vec![0f32; x.len()];
     let per_task = rows_per_task(dim);
     let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
@@ -66,7 +72,9 @@ fn backward(x: &[f32], g: &[f32], dim: usize, w: &[f32], stats: &[[f32; 2]], cen
                 let mean_u = if centered { math::sum(&u) / dim as f32 } else { 0.0 };
                 let mean_ux = math::dot(&u, &x_hat) / dim as f32;
                 dw.iter_mut().zip(g.iter().zip(&x_hat)).for_each(|(dw, (&g, &h))| *dw += g * h);
-                dx.iter_mut().zip(u.iter().zip(&x_hat)).for_each(|(dx, (&u, &h))| *dx = (u - mean_u - h * mean_ux) / sigma);
+                dx.iter_mut()
+                    .zip(u.iter().zip(&x_hat))
+                    .for_each(|(dx, (&u, &h))| *dx = (u - mean_u - h * mean_ux) / sigma);
                 for (db, &g) in db.iter_mut().zip(g) {
                     *db += g;
                 }
@@ -99,13 +107,17 @@ type State = (FloatTensor<Cpu>, Vec<f32>, Vec<[f32; 2]>);
 
 impl FusedNorm {
     /// The gradients of x, w and (LayerNorm) b.
-    fn gradients(g: FloatTensor<Cpu>, state: State, centered: bool) -> (Tensor<Cpu, 2>, Tensor<Cpu, 1>, Option<Tensor<Cpu, 1>>) {
+    fn gradients(
+        g: FloatTensor<Cpu>,
+        state: State,
+        centered: bool,
+    ) -> (Tensor<Cpu, 2>, Tensor<Cpu, 1>, Option<Tensor<Cpu, 1>>) {
         let g = float::<_, 2>(g);
         let (x, w, stats) = state;
         let x = float::<_, 2>(x);
         let [rows, dim] = x.dims();
         let (dx, dw, db) = with_rows(x, |x| with_rows(g, |g| backward(x, g, dim, &w, &stats, centered)));
-        let vector = |v: Vec<f32>| crate::reshape::cpu::reshape(cpu_tensor(v, 1, dim), [dim]);
+        let vector = |v: Vec<f32>| super::tensor::reshape(cpu_tensor(v, 1, dim), [dim]);
         (cpu_tensor(dx, rows, dim), vector(dw), centered.then(|| vector(db)))
     }
 }
@@ -149,7 +161,8 @@ pub(crate) fn fused_norm<C: CheckpointStrategy>(
 ) -> Tensor<Autodiff<Cpu, C>, 2> {
     let [rows, dim] = x.dims();
     let (x, w, b) = (x.into_primitive().tensor(), w.into_primitive().tensor(), b.map(|b| b.into_primitive().tensor()));
-    let (w_values, b_values) = (vector(float(w.primitive.clone())), b.as_ref().map(|b| vector(float(b.primitive.clone()))));
+    let (w_values, b_values) =
+        (vector(float(w.primitive.clone())), b.as_ref().map(|b| vector(float(b.primitive.clone()))));
     let x_inner = float::<_, 2>(x.primitive.clone());
     let (y, stats) = with_rows(x_inner, |x| forward(x, dim, &w_values, b_values.as_deref(), eps as f32));
     let y = cpu_tensor(y, rows, dim).into_primitive().tensor();
@@ -158,10 +171,12 @@ pub(crate) fn fused_norm<C: CheckpointStrategy>(
             OpsKind::Tracked(prep) => prep.finish((x.primitive, w_values, stats), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         },
-        Some(b) => match FusedNorm.prepare::<C>([x.node.clone(), w.node.clone(), b.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((x.primitive, w_values, stats), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        },
+        Some(b) => {
+            match FusedNorm.prepare::<C>([x.node.clone(), w.node.clone(), b.node.clone()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish((x.primitive, w_values, stats), y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            }
+        }
     };
     float(out)
 }

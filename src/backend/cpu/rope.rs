@@ -1,4 +1,4 @@
-//! [`super::rope`] on the CPU: the rotation as one autodiff node in one pass each way. The
+//! RoPE on the CPU: the rotation as one autodiff node in one pass each way. The
 //! backward is the inverse rotation, `dx1 = g1·cos + g2·sin`, `dx2 = g2·cos − g1·sin`; the
 //! tensor-op reference narrows, multiplies, adds and concatenates (eight tensors forward).
 
@@ -9,10 +9,9 @@ use burn::backend::Autodiff;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use super::math::rows_per_task;
+use super::tensor::{cpu_tensor, with_rows};
 use crate::backend::{float, Cpu};
-use crate::model::cpu_math::rows_per_task;
-use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
-
 
 /// `cos`, `sin` `[T, d/2]` and the heads per position: what a rotation needs.
 #[derive(Debug, Clone)]
@@ -52,8 +51,8 @@ fn rotate(x: &[f32], d: usize, t: &Tables, inverse: bool) -> Vec<f32> {
 fn rotate_tensor(x: Tensor<Cpu, 4>, t: &Tables, inverse: bool) -> Tensor<Cpu, 4> {
     let dims = x.dims();
     let (rows, d) = (dims[0] * dims[1] * dims[2], dims[3]);
-    let out = with_rows(crate::reshape::cpu::reshape(x, [rows, d]), |x| rotate(x, d, t, inverse));
-    crate::reshape::cpu::reshape(cpu_tensor(out, rows, d), dims)
+    let out = with_rows(super::tensor::reshape(x, [rows, d]), |x| rotate(x, d, t, inverse));
+    super::tensor::reshape(cpu_tensor(out, rows, d), dims)
 }
 
 /// RoPE on the CPU without autodiff (inference).
@@ -76,7 +75,10 @@ impl Backward<Cpu, 1> for FusedRope {
 }
 
 /// RoPE on the CPU under autodiff, as one node.
-pub(crate) fn fused_rope<C: CheckpointStrategy>(x: Tensor<Autodiff<Cpu, C>, 4>, tables: Tables) -> Tensor<Autodiff<Cpu, C>, 4> {
+pub(crate) fn fused_rope<C: CheckpointStrategy>(
+    x: Tensor<Autodiff<Cpu, C>, 4>,
+    tables: Tables,
+) -> Tensor<Autodiff<Cpu, C>, 4> {
     let x = x.into_primitive().tensor();
     let y = rotate_tensor(float(x.primitive.clone()), &tables, false).into_primitive().tensor();
     let out = match FusedRope.prepare::<C>([x.node.clone()]).compute_bound().stateful() {

@@ -1,21 +1,20 @@
-//! Checkpoint directories: `config.json` + `model.safetensors` with the spec's tensor names.
+//! Checkpoint directories: `config.json` + `model.safetensors` with the spec's tensor names,
+//! the latent weights or (read here, written by [`super::packed`]) the packed ones.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn_store::{ApplyError, ModuleSnapshot, SafetensorsStore, SafetensorsStoreError};
+use burn_store::{ModuleSnapshot, SafetensorsStore};
 
+use super::format::{check_apply, store_error, CONFIG_FILE, WEIGHTS_FILE};
+use super::packed::{is_packed_file, load_packed};
+use crate::backend::{with_owned_params, TritterBackend};
 use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
 use crate::io::{rename_into_place, temp_path};
 use crate::model::TritterModel;
 
-/// File name of the config inside a checkpoint directory.
-pub const CONFIG_FILE: &str = "config.json";
-/// File name of the weights inside a checkpoint directory.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-
-impl<B: Backend> TritterModel<B> {
+impl<B: TritterBackend> TritterModel<B> {
     /// Writes `dir/model.safetensors` then `dir/config.json`, each atomically (temp file +
     /// rename), creating `dir` if needed.
     pub fn save_checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
@@ -61,63 +60,38 @@ impl<B: Backend> TritterModel<B> {
             return Ok(model);
         }
         let mut model = Self::new(&config, device)?;
-        let mut store = SafetensorsStore::from_file(&weights).validate(false).allow_partial(true).skip_enum_variants(true);
+        let mut store =
+            SafetensorsStore::from_file(&weights).validate(false).allow_partial(true).skip_enum_variants(true);
         let result = model.load_from(&mut store).map_err(|e| store_error(&weights, e))?;
         check_apply(&weights, result)?;
-        let model = crate::ternary::backend::with_owned_params(model);
+        let model = with_owned_params(model);
         tracing::debug!(dir = %dir.display(), "loaded checkpoint");
         Ok(model)
     }
 }
 
 /// The packed model if `weights` is a packed file (it has `...weight_packed` tensors).
-fn load_if_packed<B: Backend>(config: &TritterConfig, weights: &Path, device: &B::Device) -> Result<Option<TritterModel<B>>> {
-    let file = std::fs::File::open(weights).map_err(|source| TritterError::Io { action: "cannot open weights", path: weights.to_path_buf(), source })?;
+fn load_if_packed<B: TritterBackend>(
+    config: &TritterConfig,
+    weights: &Path,
+    device: &B::Device,
+) -> Result<Option<TritterModel<B>>> {
+    let file = std::fs::File::open(weights).map_err(|source| TritterError::Io {
+        action: "cannot open weights",
+        path: weights.to_path_buf(),
+        source,
+    })?;
     // SAFETY: the map is read-only and dropped before this function returns; a file changed
     // underneath would give wrong values, not unsoundness in safe code reading bytes.
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|source| TritterError::Io { action: "cannot map weights", path: weights.to_path_buf(), source })?;
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TritterError::Io {
+        action: "cannot map weights",
+        path: weights.to_path_buf(),
+        source,
+    })?;
     let tensors = safetensors::SafeTensors::deserialize(&map)
         .map_err(|e| TritterError::CorruptCheckpoint { path: weights.to_path_buf(), reason: e.to_string() })?;
-    if !crate::export::packed::is_packed_file(&tensors) {
+    if !is_packed_file(&tensors) {
         return Ok(None);
     }
-    crate::export::packed::load_packed(config, weights, &tensors, device).map(Some)
-}
-
-/// Turns what burn-store reports after applying tensors into our errors: every tensor the
-/// config implies must have been found with its shape, and no other tensor may be in the file.
-pub(crate) fn check_apply(weights: &Path, result: burn_store::ApplyResult) -> Result<()> {
-    if let Some(error) = result.errors.into_iter().next() {
-        return Err(apply_error(weights.to_path_buf(), error));
-    }
-    if !result.missing.is_empty() {
-        let tensor = result.missing.into_iter().map(|(path, _)| path).collect::<Vec<_>>().join(", ");
-        return Err(TritterError::MissingTensor { path: weights.to_path_buf(), tensor });
-    }
-    if !result.unused.is_empty() {
-        return Err(TritterError::UnexpectedTensors { path: weights.to_path_buf(), tensors: result.unused });
-    }
-    Ok(())
-}
-
-fn store_error(path: &Path, error: SafetensorsStoreError) -> TritterError {
-    match error {
-        SafetensorsStoreError::Io(source) => TritterError::Io { action: "cannot access", path: path.to_path_buf(), source },
-        other => TritterError::CorruptCheckpoint { path: path.to_path_buf(), reason: other.to_string() },
-    }
-}
-
-fn apply_error(path: PathBuf, error: ApplyError) -> TritterError {
-    match error {
-        ApplyError::ShapeMismatch { path: tensor, expected, found } => {
-            TritterError::ShapeMismatch { path, tensor, expected, found }
-        }
-        ApplyError::DTypeMismatch { path: tensor, expected, found } => {
-            TritterError::TensorLoad { path, tensor, reason: format!("dtype {found:?}, expected {expected:?}") }
-        }
-        ApplyError::AdapterError { path: tensor, message } | ApplyError::LoadError { path: tensor, message } => {
-            TritterError::TensorLoad { path, tensor, reason: message }
-        }
-    }
+    load_packed(config, weights, &tensors, device).map(Some)
 }

@@ -2,12 +2,12 @@
 //! `burn::backend::Wgpu` and `Cuda` are in this crate's `wgpu` and `cuda` builds). A fusion
 //! backend records operations and runs them later, so each kernel enters its stream as a
 //! registered custom operation, as burn-vision's ops do: the packed matmul
-//! ([`crate::ternary::cube_kernel`], inputs `[x, codes, scales]`, output `[y]`, the int8 input
+//! ([`super::packed`], inputs `[x, codes, scales]`, output `[y]`, the int8 input
 //! quantizer included) and the two quantizers of the training projection
-//! ([`crate::ternary::cube_quant`], input `[x]` or `[w]`, output the same shape).
+//! ([`super::quant`], input `[x]` or `[w]`, output the same shape).
 //!
 //! `Autodiff<Fusion<..>>`'s projection is the one-node straight-through op of
-//! [`crate::ternary::fused_linear`] over these quantizers and the fusion backend's matmul.
+//! [`crate::backend::autodiff`] over these quantizers and the fusion backend's matmul.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -19,13 +19,11 @@ use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionHandle};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
 
-use crate::backend::float;
+use super::packed::{packed_matmul_primitive, CubeKernel};
+use super::quant::{quantize_activation_primitive, quantize_weight_primitive};
+use crate::backend::{float, PackedWeight, TritterBackend};
 use crate::config::WeightScale;
-use crate::ternary::backend::TernaryBackend;
-use crate::ternary::cube_kernel::{packed_matmul_primitive, CubeKernel};
-use crate::ternary::cube_quant::{quantize_activation_primitive, quantize_weight_primitive};
 use crate::ternary::pack::PackedTernary;
-use crate::ternary::packed_linear::PackedLinear;
 
 type Cube<R, BT> = CubeBackend<R, f32, i32, BT>;
 
@@ -83,7 +81,10 @@ impl<R: CubeRuntime, BT: BoolElement> Operation<FusionCubeRuntime<R, BT>> for Qu
 }
 
 /// Registers the quantizer `weight_scale` names (see [`QuantizeOp`]) on `input`.
-fn quantize<R: CubeRuntime, BT: BoolElement>(input: Tensor<Fusion<Cube<R, BT>>, 2>, weight_scale: Option<WeightScale>) -> Tensor<Fusion<Cube<R, BT>>, 2> {
+fn quantize<R: CubeRuntime, BT: BoolElement>(
+    input: Tensor<Fusion<Cube<R, BT>>, 2>,
+    weight_scale: Option<WeightScale>,
+) -> Tensor<Fusion<Cube<R, BT>>, 2> {
     let input = input.into_primitive().tensor();
     let client = input.client.clone();
     let streams = OperationStreams::with_inputs([&input]);
@@ -94,15 +95,28 @@ fn quantize<R: CubeRuntime, BT: BoolElement>(input: Tensor<Fusion<Cube<R, BT>>, 
     float(client.register(streams, OperationIr::Custom(desc), op).output())
 }
 
-impl<R: CubeRuntime, BT: BoolElement> TernaryBackend for Fusion<Cube<R, BT>> {
-    fn packed_matmul(x: Tensor<Self, 2>, w: &PackedLinear<Self>) -> Tensor<Self, 2> {
+impl<R: CubeRuntime, BT: BoolElement> TritterBackend for Fusion<Cube<R, BT>> {
+    const NATIVE_OPS: bool = true;
+
+    fn packed_matmul(x: Tensor<Self, 2>, w: PackedWeight<'_, Self>) -> Tensor<Self, 2> {
         let (codes, scales) = w.device_tensors(&x.device());
-        let (x, codes, scales) = (x.into_primitive().tensor(), codes.into_primitive(), scales.into_primitive().tensor());
+        let (x, codes, scales) =
+            (x.into_primitive().tensor(), codes.into_primitive(), scales.into_primitive().tensor());
         let client = x.client.clone();
         let streams = OperationStreams::with_inputs([&x, &codes, &scales]);
-        let y = TensorIr::uninit(client.create_empty_handle(), Shape::new([x.shape.dims::<2>()[0], w.packed.rows]), DType::F32);
-        let desc = CustomOpIr::new("tritter_packed_ternary_matmul", &[x.into_ir(), codes.into_ir(), scales.into_ir()], &[y]);
-        let op = PackedMatmulOp::<R, BT> { desc: desc.clone(), packed: w.packed.0.clone(), int8_input: w.activation_bits.is_some(), _backend: PhantomData };
+        let y = TensorIr::uninit(
+            client.create_empty_handle(),
+            Shape::new([x.shape.dims::<2>()[0], w.packed.rows]),
+            DType::F32,
+        );
+        let desc =
+            CustomOpIr::new("tritter_packed_ternary_matmul", &[x.into_ir(), codes.into_ir(), scales.into_ir()], &[y]);
+        let op = PackedMatmulOp::<R, BT> {
+            desc: desc.clone(),
+            packed: w.packed.clone(),
+            int8_input: w.int8_activations,
+            _backend: PhantomData,
+        };
         let y = client.register(streams, OperationIr::Custom(desc), op).output();
         float(y)
     }

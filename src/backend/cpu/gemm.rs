@@ -9,12 +9,12 @@
 //! backward on 8×128 tokens ran at ~40 GFLOP/s where the GEMM itself does ~190 on the same two
 //! cores (`cargo bench --bench hot_paths`).
 
-use burn::backend::ndarray::NdArrayTensor;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::backend::{float, Cpu};
-use crate::ternary::cpu_kernel::dense_matmul_f32;
+use super::packed::dense_matmul_f32;
+use super::tensor::{cpu_tensor, with_operand, Operand};
+use crate::backend::Cpu;
 
 /// Up to this many rows of `a`, `a · bᵀ` reads `b` once with [`dense_matmul_f32`] (generation).
 const GEMV_MAX_ROWS: usize = 8;
@@ -23,77 +23,41 @@ const TRANSPOSE_MIN_ROWS: usize = 32;
 /// Products below this many multiply-adds run on one thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
-/// A 2-D operand: its data pointer with row and column strides in elements (the storage it
-/// points into is kept alive by the caller).
-#[derive(Clone, Copy)]
-struct Operand {
-    ptr: *const f32,
-    rows: usize,
-    cols: usize,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-/// Runs `f` on the f32 storage of a CPU tensor, whatever its strides.
-fn with_operand<R>(t: Tensor<Cpu, 2>, f: impl FnOnce(Operand) -> R) -> R {
-    let NdArrayTensor::F32(storage) = t.into_primitive().tensor() else {
-        panic!("the CPU backend's float tensors are f32")
-    };
-    let view = storage.view();
-    let (shape, strides) = (view.shape(), view.strides());
-    f(Operand { ptr: view.as_ptr(), rows: shape[0], cols: shape[1], row_stride: strides[0], col_stride: strides[1] })
-}
-
-/// A row-major `[rows, cols]` CPU tensor that owns `data` (no copy).
-pub(crate) fn cpu_tensor(data: Vec<f32>, rows: usize, cols: usize) -> Tensor<Cpu, 2> {
-    let array = ndarray::Array::from_shape_vec(ndarray::IxDyn(&[rows, cols]), data).expect("data length = rows × cols");
-    float(NdArrayTensor::from(array.into_shared()))
-}
-
-impl Operand {
-    fn transposed(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
-    }
-
-    /// The elements as one row-major slice, if that is how they are laid out.
-    fn row_major<'a>(&self) -> Option<&'a [f32]> {
-        let dense = (self.col_stride == 1 || self.cols <= 1) && (self.row_stride == self.cols as isize || self.rows <= 1);
-        // SAFETY: a dense row-major view of rows × cols elements; used while its storage lives.
-        dense.then(|| unsafe { std::slice::from_raw_parts(self.ptr, self.rows * self.cols) })
-    }
-
-    fn at(&self, r: usize, c: usize) -> f32 {
-        // SAFETY: in bounds of the view, whose storage the caller keeps alive.
-        unsafe { *self.ptr.offset(r as isize * self.row_stride + c as isize * self.col_stride) }
-    }
-}
-
-/// Runs `f` on the row-major elements of a CPU tensor `[rows, cols]` (copied only if the tensor
-/// is laid out differently).
-pub(crate) fn with_rows<R>(t: Tensor<Cpu, 2>, f: impl FnOnce(&[f32]) -> R) -> R {
-    with_operand(t, |a| match a.row_major() {
-        Some(rows) => f(rows),
-        None => f(&(0..a.rows).flat_map(|r| (0..a.cols).map(move |c| a.at(r, c))).collect::<Vec<_>>()),
-    })
-}
-
 /// `a · b` for operands of any strides, into a new row-major tensor.
 fn product(a: Operand, b: Operand) -> Tensor<Cpu, 2> {
     assert_eq!(a.cols, b.rows, "inner dimensions of a product");
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let mut out = vec![0f32; m * n];
-    let parallelism = if m * n * k < PARALLEL_MIN_WORK { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(rayon::current_num_threads()) };
+    let parallelism = if m * n * k < PARALLEL_MIN_WORK {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    };
     if m > 0 && n > 0 {
         // SAFETY: both operands are valid for their shapes and strides (`with_operand` keeps
         // their storage alive), `out` is a row-major m × n buffer, and `read_dst = false` means
         // its contents are not read (alpha is ignored); dst = 1 · a · b.
         unsafe {
             gemm::gemm(
-                m, n, k,
-                out.as_mut_ptr(), 1, n as isize, false,
-                a.ptr, a.col_stride, a.row_stride,
-                b.ptr, b.col_stride, b.row_stride,
-                0.0, 1.0, false, false, false, parallelism,
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.ptr,
+                a.col_stride,
+                a.row_stride,
+                b.ptr,
+                b.col_stride,
+                b.row_stride,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
             );
         }
     }
@@ -114,7 +78,16 @@ pub fn matmul_nt(a: Tensor<Cpu, 2>, b: Tensor<Cpu, 2>) -> Tensor<Cpu, 2> {
             // so a dense `b` is transposed once (n·k copies against m·n·k multiply-adds).
             (_, Some(w)) if a.rows >= TRANSPOSE_MIN_ROWS && 0 < b.rows && b.rows <= b.cols => {
                 let wt = transpose(w, b.rows, b.cols);
-                product(a, Operand { ptr: wt.as_ptr(), rows: b.cols, cols: b.rows, row_stride: b.rows as isize, col_stride: 1 })
+                product(
+                    a,
+                    Operand {
+                        ptr: wt.as_ptr(),
+                        rows: b.cols,
+                        cols: b.rows,
+                        row_stride: b.rows as isize,
+                        col_stride: 1,
+                    },
+                )
             }
             _ => product(a, b.transposed()),
         })

@@ -11,9 +11,9 @@
 
 use rayon::prelude::*;
 
+use super::quant::{round_clamped, token_scale};
 use crate::config::WeightScale;
 use crate::ternary::pack::{code_at, PackedTernary, CODES_PER_WORD};
-use crate::ternary::cpu_quant::{round_clamped, token_scale};
 
 /// Columns per block: 8 words of 16 codes, one 256-bit load.
 const BLOCK: usize = 128;
@@ -188,11 +188,21 @@ unsafe fn decode_block_avx2(words: *const u32) -> [std::arch::x86_64::__m256i; 4
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn block_dot_avx2(acc: std::arch::x86_64::__m256i, c: &[std::arch::x86_64::__m256i; 4], x: *const std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256i {
+unsafe fn block_dot_avx2(
+    acc: std::arch::x86_64::__m256i,
+    c: &[std::arch::x86_64::__m256i; 4],
+    x: *const std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
     use std::arch::x86_64::*;
     // Each i16 lane: at most 4 pairs of 2 · 128, no saturation.
-    let p01 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], _mm256_loadu_si256(x)), _mm256_maddubs_epi16(c[1], _mm256_loadu_si256(x.add(1))));
-    let p23 = _mm256_add_epi16(_mm256_maddubs_epi16(c[2], _mm256_loadu_si256(x.add(2))), _mm256_maddubs_epi16(c[3], _mm256_loadu_si256(x.add(3))));
+    let p01 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(c[0], _mm256_loadu_si256(x)),
+        _mm256_maddubs_epi16(c[1], _mm256_loadu_si256(x.add(1))),
+    );
+    let p23 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(c[2], _mm256_loadu_si256(x.add(2))),
+        _mm256_maddubs_epi16(c[3], _mm256_loadu_si256(x.add(3))),
+    );
     _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(p01, p23), _mm256_set1_epi16(1)))
 }
 
@@ -215,7 +225,12 @@ fn horizontal_sum_avx2(acc: std::arch::x86_64::__m256i) -> i32 {
 /// for every token and streams every token's activations once per row.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn rows_code_sums_avx2<'a>(rows: usize, row_words: impl Fn(usize) -> &'a [u32], tokens: &[QuantizedToken], sums: &mut [i32]) {
+unsafe fn rows_code_sums_avx2<'a>(
+    rows: usize,
+    row_words: impl Fn(usize) -> &'a [u32],
+    tokens: &[QuantizedToken],
+    sums: &mut [i32],
+) {
     let per_row = row_words(0).len().div_ceil(WORDS_PER_BLOCK);
     let mut decoded = Vec::with_capacity(rows * per_row);
     for i in 0..rows {
@@ -245,7 +260,10 @@ unsafe fn rows_code_sums_avx2<'a>(rows: usize, row_words: impl Fn(usize) -> &'a 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn decoded_dots_avx2<const N: usize>(decoded: &[[std::arch::x86_64::__m256i; 4]], tokens: &[QuantizedToken]) -> [i32; N] {
+unsafe fn decoded_dots_avx2<const N: usize>(
+    decoded: &[[std::arch::x86_64::__m256i; 4]],
+    tokens: &[QuantizedToken],
+) -> [i32; N] {
     use std::arch::x86_64::*;
     let mut acc = [_mm256_setzero_si256(); N];
     for (b, codes) in decoded.iter().enumerate() {
@@ -307,7 +325,8 @@ pub fn packed_matmul_int8(kernel: CpuKernel, p: &PackedTernary, x: &[f32], out: 
     }
     for_each_row(p.rows, p.cols, tokens, out, |r, row_out| {
         for (t, token) in quantized.iter().enumerate() {
-            let acc: f32 = (0..segments).map(|g| ternary_dot(kernel, p, r, g, len, token) as f32 * p.scale_at(r, g * len)).sum();
+            let acc: f32 =
+                (0..segments).map(|g| ternary_dot(kernel, p, r, g, len, token) as f32 * p.scale_at(r, g * len)).sum();
             row_out[t] = acc / token.scale;
         }
     });
@@ -325,9 +344,7 @@ pub fn packed_matmul_f32(p: &PackedTernary, x: &[f32], out: &mut [f32]) {
             row_out[t] = (0..segments)
                 .map(|g| {
                     let (c0, c1) = (g * len, ((g + 1) * len).min(p.cols));
-                    let dot: f32 = (c0..c1)
-                        .map(|c| [-x[c], 0.0, x[c]][code_at(row, c).min(2) as usize])
-                        .sum();
+                    let dot: f32 = (c0..c1).map(|c| [-x[c], 0.0, x[c]][code_at(row, c).min(2) as usize]).sum();
                     dot * p.scale_at(r, c0)
                 })
                 .sum();
@@ -358,7 +375,13 @@ fn for_each_row(rows: usize, cols: usize, tokens: usize, out: &mut [f32], f: imp
 /// [`MIN_TASK_WORK`] multiply-adds: waking a worker costs more than a small model's rows take
 /// (`test`-preset packed generation went from ~2000 to ~3400 tokens/s once its 64×64 products
 /// stopped being split in two).
-fn for_each_task(rows: usize, cols: usize, tokens: usize, out: &mut [f32], f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) {
+fn for_each_task(
+    rows: usize,
+    cols: usize,
+    tokens: usize,
+    out: &mut [f32],
+    f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
+) {
     let rows_per_task = ROWS_PER_TASK.max(MIN_TASK_WORK / (cols * tokens).max(1));
     let mut by_row = vec![0f32; rows * tokens]; // [rows, tokens]
     by_row.par_chunks_mut(rows_per_task * tokens.max(1)).enumerate().for_each(|(task, block)| {

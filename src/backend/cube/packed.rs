@@ -1,23 +1,30 @@
 //! The packed matmul as CubeCL kernels, for the CubeCL backends (wgpu, CUDA): outputs are
 //! computed from the 2-bit codes, decoded on the fly; no f32 weight matrix is ever built.
-//! Activations are int8 fake-quantized first ([`crate::ternary::cube_quant`]). Three kernels
+//! Activations are int8 fake-quantized first ([`super::quant`]). Three kernels
 //! ([`CubeKernel`]): one unit per output; for few tokens (generation) a row-cooperative one
 //! whose units read a row's code words side by side, as a GPU's memory wants them read; for many
 //! tokens (prefill, scoring) a tiled one that stages activations and decoded codes in shared
 //! memory, so each is read from device memory once per tile rather than once per output.
 //!
 //! It serves `CubeBackend` directly and, as a registered custom operation, Burn's fusion backend
-//! over it (`crate::ternary::fusion_ops`).
+//! over it (`super::fusion`).
 
 use burn::tensor::{DType, Shape, Tensor};
-use burn_cubecl::cubecl::{calculate_cube_count_elemwise, features::Plane, prelude::{ComputeClient, ScalarArg}, CubeCount, CubeDim};
-use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime};
+use burn_cubecl::cubecl::{
+    calculate_cube_count_elemwise,
+    features::Plane,
+    prelude::{ComputeClient, ScalarArg},
+    CubeCount, CubeDim,
+};
+use burn_cubecl::{
+    kernel::into_contiguous, ops::numeric::empty_device, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime,
+};
 
+use super::quant::quantize_activation_primitive;
 use crate::backend::float;
+use crate::backend::PackedWeight;
 use crate::config::WeightScale;
-use crate::ternary::cube_quant::quantize_activation_primitive;
 use crate::ternary::pack::{PackedTernary, CODES_PER_WORD};
-use crate::ternary::packed_linear::PackedLinear;
 
 mod kernel {
     // `#[cube]` expands to `cubecl::...` paths.
@@ -35,7 +42,16 @@ mod kernel {
     /// `scale_per_word` (every 16-column word lies in one scale group) a full word's sum is
     /// scaled once, without a division per column.
     #[cube]
-    fn word_dot(x: &Tensor<f32>, x_base: usize, word: u32, w: usize, scales: &Tensor<f32>, s_base: usize, group: usize, scale_per_word: u32) -> f32 {
+    fn word_dot(
+        x: &Tensor<f32>,
+        x_base: usize,
+        word: u32,
+        w: usize,
+        scales: &Tensor<f32>,
+        s_base: usize,
+        group: usize,
+        scale_per_word: u32,
+    ) -> f32 {
         let k_dim = x.shape(1);
         let k0 = w * 16;
         let mut out = f32::new(0.0);
@@ -117,7 +133,8 @@ mod kernel {
             let s_base = n * (scale_row_stride as usize);
             let mut w = lane;
             while w < codes.shape(1) {
-                partial += word_dot(x, x_base, codes[c_base + w], w, scales, s_base, group_size as usize, scale_per_word);
+                partial +=
+                    word_dot(x, x_base, codes[c_base + w], w, scales, s_base, group_size as usize, scale_per_word);
                 w += lanes;
             }
         }
@@ -320,7 +337,8 @@ fn launch<R: CubeRuntime>(
     let [n, words] = codes.shape.dims::<2>();
     assert_eq!(words, k.div_ceil(CODES_PER_WORD), "codes must be [N, ceil(K/16)]");
     assert_eq!(output.shape.dims::<2>(), [m, n], "output must be [M, N]");
-    let (x, codes, scales, output) = (into_contiguous(x), into_contiguous(codes), into_contiguous(scales), into_contiguous(output));
+    let (x, codes, scales, output) =
+        (into_contiguous(x), into_contiguous(codes), into_contiguous(scales), into_contiguous(output));
     let client = x.client.clone();
     if m * n == 0 {
         return output;
@@ -334,19 +352,31 @@ fn launch<R: CubeRuntime>(
     let fits = |cubes: usize| cubes <= u16::MAX as usize;
     let kernel = match kernel {
         CubeKernel::RowCooperative if !fits(m) => CubeKernel::PerOutput,
-        CubeKernel::Tiled if !fits(m.div_ceil(kernel::TILE_M as usize)) || !fits(n.div_ceil(kernel::TILE_N as usize)) => CubeKernel::PerOutput,
+        CubeKernel::Tiled
+            if !fits(m.div_ceil(kernel::TILE_M as usize)) || !fits(n.div_ceil(kernel::TILE_N as usize)) =>
+        {
+            CubeKernel::PerOutput
+        }
         kernel => kernel,
     };
     match kernel {
         CubeKernel::PerOutput => {
             let cube_dim = CubeDim::new(&client, m * n);
             let cube_count = calculate_cube_count_elemwise(&client, m * n, cube_dim);
-            kernel::packed_ternary_matmul_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, per_word)
+            kernel::packed_ternary_matmul_kernel::launch::<R>(
+                &client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, per_word,
+            )
         }
         CubeKernel::Tiled => {
             let cube_dim = CubeDim::new_2d(kernel::TILE_UNITS, kernel::TILE_UNITS);
-            let cube_count = CubeCount::Static(n.div_ceil(kernel::TILE_N as usize) as u32, m.div_ceil(kernel::TILE_M as usize) as u32, 1);
-            kernel::packed_ternary_tiled_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, per_word)
+            let cube_count = CubeCount::Static(
+                n.div_ceil(kernel::TILE_N as usize) as u32,
+                m.div_ceil(kernel::TILE_M as usize) as u32,
+                1,
+            );
+            kernel::packed_ternary_tiled_kernel::launch::<R>(
+                &client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, per_word,
+            )
         }
         CubeKernel::RowCooperative => {
             // Lanes: the row's words rounded up to a power of two, at most 32.
@@ -354,7 +384,9 @@ fn launch<R: CubeRuntime>(
             let rows = kernel::COOPERATIVE_CUBE_UNITS / lanes;
             let cube_dim = CubeDim::new_2d(lanes, rows);
             let cube_count = CubeCount::Static(m as u32, n.div_ceil(rows as usize) as u32, 1);
-            kernel::packed_ternary_gemv_kernel::launch::<R>(&client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, per_word)
+            kernel::packed_ternary_gemv_kernel::launch::<R>(
+                &client, cube_count, cube_dim, args.0, args.1, args.2, args.3, row_stride, group, per_word,
+            )
         }
     }
     .expect("packed ternary matmul launch");
@@ -365,7 +397,7 @@ fn launch<R: CubeRuntime>(
 /// kernel), then the product kernel on the layer's device codes and scales.
 pub fn packed_matmul<R: CubeRuntime, BT: BoolElement>(
     x: Tensor<CubeBackend<R, f32, i32, BT>, 2>,
-    w: &PackedLinear<CubeBackend<R, f32, i32, BT>>,
+    w: PackedWeight<'_, CubeBackend<R, f32, i32, BT>>,
 ) -> Tensor<CubeBackend<R, f32, i32, BT>, 2> {
     let kernel = CubeKernel::choose(&R::client(&x.device()), x.dims()[0]);
     packed_matmul_into(kernel, x, w, None)
@@ -376,7 +408,7 @@ pub fn packed_matmul<R: CubeRuntime, BT: BoolElement>(
 pub fn packed_matmul_into<R: CubeRuntime, BT: BoolElement>(
     kernel: CubeKernel,
     x: Tensor<CubeBackend<R, f32, i32, BT>, 2>,
-    w: &PackedLinear<CubeBackend<R, f32, i32, BT>>,
+    w: PackedWeight<'_, CubeBackend<R, f32, i32, BT>>,
     output: Option<Tensor<CubeBackend<R, f32, i32, BT>, 2>>,
 ) -> Tensor<CubeBackend<R, f32, i32, BT>, 2> {
     let (codes, scales) = w.device_tensors(&x.device());
@@ -385,15 +417,15 @@ pub fn packed_matmul_into<R: CubeRuntime, BT: BoolElement>(
         x.into_primitive().tensor(),
         codes.into_primitive(),
         scales.into_primitive().tensor(),
-        &w.packed,
-        w.activation_bits.is_some(),
+        w.packed,
+        w.int8_activations,
         output.map(|o| o.into_primitive().tensor()),
     );
     float(out)
 }
 
 /// The kernel on primitives: `x [M, K]` (int8 fake-quantized first with `int8_input`, by
-/// [`crate::ternary::cube_quant`]) times the packed weight whose device codes and scales are
+/// [`super::quant`]) times the packed weight whose device codes and scales are
 /// given and whose layout `packed` describes, into `output` or a fresh `[M, N]` buffer. Also what
 /// the fusion backend's operation runs.
 pub(crate) fn packed_matmul_primitive<R: CubeRuntime>(
@@ -418,11 +450,11 @@ pub(crate) fn packed_matmul_primitive<R: CubeRuntime>(
     launch::<R>(kernel, x, codes, scales, output, row_stride, group)
 }
 
-/// The three product kernels through CUDA's compiler and NVRTC (see `crate::ternary::cuda_source`).
+/// The three product kernels through CUDA's compiler and NVRTC (see `super::cuda_source`).
 #[cfg(all(test, feature = "wgpu", feature = "cuda"))]
 mod cuda_source {
+    use super::cuda_source::{assert_compiles_for_cuda, client, scalar, settings, tensor};
     use super::kernel::*;
-    use crate::ternary::cuda_source::{assert_compiles_for_cuda, client, scalar, settings, tensor};
     use burn_cubecl::cubecl::CubeDim;
 
     #[test]
@@ -430,13 +462,43 @@ mod cuda_source {
         // Arguments: x, codes, scales, the three scalars, then the output.
         let client = client();
         let (t, s) = (tensor, scalar);
-        let per_output = packed_ternary_matmul_kernel::PackedTernaryMatmulKernel::new(settings(CubeDim::new_1d(256)), client.clone(), t(), t(), t(), s(), s(), s(), t());
+        let per_output = packed_ternary_matmul_kernel::PackedTernaryMatmulKernel::new(
+            settings(CubeDim::new_1d(256)),
+            client.clone(),
+            t(),
+            t(),
+            t(),
+            s(),
+            s(),
+            s(),
+            t(),
+        );
         assert_compiles_for_cuda("per-output kernel", per_output);
         let cooperative_dim = CubeDim::new_2d(32, COOPERATIVE_CUBE_UNITS / 32);
-        let cooperative = packed_ternary_gemv_kernel::PackedTernaryGemvKernel::new(settings(cooperative_dim), client.clone(), t(), t(), t(), s(), s(), s(), t());
+        let cooperative = packed_ternary_gemv_kernel::PackedTernaryGemvKernel::new(
+            settings(cooperative_dim),
+            client.clone(),
+            t(),
+            t(),
+            t(),
+            s(),
+            s(),
+            s(),
+            t(),
+        );
         assert_compiles_for_cuda("row-cooperative kernel", cooperative);
         let tiled_dim = CubeDim::new_2d(TILE_UNITS, TILE_UNITS);
-        let tiled = packed_ternary_tiled_kernel::PackedTernaryTiledKernel::new(settings(tiled_dim), client, t(), t(), t(), s(), s(), s(), t());
+        let tiled = packed_ternary_tiled_kernel::PackedTernaryTiledKernel::new(
+            settings(tiled_dim),
+            client,
+            t(),
+            t(),
+            t(),
+            s(),
+            s(),
+            s(),
+            t(),
+        );
         assert_compiles_for_cuda("tiled kernel", tiled);
     }
 }

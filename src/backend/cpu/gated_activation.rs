@@ -10,15 +10,15 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use super::tensor::{cpu_tensor, with_rows};
 use crate::backend::{float, Cpu};
-use crate::ternary::cpu_gemm::{cpu_tensor, with_rows};
 
-const PIECE: usize = crate::model::cpu_math::TASK_ELEMENTS;
+const PIECE: usize = super::math::TASK_ELEMENTS;
 
 fn as_2d<const D: usize>(t: Tensor<Cpu, D>) -> (Tensor<Cpu, 2>, [usize; D]) {
     let dims = t.dims();
     let last = dims[D - 1];
-    (crate::reshape::cpu::reshape(t, [dims.iter().product::<usize>() / last.max(1), last]), dims)
+    (super::tensor::reshape(t, [dims.iter().product::<usize>() / last.max(1), last]), dims)
 }
 
 fn forward(gate: &[f32], up: &[f32]) -> Vec<f32> {
@@ -37,7 +37,7 @@ pub(crate) fn gated_relu_squared<const D: usize>(gate: Tensor<Cpu, D>, up: Tenso
     let ((gate, dims), (up, _)) = (as_2d(gate), as_2d(up));
     let [rows, cols] = gate.dims();
     let out = with_rows(gate, |gate| with_rows(up, |up| forward(gate, up)));
-    crate::reshape::cpu::reshape(cpu_tensor(out, rows, cols), dims)
+    super::tensor::reshape(cpu_tensor(out, rows, cols), dims)
 }
 
 #[derive(Debug)]
@@ -48,25 +48,28 @@ impl<const D: usize> Backward<Cpu, 2> for FusedGate<D> {
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let tensor = |t: FloatTensor<Cpu>| as_2d(float::<_, D>(t));
-        let ((g, dims), (gate, _), (up, _)) = (tensor(grads.consume::<Cpu>(&ops.node)), tensor(ops.state.0), tensor(ops.state.1));
+        let ((g, dims), (gate, _), (up, _)) =
+            (tensor(grads.consume::<Cpu>(&ops.node)), tensor(ops.state.0), tensor(ops.state.1));
         let [rows, cols] = g.dims();
         let (mut d_gate, mut d_up) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
         with_rows(g, |g| {
             with_rows(gate, |gate| {
                 with_rows(up, |up| {
                     let inputs = g.par_chunks(PIECE).zip(gate.par_chunks(PIECE).zip(up.par_chunks(PIECE)));
-                    d_gate.par_chunks_mut(PIECE).zip(d_up.par_chunks_mut(PIECE)).zip(inputs).for_each(|((dg, du), (g, (gate, up)))| {
-                        for i in 0..dg.len().min(g.len()) {
-                            let r = gate[i].max(0.0);
-                            dg[i] = g[i] * up[i] * (2.0 * r);
-                            du[i] = g[i] * (r * r);
-                        }
-                    })
+                    d_gate.par_chunks_mut(PIECE).zip(d_up.par_chunks_mut(PIECE)).zip(inputs).for_each(
+                        |((dg, du), (g, (gate, up)))| {
+                            for i in 0..dg.len().min(g.len()) {
+                                let r = gate[i].max(0.0);
+                                dg[i] = g[i] * up[i] * (2.0 * r);
+                                du[i] = g[i] * (r * r);
+                            }
+                        },
+                    )
                 })
             })
         });
         let [node_gate, node_up] = ops.parents;
-        let result = |v: Vec<f32>| crate::reshape::cpu::reshape(cpu_tensor(v, rows, cols), dims).into_primitive().tensor();
+        let result = |v: Vec<f32>| super::tensor::reshape(cpu_tensor(v, rows, cols), dims).into_primitive().tensor();
         if let Some(node) = node_gate {
             grads.register::<Cpu>(node.id, result(d_gate));
         }
@@ -82,7 +85,8 @@ pub(crate) fn fused_gated_relu_squared<C: CheckpointStrategy, const D: usize>(
     up: Tensor<Autodiff<Cpu, C>, D>,
 ) -> Tensor<Autodiff<Cpu, C>, D> {
     let (gate, up) = (gate.into_primitive().tensor(), up.into_primitive().tensor());
-    let y = gated_relu_squared::<D>(float(gate.primitive.clone()), float(up.primitive.clone())).into_primitive().tensor();
+    let y =
+        gated_relu_squared::<D>(float(gate.primitive.clone()), float(up.primitive.clone())).into_primitive().tensor();
     let out = match FusedGate::<D>.prepare::<C>([gate.node.clone(), up.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish((gate.primitive, up.primitive), y),
         OpsKind::UnTracked(prep) => prep.finish(y),

@@ -10,7 +10,8 @@ use burn::tensor::{backend::Backend, TensorData};
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
+use super::format::{check_apply, CONFIG_FILE, WEIGHTS_FILE};
+use crate::backend::TritterBackend;
 use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
 use crate::io::{rename_into_place, temp_path};
@@ -48,14 +49,17 @@ impl PackedSize {
     }
 }
 
-impl<B: Backend> TritterModel<B> {
+impl<B: TritterBackend> TritterModel<B> {
     /// Writes a packed checkpoint directory (the model must be packed, see
     /// [`TritterModel::into_packed`]); the weights file is written atomically.
     pub fn save_packed_checkpoint(&self, dir: impl AsRef<Path>, floats: FloatFormat) -> Result<PackedSize> {
         let dir = dir.as_ref();
         self.require_packed()?;
-        std::fs::create_dir_all(dir)
-            .map_err(|source| TritterError::Io { action: "cannot create checkpoint directory", path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| TritterError::Io {
+            action: "cannot create checkpoint directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
 
         let mut size = PackedSize { ternary_weights: 0, ternary_bytes: 0, float_bytes: 0 };
         let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -64,7 +68,9 @@ impl<B: Backend> TritterModel<B> {
             let values = data.convert::<f32>().into_vec::<f32>().expect("f32");
             let (dtype, bytes) = match floats {
                 FloatFormat::F32 => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
-                FloatFormat::F16 => (Dtype::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
+                FloatFormat::F16 => {
+                    (Dtype::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect())
+                }
             };
             size.float_bytes += bytes.len() as u64;
             tensors.push((snapshot.full_path(), dtype, snapshot.shape.clone(), bytes));
@@ -105,7 +111,12 @@ pub(crate) fn is_packed_file(tensors: &SafeTensors) -> bool {
 
 /// Builds the packed model from a packed weights file: every ternary projection from its codes
 /// and scales, every other tensor (f32 or f16) applied by name.
-pub(crate) fn load_packed<B: Backend>(config: &TritterConfig, path: &Path, file: &SafeTensors, device: &B::Device) -> Result<TritterModel<B>> {
+pub(crate) fn load_packed<B: TritterBackend>(
+    config: &TritterConfig,
+    path: &Path,
+    file: &SafeTensors,
+    device: &B::Device,
+) -> Result<TritterModel<B>> {
     let model = TritterModel::<B>::new(config, device)?; // latent weights are lazy: never allocated
     let mut model = model.try_map_projections(|name, projection| {
         let Projection::Latent(linear) = &projection else { return Ok(projection) };
@@ -133,8 +144,8 @@ pub(crate) fn load_packed<B: Backend>(config: &TritterConfig, path: &Path, file:
         snapshots.push(TensorSnapshot::from_data(TensorData::new(values, shape), stack, containers, ParamId::new()));
     }
     let result = model.apply(snapshots, None, None, true);
-    crate::checkpoint::check_apply(path, result)?;
-    Ok(crate::ternary::backend::with_owned_params(model))
+    check_apply(path, result)?;
+    Ok(crate::backend::with_owned_params(model))
 }
 
 fn tensor<'a>(path: &Path, file: &'a SafeTensors, name: &str) -> Result<TensorView<'a>> {
@@ -154,7 +165,11 @@ fn check_shape(path: &Path, name: &str, view: &TensorView, expected: &[usize]) -
 }
 
 fn wrong_dtype(path: &Path, name: &str, view: &TensorView, expected: &str) -> TritterError {
-    TritterError::TensorLoad { path: path.to_path_buf(), tensor: name.to_string(), reason: format!("dtype {:?}, expected {expected}", view.dtype()) }
+    TritterError::TensorLoad {
+        path: path.to_path_buf(),
+        tensor: name.to_string(),
+        reason: format!("dtype {:?}, expected {expected}", view.dtype()),
+    }
 }
 
 fn read_words(path: &Path, file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<u32>> {

@@ -1,0 +1,51 @@
+//! What every checkpoint format shares: the file names and the errors of reading tensors.
+
+use std::path::{Path, PathBuf};
+
+use burn_store::{ApplyError, SafetensorsStoreError};
+
+use crate::error::{Result, TritterError};
+
+/// File name of the config inside a checkpoint directory.
+pub const CONFIG_FILE: &str = "config.json";
+/// File name of the weights inside a checkpoint directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// Turns what burn-store reports after applying tensors into our errors: every tensor the
+/// config implies must have been found with its shape, and no other tensor may be in the file.
+pub(crate) fn check_apply(weights: &Path, result: burn_store::ApplyResult) -> Result<()> {
+    if let Some(error) = result.errors.into_iter().next() {
+        return Err(apply_error(weights.to_path_buf(), error));
+    }
+    if !result.missing.is_empty() {
+        let tensor = result.missing.into_iter().map(|(path, _)| path).collect::<Vec<_>>().join(", ");
+        return Err(TritterError::MissingTensor { path: weights.to_path_buf(), tensor });
+    }
+    if !result.unused.is_empty() {
+        return Err(TritterError::UnexpectedTensors { path: weights.to_path_buf(), tensors: result.unused });
+    }
+    Ok(())
+}
+
+pub(crate) fn store_error(path: &Path, error: SafetensorsStoreError) -> TritterError {
+    match error {
+        SafetensorsStoreError::Io(source) => {
+            TritterError::Io { action: "cannot access", path: path.to_path_buf(), source }
+        }
+        other => TritterError::CorruptCheckpoint { path: path.to_path_buf(), reason: other.to_string() },
+    }
+}
+
+fn apply_error(path: PathBuf, error: ApplyError) -> TritterError {
+    match error {
+        ApplyError::ShapeMismatch { path: tensor, expected, found } => {
+            TritterError::ShapeMismatch { path, tensor, expected, found }
+        }
+        ApplyError::DTypeMismatch { path: tensor, expected, found } => {
+            TritterError::TensorLoad { path, tensor, reason: format!("dtype {found:?}, expected {expected:?}") }
+        }
+        ApplyError::AdapterError { path: tensor, message } | ApplyError::LoadError { path: tensor, message } => {
+            TritterError::TensorLoad { path, tensor, reason: message }
+        }
+    }
+}

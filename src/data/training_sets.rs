@@ -1,0 +1,92 @@
+//! The token windows of a training run: the generated task corpus, or the user's sources mixed
+//! by weight, each tokenized once into the token cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::data::dataset::{Dataset, InMemDataset};
+
+use crate::data::{
+    prepare_corpus, write_task_corpus, DataSpec, PrepareOptions, PrepareProgress, TokenWindows, Tokenizer,
+    WeightedMixture,
+};
+use crate::error::Result;
+
+/// A token dataset a training run shares with its data loaders.
+pub type SharedDataset = Arc<dyn Dataset<Vec<u32>>>;
+
+/// The file the generated tasks are written to (once) inside the cache directory.
+pub const GENERATED_TASKS_FILE: &str = "generated-tasks.jsonl";
+
+/// Training and validation windows of `seq_len + 1` tokens, and what each source held.
+pub struct TrainingSets {
+    pub train: SharedDataset,
+    pub valid: SharedDataset,
+    pub sources: Vec<PreparedSource>,
+}
+
+/// One tokenized source.
+#[derive(Debug, Clone)]
+pub struct PreparedSource {
+    pub path: PathBuf,
+    pub train_tokens: u64,
+    pub val_tokens: u64,
+    /// Whether the token cache already held it.
+    pub reused: bool,
+}
+
+/// The windows of `specs` (mixed by their weights with `seed`), or of the generated tasks when
+/// `specs` is empty. `progress` sees each source's tokenizing progress.
+pub fn training_sets(
+    specs: &[DataSpec],
+    tokenizer: &Tokenizer,
+    options: &PrepareOptions,
+    seq_len: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(&Path, PrepareProgress),
+) -> Result<TrainingSets> {
+    if specs.is_empty() {
+        let path = options.cache_dir.join(GENERATED_TASKS_FILE);
+        if !path.exists() {
+            write_task_corpus(&path, 1, 50_000)?;
+        }
+        let (train, valid, source) = windows_of(&path, tokenizer, options, seq_len, progress)?;
+        return Ok(TrainingSets { train: Arc::new(train), valid: Arc::new(valid), sources: vec![source] });
+    }
+    let (mut train_parts, mut valid_parts, mut sources) = (Vec::new(), Vec::new(), Vec::new());
+    for spec in specs {
+        let (train, valid, source) = windows_of(&spec.path, tokenizer, options, seq_len, progress)?;
+        train_parts.push((train, spec.weight));
+        if !valid.is_empty() {
+            valid_parts.push((valid, spec.weight));
+        }
+        sources.push(source);
+    }
+    let valid: SharedDataset = if valid_parts.is_empty() {
+        Arc::new(InMemDataset::new(Vec::<Vec<u32>>::new()))
+    } else {
+        Arc::new(WeightedMixture::new(valid_parts, seed)?)
+    };
+    Ok(TrainingSets { train: Arc::new(WeightedMixture::new(train_parts, seed)?), valid, sources })
+}
+
+/// One source's training and validation windows.
+fn windows_of(
+    path: &Path,
+    tokenizer: &Tokenizer,
+    options: &PrepareOptions,
+    seq_len: usize,
+    progress: &mut dyn FnMut(&Path, PrepareProgress),
+) -> Result<(TokenWindows, TokenWindows, PreparedSource)> {
+    let corpus = prepare_corpus(path, tokenizer, options, &mut |p| progress(path, p))?;
+    let source = PreparedSource {
+        path: path.to_path_buf(),
+        train_tokens: corpus.index.train_tokens,
+        val_tokens: corpus.index.val_tokens,
+        reused: corpus.reused,
+    };
+    let pad = tokenizer.special_ids().pad;
+    let train = TokenWindows::new(Arc::new(corpus.train), seq_len, pad);
+    let valid = TokenWindows::new(Arc::new(corpus.validation), seq_len, pad);
+    Ok((train, valid, source))
+}
