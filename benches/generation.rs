@@ -22,7 +22,7 @@ const PROMPT: usize = 16;
 type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
 
 /// Median seconds of 3 greedy generations of `new` tokens after a `PROMPT`-token prompt.
-fn seconds<Bk: Backend>(model: &TritterModel<Bk>, prompt: &[u32], new: usize) -> f64 {
+fn seconds<Bk: tritter::TritterBackend>(model: &TritterModel<Bk>, prompt: &[u32], new: usize) -> f64 {
     let options = GenerateOptions { max_new_tokens: new, ..Default::default() };
     let run = || {
         let t = Instant::now();
@@ -37,7 +37,7 @@ fn seconds<Bk: Backend>(model: &TritterModel<Bk>, prompt: &[u32], new: usize) ->
 }
 
 /// One table row per preset: tokens/s of the f32 model, of the packed model, and the ratio.
-fn measure<Bk: Backend>(backend: &str, presets: &[(&str, usize)], device: &Bk::Device) -> String {
+fn measure<Bk: tritter::TritterBackend>(backend: &str, presets: &[(&str, usize)], device: &Bk::Device) -> String {
     let mut rows = String::new();
     for &(preset, new) in presets {
         let config = TritterConfig::from_preset(preset).unwrap();

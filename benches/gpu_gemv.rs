@@ -34,12 +34,12 @@ mod device {
     /// Bytes of weight copies cycled through (more than an H100's 50 MB L2).
     const WORKING_SET: usize = 64 << 20;
 
-    fn sync<Bk: Backend>(y: &Tensor<Bk, 2>) {
+    fn sync<Bk: tritter::TritterBackend>(y: &Tensor<Bk, 2>) {
         let _ = y.clone().slice([0..1, 0..1]).into_data();
     }
 
     /// Median seconds per call over batches of calls, the device drained after each batch.
-    fn seconds_per_call<Bk: Backend>(mut call: impl FnMut(usize) -> Tensor<Bk, 2>) -> f64 {
+    fn seconds_per_call<Bk: tritter::TritterBackend>(mut call: impl FnMut(usize) -> Tensor<Bk, 2>) -> f64 {
         sync(&call(0));
         let start = Instant::now();
         let mut calls = 0;
@@ -64,7 +64,7 @@ mod device {
     }
 
     /// GB/s of a device copy (read + write) of 64 MiB (wgpu's default binding limit is 128 MiB).
-    fn copy_bandwidth<Bk: Backend>(device: &Bk::Device) -> f64 {
+    fn copy_bandwidth<Bk: tritter::TritterBackend>(device: &Bk::Device) -> f64 {
         let src = Tensor::<Bk, 2>::random([16, 1 << 20], Distribution::Default, device);
         let bytes = 2.0 * (64u64 << 20) as f64;
         bytes / seconds_per_call(|_| src.clone().mul_scalar(1.0)) / 1e9
@@ -108,7 +108,7 @@ mod device {
                 let shape = format!("{out}x{inp}/{tokens}");
                 let (x, layers) = (&x, &layers);
                 let packed_call = |kernel: CubeKernel| {
-                    move |i: usize| packed_matmul_into(kernel, x.clone(), &layers[i % layers.len()], None)
+                    move |i: usize| packed_matmul_into(kernel, x.clone(), layers[i % layers.len()].weight(), None)
                 };
                 let f32_call = |i: usize| x.clone().matmul(dense[i % dense.len()].clone().transpose());
                 // Every kernel computes the f32 matmul's product before anything is timed.

@@ -33,7 +33,11 @@ type WgpuCube = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, 
 #[cfg(feature = "cuda")]
 type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
 
-fn random<Bk: Backend, const D: usize>(rng: &mut StdRng, shape: [usize; D], device: &Bk::Device) -> Tensor<Bk, D> {
+fn random<Bk: tritter::TritterBackend, const D: usize>(
+    rng: &mut StdRng,
+    shape: [usize; D],
+    device: &Bk::Device,
+) -> Tensor<Bk, D> {
     let n = shape.iter().product();
     Tensor::from_data(
         TensorData::new((0..n).map(|_| rng.random_range(-0.05f32..0.05)).collect::<Vec<_>>(), shape),
@@ -41,7 +45,7 @@ fn random<Bk: Backend, const D: usize>(rng: &mut StdRng, shape: [usize; D], devi
     )
 }
 
-fn ids<Bk: Backend>(
+fn ids<Bk: tritter::TritterBackend>(
     rng: &mut StdRng,
     vocab: usize,
     batch: usize,
@@ -56,7 +60,12 @@ fn ids<Bk: Backend>(
 
 /// Forward + backward of `[8, 128, 1024] -> 4096` with `quant`, gradients read back: the
 /// backend's fused op (`ternary_linear`) or the tensor-op reference on the same tokens.
-fn linear_step<AD: AutodiffBackend>(x: &Tensor<AD, 3>, w: &Tensor<AD, 2>, quant: &TernaryQuant, fused: bool) {
+fn linear_step<AD: tritter::backend::TritterAutodiffBackend>(
+    x: &Tensor<AD, 3>,
+    w: &Tensor<AD, 2>,
+    quant: &TernaryQuant,
+    fused: bool,
+) {
     let x = x.clone().require_grad();
     let w = w.clone().require_grad();
     let y = if fused {
@@ -86,7 +95,7 @@ fn quantize<Bk: TritterBackend>(x: &Tensor<Bk, 2>, w: &Tensor<Bk, 2>, quant: &Te
     let _ = wq.slice([0..1, 0..1]).into_data();
 }
 
-fn linear_rows<AD: AutodiffBackend>(
+fn linear_rows<AD: tritter::backend::TritterAutodiffBackend>(
     backend: &str,
     device: &AD::Device,
     criterion: &mut Criterion,
@@ -159,7 +168,7 @@ fn fused_op_rows(criterion: &mut Criterion, rows: &mut Vec<String>) {
     let attend = |fused: bool| {
         let (qt, kt) = (q.clone().swap_dims(1, 2), kv.clone().swap_dims(1, 2));
         let out = if fused {
-            TritterBackend::attention(qt, kt.clone(), kt, mask.clone())
+            TritterBackend::grouped_query_attention(qt, kt.clone(), kt, mask.clone())
         } else {
             reference::attention(qt, kt.clone(), kt, mask.clone())
         };
@@ -225,7 +234,11 @@ fn fused_op_rows(criterion: &mut Criterion, rows: &mut Vec<String>) {
 }
 
 /// Median seconds of a training step (forward, backward, AdamW) of the test preset on 8×128.
-fn train_step_seconds<AD: AutodiffBackend>(device: &AD::Device, criterion: &mut Criterion, backend: &str) -> f64 {
+fn train_step_seconds<AD: tritter::backend::TritterAutodiffBackend>(
+    device: &AD::Device,
+    criterion: &mut Criterion,
+    backend: &str,
+) -> f64 {
     let mut rng = StdRng::seed_from_u64(3);
     let test = TritterConfig::test();
     let mut model = Some(TritterModel::<AD>::new(&test, device).unwrap());
@@ -246,7 +259,7 @@ fn train_step_seconds<AD: AutodiffBackend>(device: &AD::Device, criterion: &mut 
 
 /// Training-step rows of a GPU backend: `CubeBackend` and Burn's fusion backend over it.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn train_step_rows<Bare: AutodiffBackend, Fused: AutodiffBackend>(
+fn train_step_rows<Bare: tritter::backend::TritterAutodiffBackend, Fused: tritter::backend::TritterAutodiffBackend>(
     backend: &str,
     criterion: &mut Criterion,
     rows: &mut Vec<String>,

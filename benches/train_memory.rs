@@ -33,7 +33,7 @@ fn memory(field: &str) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn child<B: AutodiffBackend>() {
+fn child<B: tritter::backend::TritterAutodiffBackend>() {
     use burn::optim::Optimizer;
     let device = Default::default();
     let config = TritterConfig::small_100m();

@@ -19,6 +19,7 @@ pub mod export;
 pub mod infer;
 pub mod io;
 pub mod model;
+pub mod quant;
 pub mod ternary;
 pub mod train;
 

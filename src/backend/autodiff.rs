@@ -24,7 +24,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bool, Int, Tensor};
 
 use crate::backend::{float, TritterBackend};
-use crate::ternary::quant::TernaryQuant;
+use crate::quant::TernaryQuant;
 
 /// The backward of the fused projection; its state is `(w, x, requantize)`: the weight kept only
 /// when `x` is tracked (its gradient needs `W̃`) and the input only when `w` is, either already
@@ -95,13 +95,13 @@ impl<B: TritterBackend, C: CheckpointStrategy> TritterBackend for Autodiff<B, C>
         B::autodiff_rope::<C>(x, cos, sin)
     }
 
-    fn attention(
+    fn grouped_query_attention(
         q: Tensor<Self, 4>,
         k: Tensor<Self, 4>,
         v: Tensor<Self, 4>,
         mask: Tensor<Self, 4, Bool>,
     ) -> Tensor<Self, 4> {
-        B::autodiff_attention::<C>(q, k, v, mask)
+        B::autodiff_grouped_query_attention::<C>(q, k, v, mask)
     }
 
     fn cross_entropy(logits: Tensor<Self, 2>, targets: Tensor<Self, 1, Int>, ignore: Option<usize>) -> Tensor<Self, 1> {

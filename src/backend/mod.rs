@@ -21,11 +21,11 @@ pub mod reference;
 mod types;
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::Autodiff;
+
 use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
 use crate::config::WeightScale;
-use crate::ternary::quant::TernaryQuant;
+use crate::quant::TernaryQuant;
 
 pub use owned_params::with_owned_params;
 pub use packed_weight::{upload as upload_packed, PackedWeight};
@@ -85,12 +85,12 @@ pub trait TritterBackend: Backend {
 
     /// The per-token int8 fake quantization of `x: [tokens, in]`.
     fn int8_activation(x: Tensor<Self, 2>) -> Tensor<Self, 2> {
-        crate::ternary::quant::fake_quantize_activation(x)
+        crate::quant::fake_quantize_activation(x)
     }
 
     /// The absmean ternary fake quantization of `w: [out, in]` with `scale`'s groups.
     fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale) -> Tensor<Self, 2> {
-        crate::ternary::quant::fake_quantize_weight(w, scale)
+        crate::quant::fake_quantize_weight(w, scale)
     }
 
     /// `a · bᵀ` (the forward product).
@@ -119,7 +119,7 @@ pub trait TritterBackend: Backend {
     }
 
     /// `softmax(q·kᵀ/√d + mask)·v` with grouped-query heads (see [`reference::attention`]).
-    fn attention(
+    fn grouped_query_attention(
         q: Tensor<Self, 4>,
         k: Tensor<Self, 4>,
         v: Tensor<Self, 4>,
@@ -176,8 +176,8 @@ pub trait TritterBackend: Backend {
         reference::rope(x, cos, sin)
     }
 
-    /// [`Self::attention`] under autodiff.
-    fn autodiff_attention<C: CheckpointStrategy>(
+    /// [`Self::grouped_query_attention`] under autodiff.
+    fn autodiff_grouped_query_attention<C: CheckpointStrategy>(
         q: Tensor<Autodiff<Self, C>, 4>,
         k: Tensor<Autodiff<Self, C>, 4>,
         v: Tensor<Autodiff<Self, C>, 4>,
@@ -231,6 +231,3 @@ where
 pub fn has_native_ops<B: TritterBackend>() -> bool {
     B::NATIVE_OPS
 }
-
-#[cfg(all(test, feature = "ndarray"))]
-mod unknown_backend;

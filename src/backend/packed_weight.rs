@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
-use crate::ternary::pack::PackedTernary;
+use crate::quant::PackedTernary;
 
 /// The host codes and scales, their device copies where the layer keeps them, and whether the
 /// activations are int8 fake-quantized first.

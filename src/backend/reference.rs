@@ -6,8 +6,8 @@ use burn::tensor::activation::{log_softmax, relu, softmax};
 use burn::tensor::{backend::Backend, Bool, ElementConversion, Int, Tensor};
 
 use crate::backend::PackedWeight;
-use crate::ternary::pack::CODES_PER_WORD;
-use crate::ternary::quant::{fake_quantize_activation, fake_quantize_weight, scale_codes, TernaryQuant};
+use crate::quant::CODES_PER_WORD;
+use crate::quant::{fake_quantize_activation, fake_quantize_weight, scale_codes, TernaryQuant};
 
 /// LayerNorm (with `bias`) or RMSNorm over the last dim of `x: [rows, dim]`.
 pub fn norm<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 1>, bias: Option<Tensor<B, 1>>, eps: f64) -> Tensor<B, 2> {
@@ -25,8 +25,8 @@ pub fn norm<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 1>, bias: Option<Tens
     }
 }
 
-/// RoPE of `x: [B, T, heads, d]` given the `[T · d/2]` tables of
-/// [`crate::model::RotaryEmbedding::tables`]: `x'[i] = x[i]·cos − x[i+d/2]·sin`,
+/// RoPE of `x: [B, T, heads, d]` given the `[T · d/2]` tables of the
+/// model's `RotaryEmbedding::tables`: `x'[i] = x[i]·cos − x[i+d/2]·sin`,
 /// `x'[i+d/2] = x[i+d/2]·cos + x[i]·sin`.
 pub fn rope<B: Backend>(x: Tensor<B, 4>, cos: Vec<f32>, sin: Vec<f32>) -> Tensor<B, 4> {
     let [_, t, _, d] = x.dims();

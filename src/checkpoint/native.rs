@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 
 use super::format::{check_apply, store_error, CONFIG_FILE, WEIGHTS_FILE};

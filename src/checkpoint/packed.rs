@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use burn::module::ParamId;
-use burn::tensor::{backend::Backend, TensorData};
+use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 

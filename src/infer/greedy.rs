@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
 use crate::backend::TritterBackend;
 use crate::data::generated::{Task, TaskExample};

@@ -97,7 +97,7 @@ impl<B: TritterBackend> Attention<B> {
             }
             *slot = Some(LayerCache { k: k.clone(), v: v.clone() });
         }
-        let out = B::attention(q, k, v, mask); // [B, nh, T, d]
+        let out = B::grouped_query_attention(q, k, v, mask); // [B, nh, T, d]
         self.o_proj.forward(B::reshape(out.swap_dims(1, 2), [batch, seq, nh * d]))
     }
 }

@@ -4,7 +4,7 @@ use burn::module::{Ignored, Module};
 use burn::tensor::{backend::Backend, Bool, Tensor};
 
 use crate::backend::TritterBackend;
-use crate::config::{MlpNorm, TritterConfig, LAYER_PROJECTIONS};
+use crate::config::{MlpNorm, TritterConfig};
 use crate::model::attention::{Attention, LayerCache};
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
@@ -34,7 +34,7 @@ impl<B: Backend> DecoderLayer<B> {
         }
     }
 
-    /// The layer's projections in the order of [`LAYER_PROJECTIONS`].
+    /// The layer's projections in the order of [`crate::config::LAYER_PROJECTIONS`].
     pub fn projections(&self) -> [&Projection<B>; 7] {
         let (a, m) = (&self.self_attn, &self.mlp);
         [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]

@@ -7,6 +7,8 @@ pub mod mlp;
 pub mod norm;
 pub mod packed;
 pub mod rope;
+#[cfg(all(test, feature = "ndarray"))]
+mod unknown_backend;
 
 use burn::module::{Ignored, Initializer, Module};
 use burn::nn::{Embedding, EmbeddingConfig};

@@ -9,7 +9,7 @@ use crate::error::{Result, TritterError};
 use crate::model::TritterModel;
 use crate::ternary::{PackedLinear, PackedTernary, Projection};
 
-impl<B: crate::backend::TritterBackend> TritterModel<B> {
+impl<B: Backend> TritterModel<B> {
     /// Every projection with its tensor-name prefix (e.g. `model.layers.0.self_attn.q_proj`).
     pub fn projections(&self) -> Vec<(String, &Projection<B>)> {
         let mut out = Vec::new();
@@ -36,18 +36,6 @@ impl<B: crate::backend::TritterBackend> TritterModel<B> {
         }
         self.lm_head = self.lm_head.take().map(|head| f("lm_head", head)).transpose()?;
         Ok(self)
-    }
-
-    /// The inference form: every ternary projection quantized and packed (2-bit codes + scales,
-    /// spec section 3); embeddings, norms and a full-precision LM head stay f32. A tied ternary
-    /// LM head keeps multiplying with the fake-quantized embedding.
-    pub fn into_packed(self) -> Result<Self> {
-        if !self.config().bitnet {
-            return Err(TritterError::InvalidInput(
-                "bitnet is off: the model has no ternary projections to pack".into(),
-            ));
-        }
-        self.try_map_projections(|_, p| p.into_packed())
     }
 
     /// The packed weights by tensor-name prefix (empty for a model that is not packed).
@@ -78,6 +66,20 @@ impl<B: crate::backend::TritterBackend> TritterModel<B> {
 
 /// Replaces `*slot` by `f(*slot)`; an empty packed layer stands in while `f` runs (if `f`
 /// fails, the caller drops the whole model with the error).
+impl<B: crate::backend::TritterBackend> TritterModel<B> {
+    /// The inference form: every ternary projection quantized and packed (2-bit codes + scales,
+    /// spec section 3); embeddings, norms and a full-precision LM head stay f32. A tied ternary
+    /// LM head keeps multiplying with the fake-quantized embedding.
+    pub fn into_packed(self) -> Result<Self> {
+        if !self.config().bitnet {
+            return Err(TritterError::InvalidInput(
+                "bitnet is off: the model has no ternary projections to pack".into(),
+            ));
+        }
+        self.try_map_projections(|_, p| p.into_packed())
+    }
+}
+
 fn replace<B: Backend>(slot: &mut Projection<B>, f: impl FnOnce(Projection<B>) -> Result<Projection<B>>) -> Result<()> {
     let empty =
         PackedTernary { rows: 0, cols: 0, codes: Vec::new(), scales: Vec::new(), weight_scale: WeightScale::PerTensor };

@@ -7,7 +7,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use crate::backend::TritterBackend;
 use crate::config::WeightScale;
-use crate::ternary::quant::TernaryQuant;
+use crate::quant::TernaryQuant;
 
 /// Configuration of a [`TernaryLinear`].
 #[derive(Config, Debug)]

@@ -7,7 +7,7 @@ use burn::module::{Ignored, Module};
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::backend::{PackedWeight, TritterBackend};
-use crate::ternary::pack::PackedTernary;
+use crate::quant::PackedTernary;
 
 /// A bias-free `y = x̃ · (γ · Wq)ᵀ` whose weight exists only as packed codes.
 #[derive(Module, Debug)]
@@ -15,7 +15,7 @@ pub struct PackedLinear<B: Backend> {
     /// The codes as the backend's int tensor `[out, words]` (u32 bit patterns), for backends
     /// that multiply on the device; `None` where the kernel reads [`Self::packed`] on the host.
     pub codes: Option<Tensor<B, 2, Int>>,
-    /// γ on the device, shaped as [`crate::ternary::absmean_scales`] says; `None` as `codes`.
+    /// γ on the device, shaped as [`crate::quant::absmean_scales`] says; `None` as `codes`.
     pub scales: Option<Tensor<B, 2>>,
     /// The codes and scales on the host: what checkpoints and exports read.
     pub packed: Ignored<Arc<PackedTernary>>,

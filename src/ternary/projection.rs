@@ -5,8 +5,8 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::error::Result;
+use crate::quant::PackedTernary;
 use crate::ternary::linear::TernaryLinear;
-use crate::ternary::pack::PackedTernary;
 use crate::ternary::packed_linear::PackedLinear;
 
 /// One projection (q, k, v, o, gate, up, down or the LM head). Checkpoint paths skip the variant

@@ -8,7 +8,6 @@ use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::LearningRate;
 use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
 
 use crate::backend::TritterAutodiffBackend;
 use crate::model::TritterModel;

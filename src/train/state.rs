@@ -13,6 +13,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::TritterAutodiffBackend;
 use crate::error::{Result, TritterError};
 use crate::io::write_atomic;
 use crate::model::TritterModel;
@@ -157,7 +158,7 @@ pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
 
 /// Saves a resumable checkpoint of step `state.step`, switches `latest` to it and deletes all
 /// but the newest `keep` step checkpoints. Returns its directory.
-pub fn save_run_checkpoint<B: AutodiffBackend, R: Record<B>>(
+pub fn save_run_checkpoint<B: TritterAutodiffBackend, R: Record<B>>(
     run_dir: &Path,
     model: &TritterModel<B>,
     optimizer: R,
@@ -246,7 +247,7 @@ pub struct RunCheckpoint<B: AutodiffBackend, R> {
 }
 
 /// Loads what [`save_run_checkpoint`] wrote (see [`resolve_run_checkpoint`] for `path`).
-pub fn load_run_checkpoint<B: AutodiffBackend, R: Record<B>>(
+pub fn load_run_checkpoint<B: TritterAutodiffBackend, R: Record<B>>(
     path: &Path,
     device: &B::Device,
 ) -> Result<RunCheckpoint<B, R>> {

@@ -1,7 +1,7 @@
 //! burn-train glue: `TrainStep` / `InferenceStep` for [`TritterModel`] and the step output the
 //! metrics read.
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use burn::train::metric::{Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};

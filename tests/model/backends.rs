@@ -2,7 +2,7 @@
 //! `--features wgpu`; on machines without a GPU, Mesa's lavapipe provides the Vulkan device)
 //! and CUDA (`--features cuda`, on a machine with an NVIDIA GPU).
 
-use burn::tensor::{backend::Backend, ElementConversion};
+use burn::tensor::ElementConversion;
 use rand::Rng;
 use tritter::{TritterConfig, TritterModel};
 
@@ -13,7 +13,7 @@ use crate::model::reference_f64::random_tiny_config;
 /// Same weights on both backends (moved through a checkpoint); relative logit error ≤ 1e-4.
 /// With bitnet on, two f32 backends may round a value on a rounding tie differently, so as in
 /// the f64 test, draws where the reference passes within 3e-5 of a boundary are skipped.
-fn agrees_with_ndarray<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
+fn agrees_with_ndarray<G: tritter::TritterBackend>(name: &str, device: &G::Device, tolerance: f64) {
     let mut rng = fresh_rng(name);
     for bitnet in [false, true] {
         let mut clean = 0;
@@ -96,7 +96,7 @@ fn cuda_matmul_precision() {
 /// The packed matmul on `G` (its own kernel, or the tensor-op reference) against the f64
 /// recomputation, on the awkward shapes and scale granularities of the CPU kernel tests; then a
 /// packed checkpoint loaded on `G` gives the logits the CPU kernel gives.
-fn packed_agrees<G: Backend>(name: &str, device: &G::Device, tolerance: f64) {
+fn packed_agrees<G: tritter::TritterBackend>(name: &str, device: &G::Device, tolerance: f64) {
     use crate::model::packed_kernel::{cases, random_packed, reference_f64};
     use tritter::ternary::PackedLinear;
     let mut rng = fresh_rng(name);
@@ -143,7 +143,7 @@ type CudaCube = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime,
 /// Each CubeCL kernel run into an output filled with NaN (unwritten elements stay NaN), on the
 /// `CubeBackend`s that have them; nothing elsewhere.
 #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(unused_variables))]
-fn poisoned_runs<G: Backend>(
+fn poisoned_runs<G: tritter::TritterBackend>(
     layer: &tritter::ternary::PackedLinear<G>,
     x: burn::tensor::Tensor<G, 2>,
 ) -> Vec<(String, Vec<f32>)> {
@@ -160,7 +160,7 @@ fn poisoned_runs<G: Backend>(
 
 /// [`poisoned_runs`] when `G` is `CubeBackend<R, f32, i32, BT>`.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn poisoned_runs_on<G: Backend, R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement>(
+fn poisoned_runs_on<G: tritter::TritterBackend, R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement>(
     layer: &tritter::ternary::PackedLinear<G>,
     x: &burn::tensor::Tensor<G, 2>,
 ) -> Option<Vec<(String, Vec<f32>)>> {
@@ -171,7 +171,7 @@ fn poisoned_runs_on<G: Backend, R: burn_cubecl::CubeRuntime, BT: burn_cubecl::Bo
     let x = (x as &dyn Any).downcast_ref::<burn::tensor::Tensor<C<R, BT>, 2>>()?;
     let run = |kernel: CubeKernel| {
         let output = burn::tensor::Tensor::full([x.dims()[0], layer.packed.rows], f32::NAN, &x.device());
-        (format!("{kernel:?}"), to_vec(packed_matmul_into(kernel, x.clone(), layer, Some(output))))
+        (format!("{kernel:?}"), to_vec(packed_matmul_into(kernel, x.clone(), layer.weight(), Some(output))))
     };
     Some(vec![run(CubeKernel::PerOutput), run(CubeKernel::RowCooperative), run(CubeKernel::Tiled)])
 }

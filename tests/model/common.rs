@@ -19,14 +19,14 @@ pub fn random_ids(rng: &mut StdRng, batch: usize, seq: usize, vocab: usize) -> V
 }
 
 /// `[batch][seq]` ids as a Burn int tensor.
-pub fn ids_tensor<Bk: Backend>(ids: &[Vec<usize>], device: &Bk::Device) -> Tensor<Bk, 2, Int> {
+pub fn ids_tensor<Bk: tritter::TritterBackend>(ids: &[Vec<usize>], device: &Bk::Device) -> Tensor<Bk, 2, Int> {
     let (batch, seq) = (ids.len(), ids[0].len());
     let flat: Vec<i64> = ids.iter().flatten().map(|&i| i as i64).collect();
     Tensor::from_data(TensorData::new(flat, [batch, seq]), device)
 }
 
 /// Normal random values as a tensor (drawn on the host, so the seed controls them).
-pub fn random_tensor<Bk: Backend, const D: usize>(
+pub fn random_tensor<Bk: tritter::TritterBackend, const D: usize>(
     rng: &mut StdRng,
     shape: [usize; D],
     std: f32,
@@ -56,7 +56,7 @@ pub fn normal(rng: &mut StdRng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
-pub fn to_vec<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
+pub fn to_vec<Bk: tritter::TritterBackend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap()
 }
 
@@ -76,7 +76,9 @@ pub fn temp_dir() -> tempfile::TempDir {
 }
 
 /// Every float parameter of a module as `(spec name, shape, values)`, in visiting order.
-pub fn named_params<Bk: Backend, M: burn_store::ModuleSnapshot<Bk>>(module: &M) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+pub fn named_params<Bk: tritter::TritterBackend, M: burn_store::ModuleSnapshot<Bk>>(
+    module: &M,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     module
         .collect(None, None, true)
         .into_iter()

@@ -5,10 +5,7 @@
 
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{
-    backend::{AutodiffBackend, Backend},
-    Tensor, TensorData,
-};
+use burn::tensor::{Tensor, TensorData};
 use rand::{rngs::StdRng, Rng};
 use tritter::backend::{reference, TritterBackend};
 use tritter::ternary::{fake_quantize_activation, fake_quantize_weight, ternary_linear, TernaryQuant};
@@ -25,7 +22,7 @@ use crate::model::reference_f64::random_tiny_config;
 /// projection runs the tensor-op reference.
 type ReferenceB = burn::backend::NdArray<f32, i32>;
 
-fn tensor<Bk: Backend>(values: Vec<f32>, shape: [usize; 2]) -> Tensor<Bk, 2> {
+fn tensor<Bk: tritter::TritterBackend>(values: Vec<f32>, shape: [usize; 2]) -> Tensor<Bk, 2> {
     Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 
@@ -271,7 +268,7 @@ fn cpu_products_match_f64_for_any_operand_layout() {
 }
 
 /// `y`, `∂L/∂x` and `∂L/∂W` of `L = Σ g ⊙ y` for the fused op and the reference.
-fn projection_with_gradients<Ad: AutodiffBackend>(
+fn projection_with_gradients<Ad: tritter::backend::TritterAutodiffBackend>(
     x: &Tensor<Ad, 3>,
     w: &Tensor<Ad, 2>,
     g: &Tensor<Ad, 3>,
@@ -297,7 +294,11 @@ fn projection_with_gradients<Ad: AutodiffBackend>(
 
 /// The fused op against the reference on backend `Ad`: outputs and gradients, every
 /// quantization, each input tracked or not.
-fn fused_matches_reference<Ad: AutodiffBackend>(name: &str, device: &Ad::Device, tolerance: f64) {
+fn fused_matches_reference<Ad: tritter::backend::TritterAutodiffBackend>(
+    name: &str,
+    device: &Ad::Device,
+    tolerance: f64,
+) {
     assert!(tritter::backend::has_native_ops::<Ad>(), "{name}: the backend's own op, not the reference, is under test");
     let mut rng = fresh_rng(name);
     for (batch, seq, d_in, d_out) in [
@@ -364,9 +365,12 @@ fn fused_gradients_on_cuda_equal_the_reference_gradients() {
 }
 
 /// Every float parameter's gradient (zeros where it has none), in visiting order.
-fn gradients<Bk: AutodiffBackend, M: Module<Bk>>(module: &M, grads: &Bk::Gradients) -> Vec<Vec<f32>> {
-    struct Collect<'a, Bk: AutodiffBackend>(&'a Bk::Gradients, Vec<Vec<f32>>);
-    impl<Bk: AutodiffBackend> ModuleVisitor<Bk> for Collect<'_, Bk> {
+fn gradients<Bk: tritter::backend::TritterAutodiffBackend, M: Module<Bk>>(
+    module: &M,
+    grads: &Bk::Gradients,
+) -> Vec<Vec<f32>> {
+    struct Collect<'a, Bk: tritter::backend::TritterAutodiffBackend>(&'a Bk::Gradients, Vec<Vec<f32>>);
+    impl<Bk: tritter::backend::TritterAutodiffBackend> ModuleVisitor<Bk> for Collect<'_, Bk> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Bk, D>>) {
             let n = param.val().shape().num_elements();
             self.1.push(param.val().grad(self.0).map(to_vec).unwrap_or_else(|| vec![0.0; n]));
@@ -378,7 +382,10 @@ fn gradients<Bk: AutodiffBackend, M: Module<Bk>>(module: &M, grads: &Bk::Gradien
 }
 
 /// The logits and every parameter's gradient of the checkpoint in `dir` on backend `Bk`.
-fn logits_and_gradients<Bk: AutodiffBackend>(dir: &std::path::Path, ids: &[Vec<usize>]) -> (Vec<f32>, Vec<Vec<f32>>) {
+fn logits_and_gradients<Bk: tritter::backend::TritterAutodiffBackend>(
+    dir: &std::path::Path,
+    ids: &[Vec<usize>],
+) -> (Vec<f32>, Vec<Vec<f32>>) {
     let device = Default::default();
     let model = TritterModel::<Bk>::load_checkpoint(dir, &device).unwrap();
     let logits = to_vec(model.forward(ids_tensor(ids, &device)));

@@ -2,7 +2,7 @@
 //! against f64 recomputations: values and gradients, on fresh random inputs.
 
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
-use burn::tensor::{backend::AutodiffBackend, Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng};
 use tritter::backend::{reference, TritterBackend};
 
@@ -10,7 +10,7 @@ use crate::model::common::{fresh_rng, max_rel_diff, normal, to_vec, AD, B};
 
 /// Loss and `∂loss/∂logits` of the fused or the reference cross-entropy, with the loss scaled
 /// by `g` before the backward (so the incoming gradient is not 1).
-fn cross_entropy_and_gradient<Ad: AutodiffBackend>(
+fn cross_entropy_and_gradient<Ad: tritter::backend::TritterAutodiffBackend>(
     logits: &[f32],
     shape: [usize; 2],
     targets: &[i64],
@@ -60,7 +60,7 @@ fn random_case(rng: &mut StdRng, rows: usize, vocab: usize, std: f32) -> (Vec<f3
     (logits, (0..rows).map(|_| rng.random_range(0..vocab) as i64).collect())
 }
 
-fn check_cross_entropy<Ad: AutodiffBackend>(rng: &mut StdRng) {
+fn check_cross_entropy<Ad: tritter::backend::TritterAutodiffBackend>(rng: &mut StdRng) {
     // One row, a vocab that is no multiple of 8, rows past a parallel task, large logits
     // (exp would overflow without the max), and a batch whose rows are all ignored.
     for (rows, vocab, std) in [
@@ -112,7 +112,7 @@ fn fused_cross_entropy_equals_f64_and_the_reference() {
 
 /// Output and `q`, `k`, `v` gradients of the fused or reference attention for `loss = Σ out ⊙ g`;
 /// q, k and v are handed over as transposed views (`[B, T, h, d]` memory), as the model does.
-fn attention_and_gradients<Ad: AutodiffBackend>(
+fn attention_and_gradients<Ad: tritter::backend::TritterAutodiffBackend>(
     q: &Tensor<Ad, 4>,
     k: &Tensor<Ad, 4>,
     v: &Tensor<Ad, 4>,
@@ -123,7 +123,7 @@ fn attention_and_gradients<Ad: AutodiffBackend>(
     let (q, k, v) = (q.clone().require_grad(), k.clone().require_grad(), v.clone().require_grad());
     let (qt, kt, vt) = (q.clone().swap_dims(1, 2), k.clone().swap_dims(1, 2), v.clone().swap_dims(1, 2));
     let out = if fused {
-        TritterBackend::attention(qt, kt, vt, mask.clone())
+        TritterBackend::grouped_query_attention(qt, kt, vt, mask.clone())
     } else {
         reference::attention(qt, kt, vt, mask.clone())
     };
@@ -216,7 +216,7 @@ fn fused_attention_equals_f64_and_the_reference() {
         }
         // Without autodiff, and under gradient checkpointing.
         let inner = |t: &Tensor<AD, 4>| Tensor::<B, 4>::from_data(t.clone().into_data(), &device).swap_dims(1, 2);
-        let plain = TritterBackend::attention(
+        let plain = TritterBackend::grouped_query_attention(
             inner(&qt),
             inner(&kt),
             inner(&vt),

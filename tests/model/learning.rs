@@ -3,19 +3,19 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::{backend::AutodiffBackend, Tensor};
+use burn::tensor::Tensor;
 use tritter::{TritterConfig, TritterModel};
 
 use crate::model::common::{fresh_rng, ids_tensor, random_ids, AD};
 
 /// Records, for every float parameter (by path), how many gradient entries are non-zero.
-struct GradientCensus<'a, Bk: AutodiffBackend> {
+struct GradientCensus<'a, Bk: tritter::backend::TritterAutodiffBackend> {
     grads: &'a Bk::Gradients,
     path: Vec<String>,
     nonzero: Vec<(String, usize, usize)>,
 }
 
-impl<Bk: AutodiffBackend> ModuleVisitor<Bk> for GradientCensus<'_, Bk> {
+impl<Bk: tritter::backend::TritterAutodiffBackend> ModuleVisitor<Bk> for GradientCensus<'_, Bk> {
     fn enter_module(&mut self, name: &str, _: &str) {
         self.path.push(name.to_string());
     }

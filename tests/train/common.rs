@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use burn::data::dataset::InMemDataset;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tritter::train::{Dashboard, TrainConfig, TrainData, TrainOptions};
 use tritter::TritterConfig;
@@ -77,14 +77,14 @@ pub fn options(run_dir: &Path, resume: Option<&Path>) -> TrainOptions {
 
 struct Collect(Vec<(ParamId, Vec<f32>)>);
 
-impl<Bk: Backend> ModuleVisitor<Bk> for Collect {
+impl<Bk: tritter::TritterBackend> ModuleVisitor<Bk> for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Bk, D>>) {
         self.0.push((param.id, param.val().into_data().convert::<f32>().to_vec().unwrap()));
     }
 }
 
 /// Every float parameter's id and values, in visiting order.
-pub fn parameters<Bk: Backend, M: Module<Bk>>(model: &M) -> Vec<(ParamId, Vec<f32>)> {
+pub fn parameters<Bk: tritter::TritterBackend, M: Module<Bk>>(model: &M) -> Vec<(ParamId, Vec<f32>)> {
     let mut collect = Collect(Vec::new());
     model.visit(&mut collect);
     collect.0

@@ -3,7 +3,6 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use rand::{rngs::StdRng, Rng};
 use tritter::train::optimizer::adamw;
@@ -19,7 +18,7 @@ struct RandomGrads<'a> {
     grads: [GradientsParams; 2],
 }
 
-impl<Bk: AutodiffBackend> ModuleVisitor<Bk> for RandomGrads<'_> {
+impl<Bk: tritter::backend::TritterAutodiffBackend> ModuleVisitor<Bk> for RandomGrads<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Bk, D>>) {
         let shape = param.val().shape();
         let values: Vec<f32> = (0..shape.num_elements())
@@ -35,7 +34,7 @@ impl<Bk: AutodiffBackend> ModuleVisitor<Bk> for RandomGrads<'_> {
     }
 }
 
-fn equal_to_burn<Bk: AutodiffBackend>(rng: &mut StdRng) {
+fn equal_to_burn<Bk: tritter::backend::TritterAutodiffBackend>(rng: &mut StdRng) {
     for weight_decay in [0.0, 0.1] {
         let mut config = train_config(1, 1);
         config.weight_decay = weight_decay;

@@ -69,7 +69,7 @@ impl TritterBackend for Cpu {
         rope::rope(x, &rope::Tables { cos, sin, heads })
     }
 
-    fn attention(
+    fn grouped_query_attention(
         q: Tensor<Self, 4>,
         k: Tensor<Self, 4>,
         v: Tensor<Self, 4>,
@@ -117,7 +117,7 @@ impl TritterBackend for Cpu {
         rope::fused_rope(x, rope::Tables { cos, sin, heads })
     }
 
-    fn autodiff_attention<C: CheckpointStrategy>(
+    fn autodiff_grouped_query_attention<C: CheckpointStrategy>(
         q: Tensor<Autodiff<Self, C>, 4>,
         k: Tensor<Autodiff<Self, C>, 4>,
         v: Tensor<Autodiff<Self, C>, 4>,

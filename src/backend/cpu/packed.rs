@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::quant::{round_clamped, token_scale};
 use crate::config::WeightScale;
-use crate::ternary::pack::{code_at, PackedTernary, CODES_PER_WORD};
+use crate::quant::{code_at, PackedTernary, CODES_PER_WORD};
 
 /// Columns per block: 8 words of 16 codes, one 256-bit load.
 const BLOCK: usize = 128;
@@ -69,7 +69,7 @@ struct QuantizedToken {
     scale: f32,
 }
 
-/// Per-token absmax int8 quantization exactly as [`crate::ternary::quantize_activation_int8`]
+/// Per-token absmax int8 quantization exactly as [`crate::quant::quantize_activation_int8`]
 /// computes it (round half to even, clamp to i8; the training path's quantizer), laid out for
 /// the kernel.
 fn quantize_token(x: &[f32], blocks: usize, segment: usize) -> QuantizedToken {

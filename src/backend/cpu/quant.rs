@@ -4,14 +4,14 @@
 //! `s = 127 / max(max|x|, ε)` per token (each row read twice while it is in cache). The packed
 //! kernel's int8 activations use the same per-token scale and rounding.
 //!
-//! Bit-identical to the tensor-op quantizers ([`crate::ternary::quant`]) on burn-ndarray: the same
+//! Bit-identical to the tensor-op quantizers ([`crate::quant`]) on burn-ndarray: the same
 //! f32 operations in the same order, including γ's sum, which follows ndarray's `sum` (eight
 //! interleaved partial sums, combined as ndarray combines them).
 
 use rayon::prelude::*;
 
 use crate::config::WeightScale;
-use crate::ternary::quant::{group_shape, ACTIVATION_EPS, WEIGHT_EPS};
+use crate::quant::{group_shape, ACTIVATION_EPS, WEIGHT_EPS};
 
 /// Elements per parallel task of the weight's quantize pass.
 const PIECE: usize = 1 << 16;

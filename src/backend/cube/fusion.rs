@@ -23,7 +23,7 @@ use super::packed::{packed_matmul_primitive, CubeKernel};
 use super::quant::{quantize_activation_primitive, quantize_weight_primitive};
 use crate::backend::{float, PackedWeight, TritterBackend};
 use crate::config::WeightScale;
-use crate::ternary::pack::PackedTernary;
+use crate::quant::PackedTernary;
 
 type Cube<R, BT> = CubeBackend<R, f32, i32, BT>;
 

@@ -24,7 +24,7 @@ use super::quant::quantize_activation_primitive;
 use crate::backend::float;
 use crate::backend::PackedWeight;
 use crate::config::WeightScale;
-use crate::ternary::pack::{PackedTernary, CODES_PER_WORD};
+use crate::quant::{PackedTernary, CODES_PER_WORD};
 
 mod kernel {
     // `#[cube]` expands to `cubecl::...` paths.
@@ -453,8 +453,8 @@ pub(crate) fn packed_matmul_primitive<R: CubeRuntime>(
 /// The three product kernels through CUDA's compiler and NVRTC (see `super::cuda_source`).
 #[cfg(all(test, feature = "wgpu", feature = "cuda"))]
 mod cuda_source {
-    use super::cuda_source::{assert_compiles_for_cuda, client, scalar, settings, tensor};
     use super::kernel::*;
+    use crate::backend::cube::cuda_source::{assert_compiles_for_cuda, client, scalar, settings, tensor};
     use burn_cubecl::cubecl::CubeDim;
 
     #[test]

@@ -11,7 +11,7 @@
 //!   the weight is read twice and written once, where the tensor ops read or write it eleven
 //!   times.
 //!
-//! The same f32 operations as the tensor-op quantizers ([`crate::ternary::quant`]) in the same
+//! The same f32 operations as the tensor-op quantizers ([`crate::quant`]) in the same
 //! order, so `x̃` is theirs bit for bit; γ's sum runs in another order than Burn's reduction, so it
 //! may differ in the last bits, and a weight within that distance of a rounding boundary may get
 //! the other code.
@@ -32,14 +32,14 @@ use burn_cubecl::{
 
 use crate::backend::float;
 use crate::config::WeightScale;
-use crate::ternary::quant::group_shape;
+use crate::quant::group_shape;
 
 mod kernel {
     // `#[cube]` expands to `cubecl::...` paths.
     use burn_cubecl::cubecl;
     use burn_cubecl::cubecl::{cube, prelude::*};
 
-    use crate::ternary::quant::{ACTIVATION_EPS, WEIGHT_EPS};
+    use crate::quant::{ACTIVATION_EPS, WEIGHT_EPS};
 
     /// Units per cube of the row kernels (a power of two: the reduction halves it).
     pub const ROW_UNITS: u32 = 256;
@@ -238,8 +238,8 @@ pub fn quantize_weight_into<R: CubeRuntime, BT: BoolElement>(
 /// The quantizer kernels through CUDA's compiler and NVRTC (see `super::cuda_source`).
 #[cfg(all(test, feature = "wgpu", feature = "cuda"))]
 mod cuda_source {
-    use super::cuda_source::{assert_compiles_for_cuda, client, scalar, settings, tensor};
     use super::kernel::*;
+    use crate::backend::cube::cuda_source::{assert_compiles_for_cuda, client, scalar, settings, tensor};
     use burn_cubecl::cubecl::CubeDim;
 
     #[test]

@@ -50,7 +50,7 @@ pub fn run_info(args: InfoArgs) -> tritter::Result<()> {
     }
     println!(
         "\ntrain state = f32 weights + gradients + AdamW's two moments (16 bytes/parameter), before\n\
-         activations (they grow with batch x sequence; --grad-checkpointing cuts them, see README).\n\
+         activations (they grow with batch x sequence; --grad-checkpointing cuts them, see docs/training.md).\n\
          packed = ternary projections as 2-bit codes + scales, embeddings/norms/LM head in f32 or f16."
     );
     Ok(())

@@ -97,7 +97,7 @@ pub struct TrainArgs {
     pub grad_checkpointing: bool,
     /// Use the hybrid predictive trainer (Full / Predict / Correct phases). Experimental: on the
     /// `test` preset it did no better than plain training with as many steps as it made backward
-    /// passes (README, Hybrid predictive training).
+    /// passes (docs/training.md, Hybrid predictive training).
     #[arg(long)]
     pub hybrid: bool,
     /// Hybrid: full (backpropagated) steps before the first prediction.
@@ -195,6 +195,57 @@ impl TrainArgs {
 
 /// The run's token windows, with a spinner while each source is tokenized and a line for each.
 fn training_sets(args: &TrainArgs, tokenizer: &Tokenizer, config: &TrainConfig) -> tritter::Result<TrainingSets> {
+    let options = PrepareOptions {
+        source: args.source.options(),
+        val_fraction: args.val_fraction,
+        cache_dir: args.cache_dir.clone(),
+    };
+    let started = Instant::now();
+    let bar = spinner("tokenizing");
+    let sets =
+        tritter::data::training_sets(&args.data, tokenizer, &options, config.seq_len, config.seed, &mut |path, p| {
+            let rate = p.text_bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "tokenizing {}: {} documents ({}/s)",
+                path.display(),
+                p.documents,
+                HumanBytes(rate as u64)
+            ));
+        });
+    bar.finish_and_clear();
+    let sets = sets?;
+    for source in &sets.sources {
+        let cached = if source.reused { " (cached)" } else { "" };
+        eprintln!(
+            "Data: {} — {} train / {} validation tokens{cached}",
+            source.path.display(),
+            source.train_tokens,
+            source.val_tokens
+        );
+    }
+    Ok(sets)
+}
+
+/// Runs `tritter train`; prints progress and a summary.
+pub fn run(args: TrainArgs) -> tritter::Result<()> {
+    let config = args.train_config()?;
+    let tokenizer = match &args.tokenizer {
+        Some(path) => Tokenizer::from_file(path)?,
+        None => Tokenizer::bytes(),
+    };
+    let mut model_config = match &args.model_config {
+        Some(path) => TritterConfig::from_json_file(path)?,
+        None => TritterConfig::from_preset(&args.preset)?,
+    };
+    model_config.pad_token_id = Some(tokenizer.special_ids().pad as usize);
+    tokenizer.check_fits(model_config.vocab_size)?;
+    std::fs::create_dir_all(&args.out).map_err(|source| TritterError::Io {
+        action: "cannot create run directory",
+        path: args.out.clone(),
+        source,
+    })?;
+    config.to_json_file(args.out.join("train_config.json"))?;
+
     let generated = args.data.is_empty();
     let sets = training_sets(&args, &tokenizer, &config)?;
     let tasks = (generated && args.task_examples > 0)
@@ -244,7 +295,7 @@ fn training_sets(args: &TrainArgs, tokenizer: &Tokenizer, config: &TrainConfig) 
     summarize(&args, &config, &outcome)
 }
 
-fn summarize<B: burn::tensor::backend::Backend>(
+fn summarize<B: tritter::TritterBackend>(
     args: &TrainArgs,
     config: &TrainConfig,
     outcome: &TrainOutcome<B>,

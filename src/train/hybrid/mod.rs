@@ -98,7 +98,7 @@ impl Shared {
 /// crate runs it on the CPU, scalar, every step (a 10-step rollout per member for its confidence
 /// alone): at the default width it took 21% of a `test`-preset hybrid run's CPU time and made
 /// `--hybrid` slower than plain AdamW; at this width 3%, with the same validation loss within
-/// run-to-run noise (README, Hybrid predictive training). Its output only scales our updates by
+/// run-to-run noise (docs/training.md, Hybrid predictive training). Its output only scales our updates by
 /// group (relative to their mean) and gates the phases.
 const PREDICTOR: hpt::config::PredictorConfig = hpt::config::PredictorConfig::RSSM {
     deterministic_dim: 64,

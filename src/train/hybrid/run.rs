@@ -71,7 +71,7 @@ impl<B: TritterAutodiffBackend> HybridRun<B> {
     }
 
     pub fn model(&self) -> TritterModel<B> {
-        self.trainer.model().model.clone()
+        self.trainer.model().model().clone()
     }
 
     pub fn stats(&self) -> HybridStats {

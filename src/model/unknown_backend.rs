@@ -9,7 +9,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 
 use crate::backend::{has_native_ops, Autodiff, Cpu, Reference, TritterBackend};
-use crate::{TritterConfig, TritterModel};
+use crate::config::TritterConfig;
+use crate::model::TritterModel;
 
 /// The CPU backend with `i16` ints: a type no part of the crate lists.
 type Unknown = NdArray<f32, i16>;

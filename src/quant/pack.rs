@@ -6,7 +6,7 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use crate::config::WeightScale;
 use crate::error::{Result, TritterError};
-use crate::ternary::quant::quantize_weight_absmean;
+use crate::quant::quantize_weight_absmean;
 
 /// Ternary values per `u32` word.
 pub const CODES_PER_WORD: usize = 16;
@@ -18,7 +18,7 @@ pub struct PackedTernary {
     pub cols: usize,
     /// `rows × words_per_row` words, row-major.
     pub codes: Vec<u32>,
-    /// γ per scale group, `[rows_of_scales, groups]` row-major (see [`crate::ternary::absmean_scales`]).
+    /// γ per scale group, `[rows_of_scales, groups]` row-major (see [`crate::quant::absmean_scales`]).
     pub scales: Vec<f32>,
     pub weight_scale: WeightScale,
 }
