@@ -15,7 +15,7 @@ mod results;
 use std::time::Duration;
 
 use burn::optim::{GradientsParams, Optimizer};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+
 use burn::tensor::{Int, Tensor, TensorData};
 use criterion::Criterion;
 use rand::{rngs::StdRng, Rng, SeedableRng};

@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
 use burn::backend::{Autodiff, NdArray};
 use burn::optim::GradientsParams;
-use burn::tensor::{backend::AutodiffBackend, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use burn::train::TrainStep;
 use tritter::data::TokenBatch;
 use tritter::train::optimizer::adamw;
