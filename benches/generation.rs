@@ -10,7 +10,6 @@ mod results;
 
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tritter::infer::{generate, GenerateOptions};
 use tritter::{TritterConfig, TritterModel};

@@ -19,7 +19,7 @@ mod device {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use burn::tensor::{backend::Backend, Distribution, Tensor, TensorData};
+    use burn::tensor::{Distribution, Tensor, TensorData};
     use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime};
     use criterion::Criterion;
     use rand::{rngs::StdRng, Rng, SeedableRng};
