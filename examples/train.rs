@@ -28,14 +28,7 @@ fn main() -> tritter::Result<()> {
     let tokenizer = Tokenizer::bytes();
     let mut model_config = TritterConfig::from_preset("test")?;
     model_config.pad_token_id = Some(tokenizer.special_ids().pad as usize);
-    let config = TrainConfig {
-        steps: 1500,
-        warmup_steps: 75,
-        eval_every: 500,
-        checkpoint_every: 500,
-        learning_rate: 1e-2,
-        ..TrainConfig::default()
-    };
+    let config = TrainConfig::main_job(1e-2);
     let options = PrepareOptions { val_fraction: 0.02, ..PrepareOptions::default() };
     let sets = training_sets(&[], &tokenizer, &options, config.seq_len, config.seed, &mut |_, _| {})?;
     let tasks = TaskEval { tokenizer: tokenizer.clone(), examples: generate_tasks(1, 200, true) };

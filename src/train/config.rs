@@ -183,6 +183,12 @@ impl TrainConfig {
         }
     }
 
+    /// The main job's settings, which `tritter train` and `examples/train.rs` start from: 1500
+    /// steps (warmup 75), evaluation and a checkpoint every 500, peak `learning_rate`.
+    pub fn main_job(learning_rate: f64) -> Self {
+        Self { steps: 1500, warmup_steps: 75, eval_every: 500, checkpoint_every: 500, learning_rate, ..Self::default() }
+    }
+
     /// Training samples (windows) the whole run reads: steps × micro-batch × accumulation.
     pub fn total_samples(&self) -> usize {
         self.steps * self.batch_size * self.grad_accum

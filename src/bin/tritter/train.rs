@@ -134,14 +134,9 @@ impl TrainArgs {
     fn train_config(&self) -> tritter::Result<TrainConfig> {
         let mut c = match &self.config {
             Some(path) => TrainConfig::from_json_file(path)?,
-            None => TrainConfig {
-                steps: 1500,
-                warmup_steps: 75,
-                eval_every: 500,
-                checkpoint_every: 500,
-                learning_rate: if self.preset == "test" && self.model_config.is_none() { 1e-2 } else { 1e-3 },
-                ..TrainConfig::default()
-            },
+            None => {
+                TrainConfig::main_job(if self.preset == "test" && self.model_config.is_none() { 1e-2 } else { 1e-3 })
+            }
         };
         if let Some(v) = self.steps {
             c.steps = v;
