@@ -23,7 +23,7 @@ use tritter::backend::{reference, TritterBackend};
 use tritter::model::{attention_mask, Attention, Mlp, Norm, RotaryEmbedding};
 use tritter::ternary::{fake_quantize_activation, fake_quantize_weight, ternary_linear, TernaryQuant};
 use tritter::train::{optimizer::adamw, TrainConfig};
-use tritter::{TritterConfig, TritterModel, WeightScale};
+use tritter::{Activation, TritterConfig, TritterModel, WeightQuantEps, WeightScale};
 
 type Cpu = burn::backend::NdArray<f32>;
 /// The wgpu backend without Burn's fusion (`burn::backend::Wgpu` is the fusion backend over it).
@@ -88,7 +88,7 @@ fn quantize<Bk: TritterBackend>(x: &Tensor<Bk, 2>, w: &Tensor<Bk, 2>, quant: &Te
     } else {
         (
             fake_quantize_activation(x.clone()),
-            fake_quantize_weight(w.clone(), quant.weight_scale.expect("a ternary quantization")),
+            fake_quantize_weight(w.clone(), quant.weight_scale.expect("a ternary quantization"), quant.weight_eps),
         )
     };
     let _ = xq.slice([0..1, 0..1]).into_data();
@@ -107,7 +107,7 @@ fn linear_rows<AD: tritter::backend::TritterAutodiffBackend>(
     // Owned arrays, as parameters and activations are in training (see `with_owned_params`).
     let x = random::<AD, 3>(&mut rng, [8, 128, 1024], device).mul_scalar(1.0);
     let w = random::<AD, 2>(&mut rng, [4096, 1024], device).mul_scalar(1.0);
-    let ternary = TernaryQuant::bitnet(WeightScale::PerTensor, Some(8));
+    let ternary = TernaryQuant::bitnet(WeightScale::PerTensor, WeightQuantEps::Add, Some(8));
     let (x2, w2) = (x.clone().reshape([1024, 1024]).inner(), w.clone().inner());
     let what = "quantizers x̃ 1024×1024 and W̃ 4096×1024 (per tensor), forward";
     criterion.bench_function(&format!("{what}/fused/{backend}"), |b| b.iter(|| quantize(&x2, &w2, &ternary, true)));
@@ -224,9 +224,9 @@ fn fused_op_rows(criterion: &mut Criterion, rows: &mut Vec<String>) {
     let up = random::<AD, 4>(&mut rng, [b, t, 1, c.intermediate_size], &device).mul_scalar(20.0).require_grad();
     let activate = |fused: bool| {
         let y = if fused {
-            TritterBackend::gated_relu_squared(gate.clone(), up.clone())
+            TritterBackend::gated_activation(gate.clone(), up.clone(), Activation::ReluSquared)
         } else {
-            reference::gated_relu_squared(gate.clone(), up.clone())
+            reference::gated_activation(gate.clone(), up.clone(), Activation::ReluSquared)
         };
         grad(&gate, y.sum());
     };
@@ -303,7 +303,7 @@ fn main() {
     // Blocks and the whole model on the CPU, `small_100m` shapes for the blocks.
     let mut rng = StdRng::seed_from_u64(2);
     let config = TritterConfig::small_100m();
-    let quant = TernaryQuant::bitnet(config.weight_scale, config.activation_bits);
+    let quant = TernaryQuant::bitnet(config.weight_scale, config.weight_quant_eps, config.activation_bits);
     let attention = Attention::<Cpu>::new(&config, quant, &device);
     let mlp = Mlp::<Cpu>::new(&config, quant, &device);
     let x = random::<Cpu, 3>(&mut rng, [4, 128, config.hidden_size], &device);

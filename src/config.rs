@@ -49,6 +49,28 @@ pub enum WeightScale {
     PerGroup(usize),
 }
 
+/// The MLP's gate activation `act` in `down(act(gate(x)) ⊙ up(x))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `relu(z)²` (BitNet b1.58).
+    #[default]
+    ReluSquared,
+    /// `z · sigmoid(z)` (SwiGLU, Llama-architecture ternary models).
+    Silu,
+}
+
+/// How ε enters the ternary weight quantizer (spec section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightQuantEps {
+    /// `Wq = round(W / (γ + ε))`, `W̃ = γ · Wq`.
+    #[default]
+    Add,
+    /// `Wq = round(W / max(γ, ε))`, `W̃ = max(γ, ε) · Wq` (transformers' `AutoBitLinear`).
+    Clamp,
+}
+
 fn default_rope_theta() -> f64 {
     500_000.0
 }
@@ -108,6 +130,12 @@ pub struct TritterConfig {
     pub pad_token_id: Option<usize>,
     #[serde(default = "default_init_std")]
     pub init_std: f64,
+    #[serde(default)]
+    pub sub_norm: bool,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default)]
+    pub weight_quant_eps: WeightQuantEps,
 }
 
 impl TritterConfig {
@@ -143,6 +171,9 @@ impl TritterConfig {
             ternary_lm_head: false,
             pad_token_id: None,
             init_std: default_init_std(),
+            sub_norm: false,
+            activation: Activation::ReluSquared,
+            weight_quant_eps: WeightQuantEps::Add,
         }
     }
 
@@ -171,6 +202,17 @@ impl TritterConfig {
         Self::preset(32_000, 4096, 32, 32, 32, 11_008, 4096, false)
     }
 
+    /// The shape of Microsoft's BitNet b1.58 2B4T (`microsoft/bitnet-b1.58-2B-4T`): RMSNorm,
+    /// SubLN, no QK-Norm, relu², tied 128256-token embeddings.
+    pub fn bitnet_2b4t() -> Self {
+        Self {
+            norm: NormKind::RmsNorm,
+            qk_norm: false,
+            sub_norm: true,
+            ..Self::preset(128_256, 2560, 30, 20, 5, 6912, 4096, true)
+        }
+    }
+
     /// Every preset with its name and the parameter count its name promises.
     pub fn presets() -> Vec<(&'static str, Self, u64)> {
         vec![
@@ -180,6 +222,7 @@ impl TritterConfig {
             ("large_1b", Self::large_1b(), 1_000_000_000),
             ("xlarge_3b", Self::xlarge_3b(), 3_000_000_000),
             ("huge_7b", Self::huge_7b(), 7_000_000_000),
+            ("bitnet_2b4t", Self::bitnet_2b4t(), 2_400_000_000),
         ]
     }
 
@@ -326,9 +369,51 @@ impl TritterConfig {
         let norm = |dim: u64| self.norm.params(dim as usize) as u64;
         let projections: u64 = LAYER_PROJECTIONS.iter().map(|p| (p.shape)(self).iter().product::<usize>() as u64).sum();
         let qk_norm = if self.qk_norm { 2 * norm(d) } else { 0 };
-        let layer = norm(h) + qk_norm + norm(h) + projections;
+        let sub_norm =
+            if self.sub_norm { norm(self.num_heads as u64 * d) + norm(self.intermediate_size as u64) } else { 0 };
+        let layer = norm(h) + qk_norm + norm(h) + sub_norm + projections;
         let head = if self.tie_embeddings { 0 } else { v * h };
         v * h + self.num_layers as u64 * layer + norm(h) + head
+    }
+
+    /// Every tensor of the model under its spec name (section 4), in the spec's order, with its
+    /// shape and whether it is a ternary projection (stored packed in a packed checkpoint).
+    pub fn tensor_specs(&self) -> Vec<TensorSpec> {
+        let mut specs = Vec::new();
+        let norm = |specs: &mut Vec<TensorSpec>, prefix: &str, dim: usize| {
+            specs.push(TensorSpec::new(format!("{prefix}.weight"), vec![dim], false));
+            if self.norm == NormKind::LayerNorm {
+                specs.push(TensorSpec::new(format!("{prefix}.bias"), vec![dim], false));
+            }
+        };
+        specs.push(TensorSpec::new("model.embed_tokens.weight".into(), vec![self.vocab_size, self.hidden_size], false));
+        let d = self.head_dim();
+        for i in 0..self.num_layers {
+            let layer = format!("model.layers.{i}");
+            norm(&mut specs, &format!("{layer}.input_layernorm"), self.hidden_size);
+            for p in &LAYER_PROJECTIONS {
+                let name = format!("{layer}.{}.{}.weight", p.block, p.name);
+                specs.push(TensorSpec::new(name, (p.shape)(self).to_vec(), self.bitnet));
+            }
+            if self.qk_norm {
+                norm(&mut specs, &format!("{layer}.self_attn.q_norm"), d);
+                norm(&mut specs, &format!("{layer}.self_attn.k_norm"), d);
+            }
+            norm(&mut specs, &format!("{layer}.post_attention_layernorm"), self.hidden_size);
+            if self.sub_norm {
+                norm(&mut specs, &format!("{layer}.self_attn.attn_sub_norm"), self.num_heads * d);
+                norm(&mut specs, &format!("{layer}.mlp.ffn_sub_norm"), self.intermediate_size);
+            }
+        }
+        norm(&mut specs, "model.norm", self.hidden_size);
+        if !self.tie_embeddings {
+            specs.push(TensorSpec::new(
+                "lm_head.weight".into(),
+                vec![self.vocab_size, self.hidden_size],
+                self.ternary_lm_head,
+            ));
+        }
+        specs
     }
 
     /// Reads and validates a JSON config.
@@ -341,6 +426,20 @@ impl TritterConfig {
     /// Writes pretty JSON, atomically.
     pub fn to_json_file(&self, path: impl AsRef<Path>) -> Result<()> {
         write_json(path.as_ref(), self)
+    }
+}
+
+/// One tensor of the model: its spec name, shape, and whether it is a ternary projection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub ternary: bool,
+}
+
+impl TensorSpec {
+    fn new(name: String, shape: Vec<usize>, ternary: bool) -> Self {
+        Self { name, shape, ternary }
     }
 }
 

@@ -69,6 +69,11 @@ pub enum TritterError {
     #[error("cannot resume from {}: {reason}", path.display())]
     ResumeMismatch { path: PathBuf, reason: String },
 
+    /// A model from another project uses something Tritter cannot represent; `what` names the
+    /// config field or tensor.
+    #[error("cannot import {}: {what}: {reason}", path.display())]
+    Unsupported { path: PathBuf, what: String, reason: String },
+
     /// An input tensor is malformed in some other way (e.g. empty).
     #[error("invalid input: {0}")]
     InvalidInput(String),

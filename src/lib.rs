@@ -7,7 +7,8 @@
 //! [`backend::TritterBackend`] trait (whose defaults are the tensor-op references), `checkpoint`
 //! the on-disk formats, `data` the tokenizers and corpora, `train` the burn-train based training
 //! loop (resume, hybrid predictive training), `infer` cached generation, sampling and
-//! evaluation, and `export` the `bitnet-quantize` export.
+//! evaluation, `hf` the import of Hugging Face BitNet and Llama-BitNet models, and `export`
+//! the `bitnet-quantize` export.
 
 pub mod allocator;
 pub mod backend;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod export;
+pub mod hf;
 pub mod infer;
 pub mod io;
 pub mod model;
@@ -24,7 +26,7 @@ pub mod ternary;
 pub mod train;
 
 pub use backend::TritterBackend;
-pub use config::{MlpNorm, NormKind, TritterConfig, WeightScale};
+pub use config::{Activation, MlpNorm, NormKind, TritterConfig, WeightQuantEps, WeightScale};
 pub use error::{Result, TritterError};
 pub use model::TritterModel;
 pub use ternary::{TernaryLinear, TernaryLinearConfig, TernaryQuant};

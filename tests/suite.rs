@@ -7,6 +7,7 @@
 #![recursion_limit = "256"]
 
 mod data;
+mod interop;
 mod model;
 mod train;
 

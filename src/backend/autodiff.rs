@@ -24,6 +24,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bool, Int, Tensor};
 
 use crate::backend::{float, TritterBackend};
+use crate::config::Activation;
 use crate::quant::TernaryQuant;
 
 /// The backward of the fused projection; its state is `(w, x, requantize)`: the weight kept only
@@ -108,8 +109,12 @@ impl<B: TritterBackend, C: CheckpointStrategy> TritterBackend for Autodiff<B, C>
         B::autodiff_cross_entropy::<C>(logits, targets, ignore)
     }
 
-    fn gated_relu_squared<const D: usize>(gate: Tensor<Self, D>, up: Tensor<Self, D>) -> Tensor<Self, D> {
-        B::autodiff_gated_relu_squared::<C, D>(gate, up)
+    fn gated_activation<const D: usize>(
+        gate: Tensor<Self, D>,
+        up: Tensor<Self, D>,
+        activation: Activation,
+    ) -> Tensor<Self, D> {
+        B::autodiff_gated_activation::<C, D>(gate, up, activation)
     }
 
     fn reshape<const D1: usize, const D2: usize>(t: Tensor<Self, D1>, dims: [usize; D2]) -> Tensor<Self, D2> {

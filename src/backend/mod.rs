@@ -24,7 +24,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 
 use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
-use crate::config::WeightScale;
+use crate::config::{Activation, WeightQuantEps, WeightScale};
 use crate::quant::TernaryQuant;
 
 pub use owned_params::with_owned_params;
@@ -78,7 +78,7 @@ pub trait TritterBackend: Backend {
     /// Backends implement the quantizer, not this.
     fn quantize_weight(w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
         match quant.weight_scale {
-            Some(scale) => Self::ternary_weight(w, scale),
+            Some(scale) => Self::ternary_weight(w, scale, quant.weight_eps),
             None => w,
         }
     }
@@ -88,9 +88,10 @@ pub trait TritterBackend: Backend {
         crate::quant::fake_quantize_activation(x)
     }
 
-    /// The absmean ternary fake quantization of `w: [out, in]` with `scale`'s groups.
-    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale) -> Tensor<Self, 2> {
-        crate::quant::fake_quantize_weight(w, scale)
+    /// The absmean ternary fake quantization of `w: [out, in]` with `scale`'s groups and `eps`'s
+    /// rule.
+    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale, eps: WeightQuantEps) -> Tensor<Self, 2> {
+        crate::quant::fake_quantize_weight(w, scale, eps)
     }
 
     /// `a · bᵀ` (the forward product).
@@ -134,9 +135,13 @@ pub trait TritterBackend: Backend {
         reference::cross_entropy(logits, targets, ignore)
     }
 
-    /// `relu(gate)² ⊙ up`.
-    fn gated_relu_squared<const D: usize>(gate: Tensor<Self, D>, up: Tensor<Self, D>) -> Tensor<Self, D> {
-        reference::gated_relu_squared(gate, up)
+    /// `act(gate) ⊙ up` (`relu(gate)²` or `silu(gate)`).
+    fn gated_activation<const D: usize>(
+        gate: Tensor<Self, D>,
+        up: Tensor<Self, D>,
+        activation: Activation,
+    ) -> Tensor<Self, D> {
+        reference::gated_activation(gate, up, activation)
     }
 
     /// `t` with the same elements in row-major order under the shape `dims`.
@@ -195,12 +200,13 @@ pub trait TritterBackend: Backend {
         reference::cross_entropy(logits, targets, ignore)
     }
 
-    /// [`Self::gated_relu_squared`] under autodiff.
-    fn autodiff_gated_relu_squared<C: CheckpointStrategy, const D: usize>(
+    /// [`Self::gated_activation`] under autodiff.
+    fn autodiff_gated_activation<C: CheckpointStrategy, const D: usize>(
         gate: Tensor<Autodiff<Self, C>, D>,
         up: Tensor<Autodiff<Self, C>, D>,
+        activation: Activation,
     ) -> Tensor<Autodiff<Self, C>, D> {
-        reference::gated_relu_squared(gate, up)
+        reference::gated_activation(gate, up, activation)
     }
 
     /// [`Self::reshape`] under autodiff.

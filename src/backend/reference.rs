@@ -2,10 +2,11 @@
 //! run on every backend (and record their own gradients under autodiff). They define what the
 //! kernels compute; the tests hold each kernel against them.
 
-use burn::tensor::activation::{log_softmax, relu, softmax};
+use burn::tensor::activation::{log_softmax, relu, silu, softmax};
 use burn::tensor::{backend::Backend, Bool, ElementConversion, Int, Tensor};
 
 use crate::backend::PackedWeight;
+use crate::config::Activation;
 use crate::quant::CODES_PER_WORD;
 use crate::quant::{fake_quantize_activation, fake_quantize_weight, scale_codes, TernaryQuant};
 
@@ -88,9 +89,16 @@ pub fn cross_entropy<B: Backend>(
     }
 }
 
-/// `relu(gate)² ⊙ up`.
-pub fn gated_relu_squared<B: Backend, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) -> Tensor<B, D> {
-    relu(gate).square() * up
+/// `act(gate) ⊙ up` with `act` = `relu(z)²` or `silu(z) = z · sigmoid(z)`.
+pub fn gated_activation<B: Backend, const D: usize>(
+    gate: Tensor<B, D>,
+    up: Tensor<B, D>,
+    activation: Activation,
+) -> Tensor<B, D> {
+    match activation {
+        Activation::ReluSquared => relu(gate).square() * up,
+        Activation::Silu => silu(gate) * up,
+    }
 }
 
 /// The value of `b` with the gradient of `a` (straight-through), i.e. `a + stopgrad(b − a)`.
@@ -104,7 +112,7 @@ fn straight_through<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>
 /// `∂L/∂x = ∂L/∂y · W̃` and `∂L/∂W = (∂L/∂y)ᵀ · x̃`.
 pub fn ternary_linear<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, quant: &TernaryQuant) -> Tensor<B, 2> {
     let w = match quant.weight_scale {
-        Some(scale) => straight_through(w.clone(), fake_quantize_weight(w.detach(), scale)),
+        Some(scale) => straight_through(w.clone(), fake_quantize_weight(w.detach(), scale, quant.weight_eps)),
         None => w,
     };
     let x = match quant.activation_bits {

@@ -36,6 +36,23 @@ pub(crate) fn store_error(path: &Path, error: SafetensorsStoreError) -> TritterE
     }
 }
 
+/// A weights file that safetensors cannot read, or whose contents contradict themselves.
+pub(crate) fn corrupt(path: &Path, reason: impl std::fmt::Display) -> TritterError {
+    TritterError::CorruptCheckpoint { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+/// The values of an F32, F16 or BF16 tensor as f32 (`None` for any other dtype).
+pub(crate) fn floats_of(view: &safetensors::tensor::TensorView) -> Option<Vec<f32>> {
+    use safetensors::tensor::Dtype;
+    let data = view.data();
+    Some(match view.dtype() {
+        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        _ => return None,
+    })
+}
+
 fn apply_error(path: PathBuf, error: ApplyError) -> TritterError {
     match error {
         ApplyError::ShapeMismatch { path: tensor, expected, found } => {

@@ -1,7 +1,7 @@
 //! Every on-disk form of a model: native checkpoints (latent weights) and packed checkpoints
 //! (2-bit codes), both `config.json` + `model.safetensors` with the spec's tensor names.
 
-mod format;
+pub(crate) mod format;
 mod native;
 pub mod packed;
 

@@ -10,7 +10,7 @@ use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::format::{check_apply, CONFIG_FILE, WEIGHTS_FILE};
+use super::format::{check_apply, floats_of, CONFIG_FILE, WEIGHTS_FILE};
 use crate::backend::TritterBackend;
 use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
@@ -181,16 +181,12 @@ fn read_words(path: &Path, file: &SafeTensors, name: &str, shape: &[usize]) -> R
     Ok(view.data().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
-/// An f32 or f16 tensor as f32 values and its shape (checked against `shape` when given).
+/// An f32, f16 or bf16 tensor as f32 values and its shape (checked against `shape` when given).
 fn read_floats(path: &Path, file: &SafeTensors, name: &str, shape: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
     let view = tensor(path, file, name)?;
     if let Some(shape) = shape {
         check_shape(path, name, &view, shape)?;
     }
-    let values = match view.dtype() {
-        Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => view.data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        _ => return Err(wrong_dtype(path, name, &view, "F32 or F16")),
-    };
+    let values = floats_of(&view).ok_or_else(|| wrong_dtype(path, name, &view, "F32, F16 or BF16"))?;
     Ok((values, view.shape().to_vec()))
 }

@@ -20,6 +20,7 @@ pub(crate) fn projection<B: Backend>(
     TernaryLinearConfig::new(d_input, d_output)
         .with_init_std(config.init_std)
         .with_weight_scale(quant.weight_scale)
+        .with_weight_quant_eps(quant.weight_eps)
         .with_activation_bits(quant.activation_bits)
         .init(device)
         .into()
@@ -36,6 +37,8 @@ pub struct Attention<B: Backend> {
     pub q_norm: Option<Norm<B>>,
     /// Per-head norm over `d` applied to k, if `qk_norm`.
     pub k_norm: Option<Norm<B>>,
+    /// Norm over `n_h · d` of the attention output before `o_proj`, if `sub_norm` (BitNet SubLN).
+    pub attn_sub_norm: Option<Norm<B>>,
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub rope: Ignored<RotaryEmbedding>,
@@ -54,6 +57,7 @@ impl<B: Backend> Attention<B> {
             o_proj: projection(config, quant, nh * d, h, device),
             q_norm: qk_norm(),
             k_norm: qk_norm(),
+            attn_sub_norm: config.sub_norm.then(|| Norm::new(config.norm, nh * d, config.norm_eps, device)),
             num_heads: nh,
             num_kv_heads: nkv,
             rope: Ignored(RotaryEmbedding { theta: config.rope_theta, head_dim: d }),
@@ -98,7 +102,11 @@ impl<B: TritterBackend> Attention<B> {
             *slot = Some(LayerCache { k: k.clone(), v: v.clone() });
         }
         let out = B::grouped_query_attention(q, k, v, mask); // [B, nh, T, d]
-        self.o_proj.forward(B::reshape(out.swap_dims(1, 2), [batch, seq, nh * d]))
+        let out = B::reshape(out.swap_dims(1, 2), [batch, seq, nh * d]);
+        self.o_proj.forward(match &self.attn_sub_norm {
+            Some(norm) => norm.forward(out),
+            None => out,
+        })
     }
 }
 

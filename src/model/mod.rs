@@ -51,7 +51,7 @@ impl<B: Backend> TritterModel<B> {
     pub fn new(config: &TritterConfig, device: &B::Device) -> Result<Self> {
         config.validate()?;
         let quant = if config.bitnet {
-            TernaryQuant::bitnet(config.weight_scale, config.activation_bits)
+            TernaryQuant::bitnet(config.weight_scale, config.weight_quant_eps, config.activation_bits)
         } else {
             TernaryQuant::FULL_PRECISION
         };

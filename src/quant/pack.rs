@@ -4,7 +4,7 @@
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
-use crate::config::WeightScale;
+use crate::config::{WeightQuantEps, WeightScale};
 use crate::error::{Result, TritterError};
 use crate::quant::quantize_weight_absmean;
 
@@ -56,9 +56,9 @@ impl PackedTernary {
     }
 
     /// Quantizes a latent weight `[out, in]` (absmean, as the training forward does) and packs it.
-    pub fn quantize<B: Backend>(w: Tensor<B, 2>, weight_scale: WeightScale) -> Result<Self> {
+    pub fn quantize<B: Backend>(w: Tensor<B, 2>, weight_scale: WeightScale, eps: WeightQuantEps) -> Result<Self> {
         let [rows, cols] = w.dims();
-        let (codes, gamma) = quantize_weight_absmean(w, weight_scale);
+        let (codes, gamma) = quantize_weight_absmean(w, weight_scale, eps);
         let values: Vec<i8> =
             codes.into_data().convert::<f32>().to_vec::<f32>().expect("f32").iter().map(|&v| v as i8).collect();
         let scales = gamma.into_data().convert::<f32>().to_vec::<f32>().expect("f32");

@@ -6,7 +6,7 @@ use burn::module::{Ignored, Initializer, Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::backend::TritterBackend;
-use crate::config::WeightScale;
+use crate::config::{WeightQuantEps, WeightScale};
 use crate::quant::TernaryQuant;
 
 /// Configuration of a [`TernaryLinear`].
@@ -22,6 +22,9 @@ pub struct TernaryLinearConfig {
     /// Scale granularity of the ternary weight; `None` = full precision.
     #[config(default = "Some(WeightScale::PerTensor)")]
     pub weight_scale: Option<WeightScale>,
+    /// How ε enters the weight quantizer.
+    #[config(default = "WeightQuantEps::Add")]
+    pub weight_quant_eps: WeightQuantEps,
     /// Activation bits (8) or `None` for full-precision activations.
     #[config(default = "Some(8)")]
     pub activation_bits: Option<u32>,
@@ -33,7 +36,11 @@ impl TernaryLinearConfig {
         let init = Initializer::Normal { mean: 0.0, std: self.init_std };
         TernaryLinear {
             weight: init.init_with([self.d_output, self.d_input], Some(self.d_input), Some(self.d_output), device),
-            quant: Ignored(TernaryQuant { weight_scale: self.weight_scale, activation_bits: self.activation_bits }),
+            quant: Ignored(TernaryQuant {
+                weight_scale: self.weight_scale,
+                weight_eps: self.weight_quant_eps,
+                activation_bits: self.activation_bits,
+            }),
         }
     }
 }

@@ -51,7 +51,7 @@ impl<B: crate::backend::TritterBackend> Projection<B> {
             Self::Latent(linear) => match linear.quant.weight_scale {
                 Some(scale) => {
                     let device = linear.weight.device();
-                    let packed = PackedTernary::quantize(linear.weight.val(), scale)?;
+                    let packed = PackedTernary::quantize(linear.weight.val(), scale, linear.quant.weight_eps)?;
                     Ok(Self::Packed(PackedLinear::new(packed, linear.quant.activation_bits, &device)))
                 }
                 None => Ok(Self::Latent(linear)),

@@ -176,7 +176,17 @@ fn initial_model<B: TritterAutodiffBackend>(
     device: &B::Device,
 ) -> Result<TritterModel<B>> {
     match init {
-        Some(dir) => TritterModel::<B>::load_checkpoint(dir, device),
+        Some(dir) => {
+            let model = TritterModel::<B>::load_checkpoint(dir, device)?;
+            if model.is_packed() {
+                return Err(TritterError::InvalidInput(format!(
+                    "--init {} is a packed checkpoint (2-bit inference form); fine-tuning needs latent weights \
+                     (for an imported Hugging Face model: tritter import --latent)",
+                    dir.display()
+                )));
+            }
+            Ok(model)
+        }
         None => {
             model_config.validate()?;
             B::seed(device, config.seed);

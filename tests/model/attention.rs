@@ -152,7 +152,7 @@ fn attention_of(num_kv_heads: usize, bitnet: bool) -> (TritterConfig, Attention<
     config.num_kv_heads = num_kv_heads;
     config.bitnet = bitnet;
     let quant = if bitnet {
-        TernaryQuant::bitnet(config.weight_scale, config.activation_bits)
+        TernaryQuant::bitnet(config.weight_scale, config.weight_quant_eps, config.activation_bits)
     } else {
         TernaryQuant::FULL_PRECISION
     };

@@ -9,7 +9,7 @@ use burn::tensor::{Tensor, TensorData};
 use rand::{rngs::StdRng, Rng};
 use tritter::backend::{reference, TritterBackend};
 use tritter::ternary::{fake_quantize_activation, fake_quantize_weight, ternary_linear, TernaryQuant};
-use tritter::{TritterModel, WeightScale};
+use tritter::{TritterModel, WeightQuantEps, WeightScale};
 
 use crate::model::common::{
     fresh_rng, gammas_f64, ids_tensor, max_rel_diff, named_params, normal, random_ids, random_tensor, temp_dir, to_vec,
@@ -37,8 +37,10 @@ fn quants(rng: &mut StdRng, d_in: usize) -> Vec<TernaryQuant> {
     scales.push(WeightScale::PerGroup(divisors[rng.random_range(0..divisors.len())]));
     let mut quants = vec![TernaryQuant::FULL_PRECISION];
     for scale in scales {
-        quants.push(TernaryQuant::bitnet(scale, Some(8)));
-        quants.push(TernaryQuant::bitnet(scale, None));
+        for eps in [WeightQuantEps::Add, WeightQuantEps::Clamp] {
+            quants.push(TernaryQuant::bitnet(scale, eps, Some(8)));
+        }
+        quants.push(TernaryQuant::bitnet(scale, WeightQuantEps::Add, None));
     }
     quants
 }
@@ -69,7 +71,9 @@ fn cpu_quantizers_equal_the_tensor_op_quantizers_bit_for_bit() {
                 None => x.clone(),
             };
             let w_expected = match quant.weight_scale {
-                Some(scale) => to_vec(fake_quantize_weight(tensor::<B>(w.clone(), [rows, cols]), scale)),
+                Some(scale) => {
+                    to_vec(fake_quantize_weight(tensor::<B>(w.clone(), [rows, cols]), scale, quant.weight_eps))
+                }
                 None => w.clone(),
             };
             let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
@@ -79,11 +83,15 @@ fn cpu_quantizers_equal_the_tensor_op_quantizers_bit_for_bit() {
     }
 }
 
-/// Whether `|w| / γ` lies within 1e-5 of a rounding boundary of the ternary code (0.5 or 1.5),
-/// where a γ summed in another order (a GPU reduction) may pick the other code.
+/// Whether `|w| / (γ + ε)` or `|w| / max(γ, ε)` (the two ε rules) lies within 1e-5 of a rounding
+/// boundary of the ternary code (0.5 or 1.5), where a γ summed in another order (a GPU reduction)
+/// may pick the other code.
 fn near_weight_tie(w: f32, gamma: f64) -> bool {
-    let t = w.abs() as f64 / (gamma + tritter::ternary::WEIGHT_EPS as f64);
-    (t - 0.5).abs() < 1e-5 || (t - 1.5).abs() < 1e-5
+    let eps = tritter::ternary::WEIGHT_EPS as f64;
+    [gamma + eps, gamma.max(eps)].iter().any(|divisor| {
+        let t = w.abs() as f64 / divisor;
+        (t - 0.5).abs() < 1e-5 || (t - 1.5).abs() < 1e-5
+    })
 }
 
 /// Moves the weights that sit near a rounding boundary for any of `quants`' scales 1% outwards,
@@ -118,7 +126,7 @@ fn clear_of_weight_ties(w: &mut [f32], rows: usize, cols: usize, quants: &[Terna
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn device_quantizers_agree<G: TritterBackend>(
     name: &str,
-    poisoned: &dyn Fn(Tensor<G, 2>, Option<WeightScale>) -> Option<Vec<f32>>,
+    poisoned: &dyn Fn(Tensor<G, 2>, Option<(WeightScale, WeightQuantEps)>) -> Option<Vec<f32>>,
 ) {
     let mut rng = fresh_rng(name);
     let device = Default::default();
@@ -143,7 +151,7 @@ fn device_quantizers_agree<G: TritterBackend>(
         let xt = Tensor::<G, 2>::from_data(TensorData::new(x.clone(), [rows, cols]), &device);
         let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
         let expected = bits(to_vec(fake_quantize_activation(xt.clone())));
-        let int8 = TernaryQuant::bitnet(WeightScale::PerTensor, Some(8));
+        let int8 = TernaryQuant::bitnet(WeightScale::PerTensor, WeightQuantEps::Add, Some(8));
         assert!(
             bits(to_vec(G::quantize_activation(xt.clone(), &int8))) == expected,
             "{name}: activations {rows}×{cols}"
@@ -152,26 +160,32 @@ fn device_quantizers_agree<G: TritterBackend>(
             assert!(bits(got) == expected, "{name}: activations {rows}×{cols} into a NaN-filled output");
         }
         let divisors: Vec<usize> = (1..=cols).filter(|n| cols % n == 0).collect();
-        for scale in [
-            WeightScale::PerTensor,
-            WeightScale::PerRow,
-            WeightScale::PerGroup(divisors[rng.random_range(0..divisors.len())]),
-        ] {
+        let group = WeightScale::PerGroup(divisors[rng.random_range(0..divisors.len())]);
+        let eps_rules = [WeightQuantEps::Add, WeightQuantEps::Clamp];
+        for (scale, eps) in
+            [WeightScale::PerTensor, WeightScale::PerRow, group].into_iter().zip(eps_rules.iter().cycle())
+        {
             let wt = Tensor::<G, 2>::from_data(TensorData::new(w.clone(), [rows, cols]), &device);
             let gammas = gammas_f64(&w, rows, cols, scale);
+            let weps = tritter::ternary::WEIGHT_EPS as f64;
             let check = |got: Vec<f32>, how: &str| {
                 for (i, ((&g, &v), &gamma)) in got.iter().zip(&w).zip(&gammas).enumerate() {
+                    let (gamma, divisor) = match eps {
+                        WeightQuantEps::Add => (gamma, gamma + weps),
+                        WeightQuantEps::Clamp => (gamma.max(weps), gamma.max(weps)),
+                    };
                     let code = |c: f64| (g as f64 - c * gamma).abs() <= 1e-5 * gamma;
-                    let want = ((v as f64 / (gamma + tritter::ternary::WEIGHT_EPS as f64)).round()).clamp(-1.0, 1.0);
+                    let want = (v as f64 / divisor).round().clamp(-1.0, 1.0);
                     let ok = if near_weight_tie(v, gamma) { code(-1.0) || code(0.0) || code(1.0) } else { code(want) };
                     assert!(
                         ok,
-                        "{name}: weights {rows}×{cols} {scale:?} {how}: element {i} = {g} for w = {v}, γ = {gamma}"
+                        "{name}: weights {rows}×{cols} {scale:?} {eps:?} {how}: element {i} = {g} for w = {v}, γ = {gamma}"
                     );
                 }
             };
-            check(to_vec(G::quantize_weight(wt.clone(), &TernaryQuant::bitnet(scale, None))), "through TritterBackend");
-            if let Some(got) = poisoned(wt, Some(scale)) {
+            let quant = TernaryQuant::bitnet(scale, *eps, None);
+            check(to_vec(G::quantize_weight(wt.clone(), &quant)), "through TritterBackend");
+            if let Some(got) = poisoned(wt, Some((scale, *eps))) {
                 check(got, "into a NaN-filled output");
             }
         }
@@ -182,12 +196,12 @@ fn device_quantizers_agree<G: TritterBackend>(
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn cube_poisoned<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement>(
     input: Tensor<burn_cubecl::CubeBackend<R, f32, i32, BT>, 2>,
-    weight_scale: Option<WeightScale>,
+    weight_scale: Option<(WeightScale, WeightQuantEps)>,
 ) -> Option<Vec<f32>> {
     use tritter::backend::cube::quant::{quantize_activation_into, quantize_weight_into};
     let output = Tensor::full(input.dims(), f32::NAN, &input.device());
     Some(to_vec(match weight_scale {
-        Some(scale) => quantize_weight_into(input, scale, Some(output)),
+        Some((scale, eps)) => quantize_weight_into(input, scale, eps, Some(output)),
         None => quantize_activation_into(input, Some(output)),
     }))
 }

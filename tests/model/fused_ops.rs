@@ -5,6 +5,7 @@ use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng};
 use tritter::backend::{reference, TritterBackend};
+use tritter::Activation;
 
 use crate::model::common::{fresh_rng, max_rel_diff, normal, to_vec, AD, B};
 
@@ -353,17 +354,19 @@ fn fused_rope_equals_the_reference_bit_for_bit() {
 }
 
 #[test]
-fn fused_gated_relu_squared_equals_f64_and_the_reference() {
-    let mut rng = fresh_rng("fused_gated_relu_squared_equals_f64_and_the_reference");
+fn fused_gated_activations_equal_f64_and_the_reference() {
+    let mut rng = fresh_rng("fused_gated_activations_equal_f64_and_the_reference");
     let device = Default::default();
-    for [b, t, i] in [
+    let shapes = [
         [1, 1, 1],
         [2, 3, 17],
         [3, 100, 300],
         [rng.random_range(1..4), rng.random_range(1..60), rng.random_range(1..500)],
-    ] {
+    ];
+    let activations = [Activation::ReluSquared, Activation::Silu];
+    for ([b, t, i], activation) in shapes.into_iter().flat_map(|s| activations.map(|a| (s, a))) {
         let n = b * t * i;
-        let draw = |rng: &mut StdRng| (0..n).map(|_| normal(rng)).collect::<Vec<f32>>();
+        let draw = |rng: &mut StdRng| (0..n).map(|_| 3.0 * normal(rng)).collect::<Vec<f32>>();
         let (gate, up, g) = (draw(&mut rng), draw(&mut rng), draw(&mut rng));
         let run = |fused: bool| {
             let tensor = |v: &Vec<f32>| {
@@ -371,27 +374,36 @@ fn fused_gated_relu_squared_equals_f64_and_the_reference() {
             };
             let (gt, ut) = (tensor(&gate), tensor(&up));
             let y = if fused {
-                TritterBackend::gated_relu_squared(gt.clone(), ut.clone())
+                TritterBackend::gated_activation(gt.clone(), ut.clone(), activation)
             } else {
-                reference::gated_relu_squared(gt.clone(), ut.clone())
+                reference::gated_activation(gt.clone(), ut.clone(), activation)
             };
             let grads = (y.clone() * tensor(&g)).sum().backward();
             vec![to_vec(y), to_vec(gt.grad(&grads).unwrap()), to_vec(ut.grad(&grads).unwrap())]
         };
-        let relu = |x: f32| (x as f64).max(0.0);
+        // act(z) and act'(z) in f64: relu(z)², 2·relu(z); z·σ(z), σ(z)·(1 + z·(1 − σ(z))).
+        let act = |z: f32| {
+            let z = z as f64;
+            let s = 1.0 / (1.0 + (-z).exp());
+            match activation {
+                Activation::ReluSquared => (z.max(0.0).powi(2), 2.0 * z.max(0.0)),
+                Activation::Silu => (z * s, s * (1.0 + z * (1.0 - s))),
+            }
+        };
         let expected = [
-            (0..n).map(|k| relu(gate[k]).powi(2) * up[k] as f64).collect::<Vec<_>>(),
-            (0..n).map(|k| g[k] as f64 * up[k] as f64 * 2.0 * relu(gate[k])).collect(),
-            (0..n).map(|k| g[k] as f64 * relu(gate[k]).powi(2)).collect(),
+            (0..n).map(|k| act(gate[k]).0 * up[k] as f64).collect::<Vec<_>>(),
+            (0..n).map(|k| g[k] as f64 * up[k] as f64 * act(gate[k]).1).collect(),
+            (0..n).map(|k| g[k] as f64 * act(gate[k]).0).collect(),
         ];
         let (fused, reference) = (run(true), run(false));
         for (name, ((a, r), e)) in ["y", "d gate", "d up"].iter().zip(fused.iter().zip(&reference).zip(&expected)) {
-            assert!(max_rel_diff(a, e) < 1e-6, "[{b}, {t}, {i}] fused {name} vs f64");
-            assert!(max_rel_diff(r, e) < 1e-5, "[{b}, {t}, {i}] reference {name} vs f64");
+            assert!(max_rel_diff(a, e) < 1e-6, "[{b}, {t}, {i}] {activation:?} fused {name} vs f64");
+            assert!(max_rel_diff(r, e) < 1e-5, "[{b}, {t}, {i}] {activation:?} reference {name} vs f64");
         }
         let plain = |v: &Vec<f32>| Tensor::<B, 3>::from_data(TensorData::new(v.clone(), [b, t, i]), &device);
         assert!(
-            max_rel_diff(&to_vec(TritterBackend::gated_relu_squared(plain(&gate), plain(&up))), &expected[0]) < 1e-6,
+            max_rel_diff(&to_vec(TritterBackend::gated_activation(plain(&gate), plain(&up), activation)), &expected[0])
+                < 1e-6,
             "inference path"
         );
     }

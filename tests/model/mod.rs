@@ -1,6 +1,6 @@
 //! Integration tests of the core model.
 
-mod common;
+pub(crate) mod common;
 mod reference;
 
 mod attention;

@@ -2,7 +2,7 @@
 
 use rand::Rng;
 use tritter::ternary::{fake_quantize_weight, PackedTernary};
-use tritter::WeightScale;
+use tritter::{WeightQuantEps, WeightScale};
 
 use crate::model::common::{fresh_rng, random_tensor, to_vec, B};
 
@@ -34,12 +34,13 @@ fn packing_round_trips_exactly_for_awkward_shapes() {
 fn dequantized_packed_weights_equal_the_fake_quantized_weights() {
     let mut rng = fresh_rng("dequantized_packed_weights_equal_the_fake_quantized_weights");
     let device = Default::default();
-    for scale in [WeightScale::PerTensor, WeightScale::PerRow, WeightScale::PerGroup(8)] {
+    let scales = [WeightScale::PerTensor, WeightScale::PerRow, WeightScale::PerGroup(8)];
+    for (scale, eps) in scales.into_iter().flat_map(|s| [(s, WeightQuantEps::Add), (s, WeightQuantEps::Clamp)]) {
         let (rows, cols) = (rng.random_range(1..20), 8 * rng.random_range(1..12));
         let w = random_tensor::<B, 2>(&mut rng, [rows, cols], 0.05, &device);
-        let packed = PackedTernary::quantize(w.clone(), scale).unwrap();
-        let expected = to_vec(fake_quantize_weight(w, scale));
-        assert_eq!(to_vec(packed.dequantize::<B>(&device)), expected, "{scale:?}: not bit-identical");
+        let packed = PackedTernary::quantize(w.clone(), scale, eps).unwrap();
+        let expected = to_vec(fake_quantize_weight(w, scale, eps));
+        assert_eq!(to_vec(packed.dequantize::<B>(&device)), expected, "{scale:?} {eps:?}: not bit-identical");
         assert!(packed.values().iter().any(|&v| v != 0), "all-zero codes");
     }
 }

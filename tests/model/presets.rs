@@ -15,6 +15,8 @@ fn parameter_count_equals_instantiated_count() {
     variant.tie_embeddings = false;
     variant.num_kv_heads = 2;
     variant.mlp_norm = MlpNorm::Post;
+    configs.push(variant.clone());
+    variant.sub_norm = true;
     configs.push(variant);
     for config in configs {
         let model = TritterModel::<B>::new(&config, &device).unwrap();
@@ -38,7 +40,22 @@ fn presets_are_within_ten_percent_of_their_names() {
 fn presets_keep_the_seed_shapes() {
     let shapes: Vec<(usize, usize, usize)> =
         TritterConfig::presets().iter().map(|(_, c, _)| (c.hidden_size, c.num_layers, c.num_heads)).collect();
-    assert_eq!(shapes, [(64, 2, 2), (768, 12, 12), (1024, 24, 16), (2048, 24, 16), (2560, 26, 20), (4096, 32, 32)]);
+    assert_eq!(
+        shapes,
+        [(64, 2, 2), (768, 12, 12), (1024, 24, 16), (2048, 24, 16), (2560, 26, 20), (4096, 32, 32), (2560, 30, 20)]
+    );
+}
+
+#[test]
+fn bitnet_2b4t_preset_counts_like_the_published_model() {
+    let c = TritterConfig::from_preset("bitnet_2b4t").unwrap();
+    assert_eq!((c.num_kv_heads, c.intermediate_size, c.vocab_size), (5, 6912, 128_256));
+    assert!(c.sub_norm && c.tie_embeddings && !c.qk_norm && c.norm == NormKind::RmsNorm);
+    // Hand count: embedding; per layer q, k, v, o, gate, up, down, two RMSNorms of 2560 and the
+    // sub-norms of 2560 (attention) and 6912 (MLP); final norm.
+    let (h, kv, i, v) = (2560u64, 640u64, 6912u64, 128_256u64);
+    let layer = h * h + 2 * kv * h + h * h + 3 * i * h + 2 * h + h + i;
+    assert_eq!(c.parameter_count(), v * h + 30 * layer + h);
 }
 
 fn rejected_field(mutate: impl FnOnce(&mut TritterConfig)) -> &'static str {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use tritter::{MlpNorm, NormKind, TritterConfig, WeightScale};
+use tritter::{Activation, MlpNorm, NormKind, TritterConfig, WeightQuantEps, WeightScale};
 
 pub struct Reference {
     pub config: TritterConfig,
@@ -45,7 +45,8 @@ impl Reference {
         self.min_boundary_distance = self.min_boundary_distance.min(boundary_distance / v.abs().max(1.0));
     }
 
-    /// `γ · clamp(round(W / (γ + 1e-5)), -1, 1)` per scale group, `[out][in]`.
+    /// `γ · clamp(round(W / (γ + 1e-5)), -1, 1)` per scale group, `[out][in]` (with
+    /// `weight_quant_eps = clamp`, `γ' · clamp(round(W / γ'), -1, 1)`, `γ' = max(γ, 1e-5)`).
     fn ternary_weight(&mut self, name: &str) -> Mat {
         let (shape, w) = self.tensor(name).clone();
         let (out, inp) = (shape[0], shape[1]);
@@ -70,7 +71,11 @@ impl Reference {
             for c in 0..inp {
                 let (sum, count) = sums[&group_of(r, c)];
                 let gamma = sum / count as f64;
-                let v = w[r * inp + c] / (gamma + 1e-5);
+                let (gamma, divisor) = match self.config.weight_quant_eps {
+                    WeightQuantEps::Add => (gamma, gamma + 1e-5),
+                    WeightQuantEps::Clamp => (gamma.max(1e-5), gamma.max(1e-5)),
+                };
+                let v = w[r * inp + c] / divisor;
                 self.note_boundary(v, (v.abs() - 0.5).abs());
                 result[r][c] = gamma * v.round_ties_even().clamp(-1.0, 1.0);
             }
@@ -187,6 +192,9 @@ impl Reference {
                 }
             }
         }
+        if c.sub_norm {
+            out = out.iter().map(|r| self.norm(r, &format!("{p}.attn_sub_norm"))).collect();
+        }
         self.linear(&out, &format!("{p}.o_proj.weight"), c.bitnet)
     }
 
@@ -195,8 +203,15 @@ impl Reference {
         let p = format!("model.layers.{layer}.mlp");
         let gate = self.linear(x, &format!("{p}.gate_proj.weight"), bitnet);
         let up = self.linear(x, &format!("{p}.up_proj.weight"), bitnet);
-        let hidden: Mat =
-            gate.iter().zip(&up).map(|(g, u)| g.iter().zip(u).map(|(g, u)| g.max(0.0).powi(2) * u).collect()).collect();
+        let act = |g: f64| match self.config.activation {
+            Activation::ReluSquared => g.max(0.0).powi(2),
+            Activation::Silu => g / (1.0 + (-g).exp()),
+        };
+        let mut hidden: Mat =
+            gate.iter().zip(&up).map(|(g, u)| g.iter().zip(u).map(|(g, u)| act(*g) * u).collect()).collect();
+        if self.config.sub_norm {
+            hidden = hidden.iter().map(|r| self.norm(r, &format!("{p}.ffn_sub_norm"))).collect();
+        }
         self.linear(&hidden, &format!("{p}.down_proj.weight"), bitnet)
     }
 

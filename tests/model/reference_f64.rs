@@ -1,7 +1,7 @@
 //! The Burn model against the independent float64 loop implementation in `reference.rs`.
 
 use rand::{rngs::StdRng, Rng};
-use tritter::{MlpNorm, NormKind, TritterConfig, TritterModel, WeightScale};
+use tritter::{Activation, MlpNorm, NormKind, TritterConfig, TritterModel, WeightQuantEps, WeightScale};
 
 use crate::model::common::{fresh_rng, ids_tensor, max_rel_diff, random_ids, temp_dir, to_vec, B};
 use crate::model::reference::Reference;
@@ -29,6 +29,9 @@ pub(crate) fn random_tiny_config(rng: &mut StdRng, bitnet: bool) -> TritterConfi
     config.ternary_lm_head = bitnet && rng.random_bool(0.3);
     config.pad_token_id = if rng.random_bool(0.5) { Some(0) } else { None };
     config.init_std = 0.02 * 10f64.powf(rng.random_range(0.0..1.0)); // up to 10× larger weights stress the maths
+    config.sub_norm = rng.random_bool(0.5);
+    config.activation = [Activation::ReluSquared, Activation::Silu][rng.random_range(0..2)];
+    config.weight_quant_eps = [WeightQuantEps::Add, WeightQuantEps::Clamp][rng.random_range(0..2)];
     config
 }
 

@@ -8,7 +8,7 @@ use tritter::ternary::{
     absmean_scales, fake_quantize_activation, fake_quantize_weight, quantize_activation_int8, quantize_weight_absmean,
     TernaryLinearConfig,
 };
-use tritter::WeightScale;
+use tritter::{WeightQuantEps, WeightScale};
 
 use crate::model::common::{fresh_rng, gammas_f64, normal, random_tensor, to_vec, AD, B};
 
@@ -16,6 +16,37 @@ fn scales_to_check(rng: &mut StdRng, inp: usize) -> Vec<WeightScale> {
     let divisors: Vec<usize> = (1..=inp).filter(|n| inp.is_multiple_of(*n)).collect();
     let n = divisors[rng.random_range(0..divisors.len())];
     vec![WeightScale::PerTensor, WeightScale::PerRow, WeightScale::PerGroup(n)]
+}
+
+/// The two ε rules by hand on weights whose γ = 4e-6 is below ε = 1e-5: `add` divides by
+/// γ + ε = 1.4e-5 (ratios 0.571, −0.429, 0, 0.143) and scales by γ; `clamp` divides and scales by
+/// max(γ, ε) = 1e-5 (ratios 0.8, −0.6, 0, 0.2). Every backend's quantizer, and the packed form.
+#[test]
+fn weight_eps_rules_by_hand() {
+    let device = Default::default();
+    let w = || Tensor::<B, 2>::from_data(TensorData::new(vec![8e-6f32, -6e-6, 0.0, 2e-6], [1, 4]), &device);
+    let cases = [(WeightQuantEps::Add, [4e-6f32, 0.0, 0.0, 0.0]), (WeightQuantEps::Clamp, [1e-5, -1e-5, 0.0, 0.0])];
+    for (eps, want) in cases {
+        let quant = tritter::TernaryQuant::bitnet(WeightScale::PerTensor, eps, None);
+        let got = [
+            to_vec(fake_quantize_weight(w(), WeightScale::PerTensor, eps)),
+            to_vec(<B as tritter::TritterBackend>::quantize_weight(w(), &quant)),
+            to_vec(<burn::backend::NdArray<f32, i32> as tritter::TritterBackend>::quantize_weight(
+                Tensor::from_data(w().into_data(), &device),
+                &quant,
+            )),
+            to_vec(
+                tritter::ternary::PackedTernary::quantize(w(), WeightScale::PerTensor, eps)
+                    .unwrap()
+                    .dequantize::<B>(&device),
+            ),
+        ];
+        for (how, got) in ["tensor ops", "CPU kernel", "reference backend", "packed"].iter().zip(got) {
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() <= 1e-6 * w.abs().max(1e-6), "{eps:?} {how}: {got:?}, want {want:?}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -27,8 +58,8 @@ fn ternary_weights_are_gamma_times_minus_one_zero_one() {
         let wv = to_vec(w.clone());
         for scale in scales_to_check(&mut rng, inp) {
             let gamma = gammas_f64(&wv, out, inp, scale);
-            let fake = to_vec(fake_quantize_weight(w.clone(), scale));
-            let (codes, scales) = quantize_weight_absmean(w.clone(), scale);
+            let fake = to_vec(fake_quantize_weight(w.clone(), scale, WeightQuantEps::Add));
+            let (codes, scales) = quantize_weight_absmean(w.clone(), scale, WeightQuantEps::Add);
             let codes = to_vec(codes);
             assert_eq!(to_vec(scales.clone()), to_vec(absmean_scales(w.clone(), scale)));
             let scales = to_vec(scales);
@@ -129,7 +160,7 @@ fn straight_through_gradients_follow_the_spec() {
             let dx = to_vec(x.grad(&grads).unwrap());
             let dw = to_vec(layer.weight.val().grad(&grads).unwrap());
 
-            let w_t = to_vec(fake_quantize_weight(layer.weight.val().inner(), scale)); // [out, in]
+            let w_t = to_vec(fake_quantize_weight(layer.weight.val().inner(), scale, WeightQuantEps::Add)); // [out, in]
             let x_t = match activation_bits {
                 Some(_) => to_vec(fake_quantize_activation(x.clone().inner())),
                 None => to_vec(x.clone().inner()),
@@ -163,7 +194,7 @@ fn per_group_quantizer_agrees_with_bitnet_quantize() {
     let mut w: Vec<f32> = (0..out * inp).map(|_| normal(&mut rng) * 0.02).collect();
     w[..64].iter_mut().for_each(|v| *v = 0.0); // one all-zero group
     let ours = Tensor::<B, 2>::from_data(TensorData::new(w.clone(), [out, inp]), &Default::default());
-    let (codes, scales) = quantize_weight_absmean(ours, WeightScale::PerGroup(64));
+    let (codes, scales) = quantize_weight_absmean(ours, WeightScale::PerGroup(64), WeightQuantEps::Add);
     let (codes, scales) = (to_vec(codes), to_vec(scales));
 
     let candle_w = candle_core::Tensor::from_vec(w.clone(), (out, inp), &candle_core::Device::Cpu).unwrap();

@@ -19,7 +19,7 @@ use burn::backend::Autodiff;
 use burn::tensor::{Bool, Int, Tensor};
 
 use crate::backend::{AdamWStep, Cpu, PackedWeight, TritterBackend};
-use crate::config::WeightScale;
+use crate::config::{Activation, WeightQuantEps, WeightScale};
 use packed::{packed_matmul_f32, packed_matmul_int8, CpuKernel};
 use tensor::{cpu_tensor, with_rows};
 
@@ -43,9 +43,9 @@ impl TritterBackend for Cpu {
         cpu_tensor(with_rows(x, |x| quant::fake_quantize_activation(x, cols)), tokens, cols)
     }
 
-    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale) -> Tensor<Self, 2> {
+    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale, eps: WeightQuantEps) -> Tensor<Self, 2> {
         let [rows, cols] = w.dims();
-        cpu_tensor(with_rows(w, |w| quant::fake_quantize_weight(w, rows, cols, scale)), rows, cols)
+        cpu_tensor(with_rows(w, |w| quant::fake_quantize_weight(w, rows, cols, scale, eps)), rows, cols)
     }
 
     fn matmul_nt(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
@@ -82,8 +82,12 @@ impl TritterBackend for Cpu {
         cross_entropy::cross_entropy(logits, targets, ignore)
     }
 
-    fn gated_relu_squared<const D: usize>(gate: Tensor<Self, D>, up: Tensor<Self, D>) -> Tensor<Self, D> {
-        gated_activation::gated_relu_squared(gate, up)
+    fn gated_activation<const D: usize>(
+        gate: Tensor<Self, D>,
+        up: Tensor<Self, D>,
+        activation: Activation,
+    ) -> Tensor<Self, D> {
+        gated_activation::gated_activation(gate, up, activation)
     }
 
     fn reshape<const D1: usize, const D2: usize>(t: Tensor<Self, D1>, dims: [usize; D2]) -> Tensor<Self, D2> {
@@ -134,11 +138,12 @@ impl TritterBackend for Cpu {
         cross_entropy::fused_cross_entropy(logits, targets, ignore)
     }
 
-    fn autodiff_gated_relu_squared<C: CheckpointStrategy, const D: usize>(
+    fn autodiff_gated_activation<C: CheckpointStrategy, const D: usize>(
         gate: Tensor<Autodiff<Self, C>, D>,
         up: Tensor<Autodiff<Self, C>, D>,
+        activation: Activation,
     ) -> Tensor<Autodiff<Self, C>, D> {
-        gated_activation::fused_gated_relu_squared(gate, up)
+        gated_activation::fused_gated_activation(gate, up, activation)
     }
 
     fn autodiff_reshape<C: CheckpointStrategy, const D1: usize, const D2: usize>(

@@ -1,6 +1,6 @@
 //! The two BitNet quantizers as single passes over CPU memory, for the fused training
 //! projection: `W̃ = γ · clamp(round(W / (γ + ε)), −1, 1)` with `γ = mean|W|` per scale group (one
-//! reduction pass, one quantize pass) and `x̃ = clamp(round(x · s), −128, 127) / s` with
+//! reduction pass, one quantize pass; or with `max(γ, ε)` for both, [`WeightQuantEps::Clamp`]) and `x̃ = clamp(round(x · s), −128, 127) / s` with
 //! `s = 127 / max(max|x|, ε)` per token (each row read twice while it is in cache). The packed
 //! kernel's int8 activations use the same per-token scale and rounding.
 //!
@@ -10,8 +10,8 @@
 
 use rayon::prelude::*;
 
-use crate::config::WeightScale;
-use crate::quant::{group_shape, ACTIVATION_EPS, WEIGHT_EPS};
+use crate::config::{WeightQuantEps, WeightScale};
+use crate::quant::{group_shape, ACTIVATION_EPS};
 
 /// Elements per parallel task of the weight's quantize pass.
 const PIECE: usize = 1 << 16;
@@ -44,7 +44,7 @@ fn abs_sum(xs: &[f32]) -> f32 {
 }
 
 /// `W̃` of a row-major `[rows, cols]` weight (see the module doc).
-pub fn fake_quantize_weight(w: &[f32], rows: usize, cols: usize, scale: WeightScale) -> Vec<f32> {
+pub fn fake_quantize_weight(w: &[f32], rows: usize, cols: usize, scale: WeightScale, eps: WeightQuantEps) -> Vec<f32> {
     assert_eq!(w.len(), rows * cols, "weight length");
     let len = group_shape([rows, cols], scale)[2].max(1);
     let gammas: Vec<f32> = w.par_chunks(len).map(|g| abs_sum(g) / len as f32).collect();
@@ -53,9 +53,8 @@ pub fn fake_quantize_weight(w: &[f32], rows: usize, cols: usize, scale: WeightSc
         // A piece may span several groups: walk it group by group.
         let (mut at, mut start) = (0, i * PIECE);
         while at < w.len() {
-            let gamma = gammas[start / len];
+            let (gamma, divisor) = eps.scale_and_divisor(gammas[start / len]);
             let end = at + (len - start % len).min(w.len() - at);
-            let divisor = gamma + WEIGHT_EPS;
             for (o, &v) in out[at..end].iter_mut().zip(&w[at..end]) {
                 *o = round_clamped(v / divisor, -1.0, 1.0) * gamma;
             }

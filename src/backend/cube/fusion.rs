@@ -22,7 +22,7 @@ use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorI
 use super::packed::{packed_matmul_primitive, CubeKernel};
 use super::quant::{quantize_activation_primitive, quantize_weight_primitive};
 use crate::backend::{float, PackedWeight, TritterBackend};
-use crate::config::WeightScale;
+use crate::config::{WeightQuantEps, WeightScale};
 use crate::quant::PackedTernary;
 
 type Cube<R, BT> = CubeBackend<R, f32, i32, BT>;
@@ -54,11 +54,11 @@ impl<R: CubeRuntime, BT: BoolElement> Operation<FusionCubeRuntime<R, BT>> for Pa
     }
 }
 
-/// A quantizer as an operation of the fusion stream: the weight's (with its scale granularity)
+/// A quantizer as an operation of the fusion stream: the weight's (with its scale granularity and ε rule)
 /// or, for `None`, the activation's.
 struct QuantizeOp<R, BT> {
     desc: CustomOpIr,
-    weight_scale: Option<WeightScale>,
+    weight_scale: Option<(WeightScale, WeightQuantEps)>,
     _backend: PhantomData<fn() -> (R, BT)>,
 }
 
@@ -73,7 +73,7 @@ impl<R: CubeRuntime, BT: BoolElement> Operation<FusionCubeRuntime<R, BT>> for Qu
         let ([input], [output]) = self.desc.as_fixed();
         let input = handles.get_float_tensor::<Cube<R, BT>>(input);
         let out = match self.weight_scale {
-            Some(scale) => quantize_weight_primitive(input, scale, None),
+            Some((scale, eps)) => quantize_weight_primitive(input, scale, eps, None),
             None => quantize_activation_primitive(input, None),
         };
         handles.register_float_tensor::<Cube<R, BT>>(&output.id, out);
@@ -83,7 +83,7 @@ impl<R: CubeRuntime, BT: BoolElement> Operation<FusionCubeRuntime<R, BT>> for Qu
 /// Registers the quantizer `weight_scale` names (see [`QuantizeOp`]) on `input`.
 fn quantize<R: CubeRuntime, BT: BoolElement>(
     input: Tensor<Fusion<Cube<R, BT>>, 2>,
-    weight_scale: Option<WeightScale>,
+    weight_scale: Option<(WeightScale, WeightQuantEps)>,
 ) -> Tensor<Fusion<Cube<R, BT>>, 2> {
     let input = input.into_primitive().tensor();
     let client = input.client.clone();
@@ -125,7 +125,7 @@ impl<R: CubeRuntime, BT: BoolElement> TritterBackend for Fusion<Cube<R, BT>> {
         quantize(x, None)
     }
 
-    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale) -> Tensor<Self, 2> {
-        quantize(w, Some(scale))
+    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale, eps: WeightQuantEps) -> Tensor<Self, 2> {
+        quantize(w, Some((scale, eps)))
     }
 }

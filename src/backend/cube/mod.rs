@@ -12,7 +12,7 @@ use burn::tensor::Tensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime};
 
 use crate::backend::{PackedWeight, TritterBackend};
-use crate::config::WeightScale;
+use crate::config::{WeightQuantEps, WeightScale};
 
 impl<R: CubeRuntime, BT: BoolElement> TritterBackend for CubeBackend<R, f32, i32, BT> {
     const NATIVE_OPS: bool = true;
@@ -25,7 +25,7 @@ impl<R: CubeRuntime, BT: BoolElement> TritterBackend for CubeBackend<R, f32, i32
         quant::quantize_activation_into(x, None)
     }
 
-    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale) -> Tensor<Self, 2> {
-        quant::quantize_weight_into(w, scale, None)
+    fn ternary_weight(w: Tensor<Self, 2>, scale: WeightScale, eps: WeightQuantEps) -> Tensor<Self, 2> {
+        quant::quantize_weight_into(w, scale, eps, None)
     }
 }

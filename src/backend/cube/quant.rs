@@ -31,7 +31,7 @@ use burn_cubecl::{
 };
 
 use crate::backend::float;
-use crate::config::WeightScale;
+use crate::config::{WeightQuantEps, WeightScale};
 use crate::quant::group_shape;
 
 mod kernel {
@@ -113,15 +113,27 @@ mod kernel {
         }
     }
 
-    /// `out[i] = clamp(round(w[i] / (γ + ε)), −1, 1) · γ` with `γ = sums[i / group] / group`.
+    /// `out[i] = clamp(round(w[i] / (γ + ε)), −1, 1) · γ` with `γ = sums[i / group] / group`;
+    /// with `clamp_eps = 1`, `clamp(round(w[i] / max(γ, ε)), −1, 1) · max(γ, ε)`.
     #[cube(launch)]
-    pub fn quantize_weight_kernel(w: &Tensor<f32>, sums: &Tensor<f32>, out: &mut Tensor<f32>, group: u32) {
+    pub fn quantize_weight_kernel(
+        w: &Tensor<f32>,
+        sums: &Tensor<f32>,
+        out: &mut Tensor<f32>,
+        group: u32,
+        clamp_eps: u32,
+    ) {
         if ABSOLUTE_POS >= w.len() {
             terminate!();
         }
         let gamma = sums[ABSOLUTE_POS / group as usize] / f32::cast_from(group);
-        out[ABSOLUTE_POS] =
-            clamp(f32::round(w[ABSOLUTE_POS] / (gamma + f32::new(WEIGHT_EPS))), f32::new(-1.0), f32::new(1.0)) * gamma;
+        let mut scale = gamma;
+        let mut divisor = gamma + f32::new(WEIGHT_EPS);
+        if clamp_eps == 1 {
+            scale = cubecl::prelude::max(gamma, f32::new(WEIGHT_EPS));
+            divisor = scale;
+        }
+        out[ABSOLUTE_POS] = clamp(f32::round(w[ABSOLUTE_POS] / divisor), f32::new(-1.0), f32::new(1.0)) * scale;
     }
 }
 
@@ -182,6 +194,7 @@ fn abs_sums<R: CubeRuntime>(w: &CubeTensor<R>, segment: usize) -> CubeTensor<R> 
 pub(crate) fn quantize_weight_primitive<R: CubeRuntime>(
     w: CubeTensor<R>,
     scale: WeightScale,
+    eps: WeightQuantEps,
     output: Option<CubeTensor<R>>,
 ) -> CubeTensor<R> {
     assert_eq!(w.dtype, DType::F32, "w must be f32");
@@ -210,6 +223,7 @@ pub(crate) fn quantize_weight_primitive<R: CubeRuntime>(
         sums.as_tensor_arg(1),
         output.as_tensor_arg(1),
         ScalarArg::new(group as u32),
+        ScalarArg::new(u32::from(eps == WeightQuantEps::Clamp)),
     )
     .expect("weight quantizer launch");
     output
@@ -230,9 +244,11 @@ pub fn quantize_activation_into<R: CubeRuntime, BT: BoolElement>(
 pub fn quantize_weight_into<R: CubeRuntime, BT: BoolElement>(
     w: Tensor<Cube<R, BT>, 2>,
     scale: WeightScale,
+    eps: WeightQuantEps,
     output: Option<Tensor<Cube<R, BT>, 2>>,
 ) -> Tensor<Cube<R, BT>, 2> {
-    float(quantize_weight_primitive(w.into_primitive().tensor(), scale, output.map(|o| o.into_primitive().tensor())))
+    let output = output.map(|o| o.into_primitive().tensor());
+    float(quantize_weight_primitive(w.into_primitive().tensor(), scale, eps, output))
 }
 
 /// The quantizer kernels through CUDA's compiler and NVRTC (see `super::cuda_source`).

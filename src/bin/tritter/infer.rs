@@ -8,7 +8,9 @@ use std::time::Instant;
 use burn::data::dataset::Dataset;
 use clap::Args;
 use tritter::data::{generate_tasks, prepare_corpus, PrepareOptions, TokenBatcher, TokenWindows, Tokenizer};
-use tritter::infer::{generate, task_accuracy, GenerateOptions, SamplingConfig};
+use tritter::infer::{
+    generate, task_accuracy, ChatMessage, ChatTemplate, GenerateOptions, PromptFormat, SamplingConfig,
+};
 use tritter::train::resolve_run_checkpoint;
 use tritter::{TritterError, TritterModel};
 
@@ -23,6 +25,16 @@ pub fn model_dir(path: &Path) -> tritter::Result<PathBuf> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory or does not exist"),
         });
     }
+    if tritter::hf::is_hf_dir(path) {
+        return Err(TritterError::Unsupported {
+            path: path.to_path_buf(),
+            what: "config.json".into(),
+            reason: format!(
+                "this is a Hugging Face model directory; import it first: tritter import --from {} --out DIR",
+                path.display()
+            ),
+        });
+    }
     if path.join("config.json").is_file() {
         return Ok(path.to_path_buf());
     }
@@ -32,32 +44,55 @@ pub fn model_dir(path: &Path) -> tritter::Result<PathBuf> {
     Ok(resolve_run_checkpoint(path)?.join("model"))
 }
 
-/// Loads a model (packing it in memory when `packed` is set and it is not packed yet) and the tokenizer.
-fn load(model: &Path, tokenizer: &Option<PathBuf>, packed: bool) -> tritter::Result<(TritterModel<Inner>, Tokenizer)> {
+/// A loaded model with its tokenizer and the directory it came from.
+pub struct Loaded {
+    pub model: TritterModel<Inner>,
+    pub tokenizer: Tokenizer,
+    pub dir: PathBuf,
+}
+
+/// Loads a model (packing it in memory when `packed` is set and it is not packed yet) and the
+/// tokenizer: the one given, else the model directory's `tokenizer.json`, else the byte tokenizer.
+pub fn load(model: &Path, tokenizer: &Option<PathBuf>, packed: bool) -> tritter::Result<Loaded> {
     let dir = model_dir(model)?;
     let mut model = TritterModel::<Inner>::load_checkpoint(&dir, &Default::default())?;
     if packed && !model.is_packed() {
         model = model.into_packed()?;
     }
+    let beside = dir.join("tokenizer.json");
     let tokenizer = match tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
+        None if beside.is_file() => Tokenizer::from_file(&beside)?,
         None => Tokenizer::bytes(),
     };
     tokenizer.check_fits(model.config().vocab_size)?;
-    Ok((model, tokenizer))
+    Ok(Loaded { model, tokenizer, dir })
 }
 
+/// Generates from one prompt, printing the reply's text as it grows (decoding the whole reply
+/// each time keeps multi-byte characters intact); returns the reply's ids.
+pub fn stream_reply(loaded: &Loaded, prompt: Vec<u32>, options: &GenerateOptions) -> tritter::Result<Vec<u32>> {
+    let mut printed = String::new();
+    let mut produced: Vec<u32> = Vec::new();
+    generate(&loaded.model, &[prompt], options, &mut |_, token| {
+        if options.stop_tokens.contains(&token) {
+            return;
+        }
+        produced.push(token);
+        if let Ok(text) = loaded.tokenizer.decode(&produced) {
+            if let Some(new) = text.strip_prefix(printed.as_str()) {
+                print!("{new}");
+                let _ = std::io::stdout().flush();
+            }
+            printed = text;
+        }
+    })?;
+    Ok(produced)
+}
+
+/// The sampling options every generating command shares.
 #[derive(Args)]
-pub struct GenerateArgs {
-    /// Model directory (config.json + model.safetensors) or a training run directory.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// The tokenizer.json the model was trained with; the byte-level tokenizer when omitted.
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
-    /// Prompt text; repeat for a batch (each completion is printed when the batch ends).
-    #[arg(long, required = true)]
-    pub prompt: Vec<String>,
+pub struct SamplingArgs {
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
     /// 0 = greedy.
@@ -75,6 +110,55 @@ pub struct GenerateArgs {
     /// Do not stop at the end-of-sequence token.
     #[arg(long)]
     pub ignore_eos: bool,
+}
+
+impl SamplingArgs {
+    pub fn options(&self, stop_tokens: Vec<u32>) -> GenerateOptions {
+        GenerateOptions {
+            max_new_tokens: self.max_new_tokens,
+            sampling: SamplingConfig {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                seed: self.seed,
+            },
+            stop_tokens: if self.ignore_eos { Vec::new() } else { stop_tokens },
+            slide_window: self.slide_window,
+        }
+    }
+}
+
+/// The chat template of a loaded model, the tokens ending its turns added to `format.stop`.
+pub fn chat_template(loaded: &Loaded, format: &mut PromptFormat) -> tritter::Result<ChatTemplate> {
+    let template = ChatTemplate::from_dir(&loaded.dir)?.ok_or_else(|| TritterError::Tokenizer {
+        path: loaded.dir.clone(),
+        reason: "the model has no chat template (chat_template.jinja or chat_template in tokenizer_config.json)".into(),
+    })?;
+    if let Ok([id]) = loaded.tokenizer.encode_reference(template.eos_token()).as_deref() {
+        if !format.stop.contains(id) {
+            format.stop.push(*id);
+        }
+    }
+    Ok(template)
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Model directory (config.json + model.safetensors) or a training run directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The tokenizer.json the model was trained with; default: the model directory's
+    /// tokenizer.json, else the byte-level tokenizer.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Prompt text; repeat for a batch (each completion is printed when the batch ends).
+    #[arg(long, required = true)]
+    pub prompt: Vec<String>,
+    /// Treat each prompt as a user message in the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Pack the ternary weights in memory first (2-bit codes, the packed kernel); packed
     /// checkpoints are always used packed.
     #[arg(long)]
@@ -82,59 +166,35 @@ pub struct GenerateArgs {
 }
 
 pub fn run_generate(args: GenerateArgs) -> tritter::Result<()> {
-    let (model, tokenizer) = load(&args.model, &args.tokenizer, args.packed)?;
-    let eos = tokenizer.special_ids().eos;
+    let loaded = load(&args.model, &args.tokenizer, args.packed)?;
+    let mut format = PromptFormat::for_model(&loaded.dir, &loaded.tokenizer)?;
+    let template = if args.chat { Some(chat_template(&loaded, &mut format)?) } else { None };
     let prompts: Vec<Vec<u32>> = args
         .prompt
         .iter()
-        .map(|p| {
-            let mut ids = vec![eos];
-            ids.extend(tokenizer.encode(p)?);
-            Ok(ids)
+        .map(|p| match &template {
+            Some(t) => loaded.tokenizer.encode_reference(&t.render(&[ChatMessage::new("user", p)], true)?),
+            None => Ok(format.prompt(loaded.tokenizer.encode(p)?)),
         })
         .collect::<tritter::Result<_>>()?;
-    let options = GenerateOptions {
-        max_new_tokens: args.max_new_tokens,
-        sampling: SamplingConfig {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            seed: args.seed,
-        },
-        stop_tokens: if args.ignore_eos { Vec::new() } else { vec![eos] },
-        slide_window: args.slide_window,
-    };
+    let options = args.sampling.options(format.stop.clone());
     let started = Instant::now();
-    let single = prompts.len() == 1;
-    let mut printed = String::new();
-    let mut produced: Vec<u32> = Vec::new();
-    if single {
-        print!("{}", args.prompt[0]);
-        let _ = std::io::stdout().flush();
-    }
-    // Stream a single prompt's text as it grows (decoding the whole completion each time keeps
-    // multi-byte characters intact).
-    let outputs = generate(&model, &prompts, &options, &mut |_, token| {
-        if single {
-            produced.push(token);
-            if let Ok(text) = tokenizer.decode(&produced) {
-                if let Some(new) = text.strip_prefix(printed.as_str()) {
-                    print!("{new}");
-                    let _ = std::io::stdout().flush();
-                }
-                printed = text;
-            }
+    let tokens = if let [prompt] = prompts.as_slice() {
+        if !args.chat {
+            print!("{}", args.prompt[0]);
         }
-    })?;
-    let seconds = started.elapsed().as_secs_f64();
-    if single {
+        let reply = stream_reply(&loaded, prompt.clone(), &options)?;
         println!();
+        reply.len()
     } else {
+        let outputs = generate(&loaded.model, &prompts, &options, &mut |_, _| {})?;
         for (prompt, out) in args.prompt.iter().zip(&outputs) {
-            println!("{prompt}{}", tokenizer.decode(out)?);
+            let out: Vec<u32> = out.iter().copied().filter(|t| !options.stop_tokens.contains(t)).collect();
+            println!("{}{}", if args.chat { "" } else { prompt }, loaded.tokenizer.decode(&out)?);
         }
-    }
-    let tokens: usize = outputs.iter().map(Vec::len).sum();
+        outputs.iter().map(Vec::len).sum()
+    };
+    let seconds = started.elapsed().as_secs_f64();
     eprintln!("[{tokens} tokens in {seconds:.2} s, {:.1} tokens/s on {BACKEND}]", tokens as f64 / seconds.max(1e-9));
     Ok(())
 }
@@ -171,7 +231,7 @@ pub struct EvalArgs {
 }
 
 pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
-    let (model, tokenizer) = load(&args.model, &args.tokenizer, args.packed)?;
+    let Loaded { model, tokenizer, .. } = load(&args.model, &args.tokenizer, args.packed)?;
     if args.seq + 1 > model.config().max_seq_len {
         return Err(TritterError::InvalidConfig {
             field: "seq",
@@ -244,7 +304,7 @@ pub struct LogitsArgs {
 
 /// Prints `{"shape": [1, T, V], "logits": [...]}` for one sequence of ids.
 pub fn run_logits(args: LogitsArgs) -> tritter::Result<()> {
-    let (model, _) = load(&args.model, &None, args.packed)?;
+    let model = load(&args.model, &None, args.packed)?.model;
     let ids = args
         .ids
         .split(|c: char| c == ',' || c.is_whitespace())

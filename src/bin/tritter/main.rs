@@ -12,8 +12,10 @@ use clap::{Parser, Subcommand};
 use indicatif::HumanBytes;
 use tritter::data::{prepare_corpus, train_bpe_on, write_task_corpus, BpeOptions, DataSpec, PrepareOptions, Tokenizer};
 
+mod chat;
 mod common;
 mod export;
+mod import;
 mod infer;
 mod info;
 mod train;
@@ -34,6 +36,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Generate text from a trained model (KV cache, greedy or sampled, streamed).
     Generate(infer::GenerateArgs),
+    /// Chat with a model through its chat template (interactive, streaming).
+    Chat(chat::ChatArgs),
     /// Print a model's logits for token ids as JSON (for comparisons with other implementations).
     Logits(infer::LogitsArgs),
     /// Measure a model: perplexity on a dataset, exact match on held-out generated tasks.
@@ -41,6 +45,9 @@ enum Command {
     /// Convert a trained model to its packed inference form (2-bit ternary weights), or export
     /// its ternary layers as bitnet-quantize TernaryWeight values.
     Export(export::ExportArgs),
+    /// Import a Hugging Face BitNet b1.58 or Llama-BitNet model directory (latent or packed
+    /// weights) as a Tritter checkpoint for generate, chat, eval and fine-tuning.
+    Import(import::ImportArgs),
     /// Parameters and memory (training, packed inference) of a preset or config.
     Info(info::InfoArgs),
     /// Tokenizer tools.
@@ -106,9 +113,11 @@ fn run(cli: Cli) -> tritter::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(*args)?,
         Command::Generate(args) => infer::run_generate(args)?,
+        Command::Chat(args) => chat::run_chat(args)?,
         Command::Eval(args) => infer::run_eval(args)?,
         Command::Logits(args) => infer::run_logits(args)?,
         Command::Export(args) => export::run_export(args)?,
+        Command::Import(args) => import::run_import(args)?,
         Command::Info(args) => info::run_info(args)?,
         Command::Tokenizer(TokenizerCommand::Train { data, vocab_size, min_frequency, out, source }) => {
             let options = BpeOptions { vocab_size, min_frequency, show_progress: true };

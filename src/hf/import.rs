@@ -1,0 +1,302 @@
+//! `import_hf`: a Hugging Face model directory → a Tritter checkpoint directory (latent or
+//! packed), tensor by tensor from the memory-mapped input so memory stays near one tensor.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, View};
+
+use super::config::{read_hf_config, HfModel, WeightForm};
+use super::offline::{self, OfflineWeight};
+use super::tensors::HfWeights;
+use crate::checkpoint::packed::{PACKED_SUFFIX, SCALE_SUFFIX};
+use crate::checkpoint::{FloatFormat, CONFIG_FILE, WEIGHTS_FILE};
+use crate::config::{TensorSpec, TritterConfig};
+use crate::error::{Result, TritterError};
+use crate::io::{rename_into_place, temp_path};
+use crate::quant::PackedTernary;
+
+/// The files copied beside the imported weights when the source has them.
+pub const TOKENIZER_FILES: [&str; 5] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "generation_config.json",
+];
+
+/// How to import.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    /// Dequantize a packed ("offline") model to latent weights for fine-tuning, instead of
+    /// keeping it packed for inference.
+    pub latent: bool,
+    /// Storage of the non-ternary tensors of a packed result (a latent result is f32).
+    pub floats: FloatFormat,
+}
+
+/// What an import wrote.
+#[derive(Debug, Clone)]
+pub struct ImportSummary {
+    pub source: HfModel,
+    /// The imported model's config (as written to `config.json`).
+    pub config: TritterConfig,
+    /// Whether the result is a packed checkpoint.
+    pub packed: bool,
+    pub tensors: usize,
+    /// Bytes of `model.safetensors`.
+    pub bytes: u64,
+    /// The tokenizer and generation files copied beside it.
+    pub copied: Vec<String>,
+}
+
+/// Imports the Hugging Face model in `from` into a Tritter checkpoint directory `out`
+/// (`config.json` + `model.safetensors`, plus the tokenizer files). `progress(done, total)` sees
+/// each tensor written.
+pub fn import_hf(
+    from: &Path,
+    out: &Path,
+    options: &ImportOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ImportSummary> {
+    let source = read_hf_config(from)?;
+    let weights = HfWeights::open(from)?;
+    let packed = matches!(source.weights, WeightForm::Offline { .. }) && !options.latent;
+    let specs = source.config.tensor_specs();
+    let plan = plan(&source, &weights, &specs, packed, options)?;
+    std::fs::create_dir_all(out).map_err(|source| TritterError::Io {
+        action: "cannot create",
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let bytes = write_tensors(&out.join(WEIGHTS_FILE), &plan, progress)?;
+    source.config.to_json_file(out.join(CONFIG_FILE))?;
+    let copied = copy_tokenizer_files(from, out, &source)?;
+    tracing::info!(from = %from.display(), out = %out.display(), packed, "imported Hugging Face model");
+    Ok(ImportSummary { config: source.config.clone(), source, packed, tensors: plan.len(), bytes, copied })
+}
+
+/// One output tensor and how to make its bytes.
+struct Planned<'a> {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    make: Box<dyn Fn() -> Result<Vec<u8>> + 'a>,
+}
+
+/// Every output tensor, after checking that each one the config implies is in the source with its
+/// shape and dtype, and that the source holds nothing else.
+fn plan<'a>(
+    source: &HfModel,
+    weights: &'a HfWeights,
+    specs: &[TensorSpec],
+    packed: bool,
+    options: &ImportOptions,
+) -> Result<Vec<Planned<'a>>> {
+    let mut used = BTreeSet::new();
+    let mut planned = Vec::new();
+    for spec in specs {
+        let stored = weights.require(&spec.name)?;
+        used.insert(spec.name.clone());
+        match source.weights {
+            WeightForm::Offline { divide_by_scale } if spec.ternary => {
+                let prefix = spec.name.strip_suffix(".weight").expect("projection names end in .weight");
+                let scale_name = format!("{prefix}{SCALE_SUFFIX}");
+                used.insert(scale_name.clone());
+                let weight =
+                    OfflineWeight::check(&stored, &weights.require(&scale_name)?, &spec.shape, divide_by_scale)?;
+                planned.extend(offline_outputs(weights, spec, prefix, weight, packed));
+            }
+            _ => {
+                check_float(stored.path, &spec.name, stored.dtype(), stored.shape(), &spec.shape)?;
+                let dtype = if packed && options.floats == FloatFormat::F16 { Dtype::F16 } else { Dtype::F32 };
+                let name = spec.name.clone();
+                let make = move || -> Result<Vec<u8>> { Ok(encode(&weights.require(&name)?.floats()?, dtype)) };
+                planned.push(Planned {
+                    name: spec.name.clone(),
+                    dtype,
+                    shape: spec.shape.clone(),
+                    make: Box::new(make),
+                });
+            }
+        }
+    }
+    let ignored = |name: &str| {
+        name.ends_with("rotary_emb.inv_freq") || (source.config.tie_embeddings && name == "lm_head.weight")
+    };
+    let unused: Vec<String> = weights.names().filter(|n| !used.contains(*n) && !ignored(n)).map(String::from).collect();
+    if let Some(first) = unused.first() {
+        return Err(TritterError::Unsupported {
+            path: weights.require(first)?.path.to_path_buf(),
+            what: format!("tensor `{first}`"),
+            reason: format!(
+                "the config describes no such tensor (Tritter has no biases or extra modules); {} such tensor(s): {}",
+                unused.len(),
+                unused.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    Ok(planned)
+}
+
+/// The outputs of one packed projection: codes and scale (packed), or the dequantized latent weight.
+fn offline_outputs<'a>(
+    weights: &'a HfWeights,
+    spec: &TensorSpec,
+    prefix: &str,
+    weight: OfflineWeight,
+    packed: bool,
+) -> Vec<Planned<'a>> {
+    let [rows, cols] = [spec.shape[0], spec.shape[1]];
+    let name = spec.name.clone();
+    let values = move || -> Result<(Vec<i8>, f32)> { offline::values(&weights.require(&name)?, rows, cols, weight) };
+    if !packed {
+        let make = move || values().map(|(v, scale)| encode(&offline::latent(&v, scale), Dtype::F32));
+        return vec![Planned {
+            name: spec.name.clone(),
+            dtype: Dtype::F32,
+            shape: spec.shape.clone(),
+            make: Box::new(make),
+        }];
+    }
+    let words = PackedTernary::words_per_row(cols);
+    let codes = move || -> Result<Vec<u8>> {
+        let (v, scale) = values()?;
+        let packed = PackedTernary::from_values(&v, rows, cols, vec![scale], crate::config::WeightScale::PerTensor)?;
+        Ok(packed.codes.iter().flat_map(|w| w.to_le_bytes()).collect())
+    };
+    let scale_of = move || -> Result<Vec<u8>> { Ok(weight.gamma().to_le_bytes().to_vec()) };
+    vec![
+        Planned {
+            name: format!("{prefix}{PACKED_SUFFIX}"),
+            dtype: Dtype::U32,
+            shape: vec![rows, words],
+            make: Box::new(codes),
+        },
+        Planned {
+            name: format!("{prefix}{SCALE_SUFFIX}"),
+            dtype: Dtype::F32,
+            shape: vec![1, 1],
+            make: Box::new(scale_of),
+        },
+    ]
+}
+
+fn check_float(path: &Path, name: &str, dtype: Dtype, found: &[usize], expected: &[usize]) -> Result<()> {
+    if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        let reason = format!("dtype {dtype:?}; expected F32, F16 or BF16");
+        return Err(TritterError::TensorLoad { path: path.to_path_buf(), tensor: name.to_string(), reason });
+    }
+    if found != expected {
+        return Err(TritterError::ShapeMismatch {
+            path: path.to_path_buf(),
+            tensor: name.to_string(),
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
+    match dtype {
+        Dtype::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// A planned tensor as safetensors writes it: its bytes made when the writer reaches it, so only
+/// one tensor is in memory; the first error is kept (and the file discarded) since `View` cannot fail.
+struct LazyView<'p, 'a, 'f> {
+    tensor: &'p Planned<'a>,
+    error: &'p RefCell<Option<TritterError>>,
+    done: &'p RefCell<(usize, &'f mut (dyn FnMut(usize, usize) + 'f))>,
+    total: usize,
+}
+
+impl View for LazyView<'_, '_, '_> {
+    fn dtype(&self) -> Dtype {
+        self.tensor.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.tensor.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        let bytes = match (self.tensor.make)() {
+            Ok(bytes) if bytes.len() == self.data_len() => bytes,
+            result => {
+                let mut error = self.error.borrow_mut();
+                if error.is_none() {
+                    *error = Some(result.err().unwrap_or_else(|| {
+                        TritterError::InvalidInput(format!(
+                            "tensor `{}` produced the wrong byte count",
+                            self.tensor.name
+                        ))
+                    }));
+                }
+                vec![0; self.data_len()]
+            }
+        };
+        let mut done = self.done.borrow_mut();
+        done.0 += 1;
+        let count = done.0;
+        (done.1)(count, self.total);
+        Cow::Owned(bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.tensor.shape.iter().product::<usize>() * self.tensor.dtype.bitsize() / 8
+    }
+}
+
+/// Writes the planned tensors to `path` atomically; returns the file's size.
+fn write_tensors(path: &Path, plan: &[Planned], progress: &mut dyn FnMut(usize, usize)) -> Result<u64> {
+    let tmp = temp_path(path);
+    let error = RefCell::new(None);
+    let done = RefCell::new((0usize, progress));
+    let views = plan
+        .iter()
+        .map(|tensor| (tensor.name.clone(), LazyView { tensor, error: &error, done: &done, total: plan.len() }));
+    let packed = plan.iter().any(|t| t.name.ends_with(PACKED_SUFFIX));
+    let metadata = packed.then(|| HashMap::from([("format".to_string(), "tritter-packed".to_string())]));
+    let written = safetensors::serialize_to_file(views, metadata, &tmp);
+    if let Some(error) = error.into_inner() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error);
+    }
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        TritterError::Io { action: "cannot write", path: tmp.clone(), source: std::io::Error::other(e.to_string()) }
+    })?;
+    rename_into_place(&tmp, path)?;
+    std::fs::metadata(path).map(|m| m.len()).map_err(|source| TritterError::Io {
+        action: "cannot stat",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Copies the tokenizer and generation files; writes a `generation_config.json` from
+/// `config.json`'s token ids when the source has none, so generation knows where to stop.
+fn copy_tokenizer_files(from: &Path, out: &Path, source: &HfModel) -> Result<Vec<String>> {
+    let mut copied = Vec::new();
+    for name in TOKENIZER_FILES {
+        let src = from.join(name);
+        if src.is_file() {
+            let bytes = std::fs::read(&src).map_err(|e| TritterError::Io {
+                action: "cannot read",
+                path: src.clone(),
+                source: e,
+            })?;
+            crate::io::write_atomic(&out.join(name), &bytes)?;
+            copied.push(name.to_string());
+        }
+    }
+    if !copied.iter().any(|n| n == "generation_config.json") && !source.eos_token_ids.is_empty() {
+        let generation =
+            serde_json::json!({ "bos_token_id": source.bos_token_id, "eos_token_id": source.eos_token_ids });
+        crate::io::write_json(&out.join("generation_config.json"), &generation)?;
+    }
+    Ok(copied)
+}
