@@ -69,9 +69,9 @@ pub enum TritterError {
     #[error("cannot resume from {}: {reason}", path.display())]
     ResumeMismatch { path: PathBuf, reason: String },
 
-    /// A model from another project uses something Tritter cannot represent; `what` names the
-    /// config field or tensor.
-    #[error("cannot import {}: {what}: {reason}", path.display())]
+    /// A model from another project uses something Tritter cannot represent, or a Tritter model
+    /// something the other project cannot; `what` names the config field or tensor.
+    #[error("{}: {what}: {reason}", path.display())]
     Unsupported { path: PathBuf, what: String, reason: String },
 
     /// An input tensor is malformed in some other way (e.g. empty).

@@ -43,9 +43,13 @@ pub(crate) fn corrupt(path: &Path, reason: impl std::fmt::Display) -> TritterErr
 
 /// The values of an F32, F16 or BF16 tensor as f32 (`None` for any other dtype).
 pub(crate) fn floats_of(view: &safetensors::tensor::TensorView) -> Option<Vec<f32>> {
+    decode_floats(view.data(), view.dtype())
+}
+
+/// Little-endian F32, F16 or BF16 bytes as f32 (`None` for any other dtype).
+pub(crate) fn decode_floats(data: &[u8], dtype: safetensors::tensor::Dtype) -> Option<Vec<f32>> {
     use safetensors::tensor::Dtype;
-    let data = view.data();
-    Some(match view.dtype() {
+    Some(match dtype {
         Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),

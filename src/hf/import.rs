@@ -1,21 +1,19 @@
 //! `import_hf`: a Hugging Face model directory → a Tritter checkpoint directory (latent or
 //! packed), tensor by tensor from the memory-mapped input so memory stays near one tensor.
 
-use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, View};
+use safetensors::tensor::Dtype;
 
 use super::config::{read_hf_config, HfModel, WeightForm};
 use super::offline::{self, OfflineWeight};
 use super::tensors::HfWeights;
+use super::write::{encode, write_tensors, Planned};
 use crate::checkpoint::packed::{PACKED_SUFFIX, SCALE_SUFFIX};
 use crate::checkpoint::{FloatFormat, CONFIG_FILE, WEIGHTS_FILE};
-use crate::config::{TensorSpec, TritterConfig};
+use crate::config::TensorSpec;
 use crate::error::{Result, TritterError};
-use crate::io::{rename_into_place, temp_path};
 use crate::quant::PackedTernary;
 
 /// The files copied beside the imported weights when the source has them.
@@ -40,9 +38,8 @@ pub struct ImportOptions {
 /// What an import wrote.
 #[derive(Debug, Clone)]
 pub struct ImportSummary {
+    /// The source's description; its `config` is the imported model's (`config.json`).
     pub source: HfModel,
-    /// The imported model's config (as written to `config.json`).
-    pub config: TritterConfig,
     /// Whether the result is a packed checkpoint.
     pub packed: bool,
     pub tensors: usize,
@@ -61,6 +58,7 @@ pub fn import_hf(
     options: &ImportOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ImportSummary> {
+    refuse_non_empty(out)?;
     let source = read_hf_config(from)?;
     let weights = HfWeights::open(from)?;
     let packed = matches!(source.weights, WeightForm::Offline { .. }) && !options.latent;
@@ -71,19 +69,28 @@ pub fn import_hf(
         path: out.to_path_buf(),
         source,
     })?;
-    let bytes = write_tensors(&out.join(WEIGHTS_FILE), &plan, progress)?;
+    let metadata = packed.then(|| HashMap::from([("format".to_string(), "tritter-packed".to_string())]));
+    let bytes = write_tensors(&out.join(WEIGHTS_FILE), &plan, metadata, progress)?;
     source.config.to_json_file(out.join(CONFIG_FILE))?;
     let copied = copy_tokenizer_files(from, out, &source)?;
     tracing::info!(from = %from.display(), out = %out.display(), packed, "imported Hugging Face model");
-    Ok(ImportSummary { config: source.config.clone(), source, packed, tensors: plan.len(), bytes, copied })
+    Ok(ImportSummary { source, packed, tensors: plan.len(), bytes, copied })
 }
 
-/// One output tensor and how to make its bytes.
-struct Planned<'a> {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    make: Box<dyn Fn() -> Result<Vec<u8>> + 'a>,
+/// An import never mixes its files with another model's.
+fn refuse_non_empty(out: &Path) -> Result<()> {
+    let non_empty = std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some());
+    match non_empty {
+        true => Err(TritterError::Io {
+            action: "cannot import into",
+            path: out.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the directory is not empty; choose a new one or remove it",
+            ),
+        }),
+        false => Ok(()),
+    }
 }
 
 /// Every output tensor, after checking that each one the config implies is in the source with its
@@ -113,7 +120,7 @@ fn plan<'a>(
                 check_float(stored.path, &spec.name, stored.dtype(), stored.shape(), &spec.shape)?;
                 let dtype = if packed && options.floats == FloatFormat::F16 { Dtype::F16 } else { Dtype::F32 };
                 let name = spec.name.clone();
-                let make = move || -> Result<Vec<u8>> { Ok(encode(&weights.require(&name)?.floats()?, dtype)) };
+                let make = move || -> Result<Vec<u8>> { weights.require(&name)?.encoded(dtype) };
                 planned.push(Planned {
                     name: spec.name.clone(),
                     dtype,
@@ -200,99 +207,10 @@ fn check_float(path: &Path, name: &str, dtype: Dtype, found: &[usize], expected:
     Ok(())
 }
 
-fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
-    match dtype {
-        Dtype::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
-}
-
-/// A planned tensor as safetensors writes it: its bytes made when the writer reaches it, so only
-/// one tensor is in memory; the first error is kept (and the file discarded) since `View` cannot fail.
-struct LazyView<'p, 'a, 'f> {
-    tensor: &'p Planned<'a>,
-    error: &'p RefCell<Option<TritterError>>,
-    done: &'p RefCell<(usize, &'f mut (dyn FnMut(usize, usize) + 'f))>,
-    total: usize,
-}
-
-impl View for LazyView<'_, '_, '_> {
-    fn dtype(&self) -> Dtype {
-        self.tensor.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.tensor.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        let bytes = match (self.tensor.make)() {
-            Ok(bytes) if bytes.len() == self.data_len() => bytes,
-            result => {
-                let mut error = self.error.borrow_mut();
-                if error.is_none() {
-                    *error = Some(result.err().unwrap_or_else(|| {
-                        TritterError::InvalidInput(format!(
-                            "tensor `{}` produced the wrong byte count",
-                            self.tensor.name
-                        ))
-                    }));
-                }
-                vec![0; self.data_len()]
-            }
-        };
-        let mut done = self.done.borrow_mut();
-        done.0 += 1;
-        let count = done.0;
-        (done.1)(count, self.total);
-        Cow::Owned(bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.tensor.shape.iter().product::<usize>() * self.tensor.dtype.bitsize() / 8
-    }
-}
-
-/// Writes the planned tensors to `path` atomically; returns the file's size.
-fn write_tensors(path: &Path, plan: &[Planned], progress: &mut dyn FnMut(usize, usize)) -> Result<u64> {
-    let tmp = temp_path(path);
-    let error = RefCell::new(None);
-    let done = RefCell::new((0usize, progress));
-    let views = plan
-        .iter()
-        .map(|tensor| (tensor.name.clone(), LazyView { tensor, error: &error, done: &done, total: plan.len() }));
-    let packed = plan.iter().any(|t| t.name.ends_with(PACKED_SUFFIX));
-    let metadata = packed.then(|| HashMap::from([("format".to_string(), "tritter-packed".to_string())]));
-    let written = safetensors::serialize_to_file(views, metadata, &tmp);
-    if let Some(error) = error.into_inner() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(error);
-    }
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        TritterError::Io { action: "cannot write", path: tmp.clone(), source: std::io::Error::other(e.to_string()) }
-    })?;
-    rename_into_place(&tmp, path)?;
-    std::fs::metadata(path).map(|m| m.len()).map_err(|source| TritterError::Io {
-        action: "cannot stat",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// Copies the tokenizer and generation files; writes a `generation_config.json` from
 /// `config.json`'s token ids when the source has none, so generation knows where to stop.
 fn copy_tokenizer_files(from: &Path, out: &Path, source: &HfModel) -> Result<Vec<String>> {
-    let mut copied = Vec::new();
-    for name in TOKENIZER_FILES {
-        let src = from.join(name);
-        if src.is_file() {
-            let bytes = std::fs::read(&src).map_err(|e| TritterError::Io {
-                action: "cannot read",
-                path: src.clone(),
-                source: e,
-            })?;
-            crate::io::write_atomic(&out.join(name), &bytes)?;
-            copied.push(name.to_string());
-        }
-    }
+    let copied = super::export::copy_model_files(from, out)?;
     if !copied.iter().any(|n| n == "generation_config.json") && !source.eos_token_ids.is_empty() {
         let generation =
             serde_json::json!({ "bos_token_id": source.bos_token_id, "eos_token_id": source.eos_token_ids });

@@ -1,13 +1,17 @@
 //! Hugging Face transformers model directories: BitNet b1.58 (`BitNetForCausalLM`) and
 //! Llama-architecture ternary models (`LlamaForCausalLM` with a `bitnet` quantization config),
-//! read as transformers reads them and imported into Tritter checkpoints.
+//! read as transformers reads them and imported into Tritter checkpoints, and Tritter models
+//! written for transformers.
 
 pub mod config;
+pub mod export;
 pub mod import;
 pub mod offline;
 pub mod tensors;
+mod write;
 
 pub use config::{read_hf_config, HfModel, WeightForm};
+pub use export::{copy_model_files, hf_config, HfDtype, HfExportSummary};
 pub use import::{import_hf, ImportOptions, ImportSummary};
 pub use tensors::HfWeights;
 

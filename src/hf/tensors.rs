@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::checkpoint::format::{corrupt, floats_of};
+use super::write::encode;
+use crate::checkpoint::format::{corrupt, decode_floats, floats_of};
 use crate::error::{Result, TritterError};
 
 /// One memory-mapped shard.
@@ -32,11 +33,28 @@ pub struct StoredTensor<'a> {
 impl StoredTensor<'_> {
     /// The values as f32 (from F32, F16 or BF16), refusing any other dtype.
     pub fn floats(&self) -> Result<Vec<f32>> {
-        floats_of(&self.view).ok_or_else(|| TritterError::TensorLoad {
+        floats_of(&self.view).ok_or_else(|| self.wrong_dtype())
+    }
+
+    /// The values in `dtype`'s bytes (F32, F16 or BF16), converted a slice at a time so a large
+    /// tensor is never held as f32 in full.
+    pub fn encoded(&self, dtype: Dtype) -> Result<Vec<u8>> {
+        const CHUNK: usize = 1 << 16;
+        let width = self.view.dtype().bitsize() / 8;
+        let mut out = Vec::with_capacity(self.view.data().len() / width.max(1) * (dtype.bitsize() / 8));
+        for bytes in self.view.data().chunks(CHUNK * width.max(1)) {
+            let values = decode_floats(bytes, self.view.dtype()).ok_or_else(|| self.wrong_dtype())?;
+            out.extend(encode(&values, dtype));
+        }
+        Ok(out)
+    }
+
+    fn wrong_dtype(&self) -> TritterError {
+        TritterError::TensorLoad {
             path: self.path.to_path_buf(),
             tensor: self.name.to_string(),
             reason: format!("dtype {:?}; expected F32, F16 or BF16", self.view.dtype()),
-        })
+        }
     }
 
     pub fn shape(&self) -> &[usize] {

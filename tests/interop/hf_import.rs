@@ -60,7 +60,7 @@ fn imported_models_give_transformers_logits() {
         assert_eq!(summary.source.weights, form, "{name}");
         assert_eq!(summary.packed, matches!(form, WeightForm::Offline { .. }), "{name}");
         assert!(err < 1e-5, "{name}: max relative logit difference {err:e} against transformers");
-        let c = &summary.config;
+        let c = &summary.source.config;
         assert_eq!(c.sub_norm, name.starts_with("bitnet"), "{name}");
         assert_eq!(c.activation, if name.starts_with("llama") { Activation::Silu } else { Activation::ReluSquared });
         assert_eq!(c.bitnet, form != WeightForm::Plain, "{name}");
@@ -139,5 +139,5 @@ fn import_reports_progress_to_the_end() {
         import_hf(&fixture("bitnet_gqa_online"), out.path(), &ImportOptions::default(), &mut |d, t| seen.push((d, t)))
             .unwrap();
     assert_eq!(seen.last(), Some(&(summary.tensors, summary.tensors)));
-    assert_eq!(summary.tensors, summary.config.tensor_specs().len());
+    assert_eq!(summary.tensors, summary.source.config.tensor_specs().len());
 }

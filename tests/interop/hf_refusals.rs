@@ -124,6 +124,17 @@ fn bad_tensors_are_refused_by_name() {
 }
 
 #[test]
+fn import_never_writes_into_a_non_empty_directory() {
+    let out = temp_dir();
+    std::fs::write(out.path().join("notes.txt"), "another model's directory").unwrap();
+    let error = import_hf(&fixture("bitnet_gqa_online"), out.path(), &ImportOptions::default(), &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not empty") && error.contains(&out.path().display().to_string()), "{error}");
+    assert!(!out.path().join("config.json").exists());
+}
+
+#[test]
 fn hugging_face_directories_are_detected() {
     assert!(tritter::hf::is_hf_dir(&fixture("bitnet_gqa_online")));
     let dir = temp_dir();

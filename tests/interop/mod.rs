@@ -3,5 +3,6 @@
 //! templates rendered as transformers renders them.
 
 mod chat;
+mod hf_export;
 mod hf_import;
 mod hf_refusals;

@@ -28,8 +28,17 @@ fn config() -> TritterConfig {
 #[test]
 fn cached_logits_equal_the_full_forward_pass() {
     let mut rng = fresh_rng("cached_logits_equal_the_full_forward_pass");
+    // MHA with Tritter's defaults; MQA with the BitNet 2B4T variant (SubLN, RMSNorm, no QK-Norm) and SwiGLU.
     for num_kv_heads in [config().num_heads, 1] {
-        let config = TritterConfig { num_kv_heads, ..config() };
+        let variant = num_kv_heads == 1;
+        let config = TritterConfig {
+            num_kv_heads,
+            sub_norm: variant,
+            qk_norm: !variant,
+            norm: if variant { tritter::NormKind::RmsNorm } else { tritter::NormKind::LayerNorm },
+            activation: if variant { tritter::Activation::Silu } else { tritter::Activation::ReluSquared },
+            ..config()
+        };
         let model = model(&config);
         let (batch, prompt, steps) = (2, rng.random_range(1..9), rng.random_range(1..8));
         let ids: Vec<Vec<usize>> =

@@ -24,6 +24,26 @@ fn parameter_count_equals_instantiated_count() {
     }
 }
 
+/// `tensor_specs` names every tensor the module has, with its shape (what importers and
+/// exporters write), on random configs of every option.
+#[test]
+fn tensor_specs_list_the_module_tensors() {
+    let mut rng = crate::model::common::fresh_rng("tensor_specs_list_the_module_tensors");
+    for bitnet in [false, true, true, true] {
+        let config = crate::model::reference_f64::random_tiny_config(&mut rng, bitnet);
+        let model = TritterModel::<B>::new(&config, &Default::default()).unwrap();
+        let mut module: Vec<(String, Vec<usize>)> =
+            crate::model::common::named_params(&model).into_iter().map(|(n, s, _)| (n, s)).collect();
+        let mut specs: Vec<(String, Vec<usize>)> =
+            config.tensor_specs().into_iter().map(|t| (t.name, t.shape)).collect();
+        module.sort();
+        specs.sort();
+        assert_eq!(specs, module, "{config:?}");
+        let ternary = config.tensor_specs().iter().filter(|t| t.ternary).count();
+        assert_eq!(ternary, config.ternary_matrices().len(), "{config:?}");
+    }
+}
+
 #[test]
 fn presets_are_within_ten_percent_of_their_names() {
     for (name, config, nominal) in TritterConfig::presets() {

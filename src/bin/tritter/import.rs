@@ -45,7 +45,7 @@ pub fn run_import(args: ImportArgs) -> tritter::Result<()> {
         WeightForm::Offline { .. } if summary.packed => "packed ternary weights",
         WeightForm::Offline { .. } => "packed ternary weights, dequantized to latent weights",
     };
-    let c = &summary.config;
+    let c = &summary.source.config;
     println!(
         "Imported {} ({}; {} layers, hidden {}, {}/{} heads, vocab {}, {} parameters) from {} in {:.1} s",
         summary.source.model_type,

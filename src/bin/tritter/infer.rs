@@ -51,14 +51,9 @@ pub struct Loaded {
     pub dir: PathBuf,
 }
 
-/// Loads a model (packing it in memory when `packed` is set and it is not packed yet) and the
-/// tokenizer: the one given, else the model directory's `tokenizer.json`, else the byte tokenizer.
+/// Loads a model (as [`load_model`]) and the tokenizer: the one given, else the model directory's `tokenizer.json`, else the byte tokenizer.
 pub fn load(model: &Path, tokenizer: &Option<PathBuf>, packed: bool) -> tritter::Result<Loaded> {
-    let dir = model_dir(model)?;
-    let mut model = TritterModel::<Inner>::load_checkpoint(&dir, &Default::default())?;
-    if packed && !model.is_packed() {
-        model = model.into_packed()?;
-    }
+    let (model, dir) = load_model(model, packed)?;
     let beside = dir.join("tokenizer.json");
     let tokenizer = match tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
@@ -67,6 +62,17 @@ pub fn load(model: &Path, tokenizer: &Option<PathBuf>, packed: bool) -> tritter:
     };
     tokenizer.check_fits(model.config().vocab_size)?;
     Ok(Loaded { model, tokenizer, dir })
+}
+
+/// Loads a model (packing it in memory when `packed` is set and it is not packed yet) and
+/// returns it with its directory.
+fn load_model(model: &Path, packed: bool) -> tritter::Result<(TritterModel<Inner>, PathBuf)> {
+    let dir = model_dir(model)?;
+    let mut model = TritterModel::<Inner>::load_checkpoint(&dir, &Default::default())?;
+    if packed && !model.is_packed() {
+        model = model.into_packed()?;
+    }
+    Ok((model, dir))
 }
 
 /// Generates from one prompt, printing the reply's text as it grows (decoding the whole reply
@@ -304,7 +310,7 @@ pub struct LogitsArgs {
 
 /// Prints `{"shape": [1, T, V], "logits": [...]}` for one sequence of ids.
 pub fn run_logits(args: LogitsArgs) -> tritter::Result<()> {
-    let model = load(&args.model, &None, args.packed)?.model;
+    let (model, _) = load_model(&args.model, args.packed)?;
     let ids = args
         .ids
         .split(|c: char| c == ',' || c.is_whitespace())

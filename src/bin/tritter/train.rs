@@ -35,7 +35,7 @@ pub enum NonFiniteArg {
 /// `OUT/train_config.json`.
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Model preset (test, small_100m, medium_500m, large_1b, xlarge_3b, huge_7b).
+    /// Model preset (test, small_100m, medium_500m, large_1b, xlarge_3b, huge_7b, bitnet_2b4t).
     #[arg(long, default_value = "test")]
     pub preset: String,
     /// A model config JSON instead of a preset.
