@@ -127,35 +127,57 @@ impl Fields {
             "llama" => false,
             other => return Err(self.refuse("model_type", format!("`{other}`; Tritter imports `bitnet` and `llama`"))),
         };
+        self.refuse_unsupported()?;
+        let weights = self.weight_form()?;
+        let config = self.tritter_config(bitnet_arch, weights != WeightForm::Plain)?;
+        config.validate().map_err(|e| self.refuse("config.json", e.to_string()))?;
+        let eos_token_ids =
+            self.get("eos_token_id").map(token_ids).transpose().map_err(|r| self.refuse("eos_token_id", r))?;
+        let bos = self.get("bos_token_id").map(token_ids).transpose().map_err(|r| self.refuse("bos_token_id", r))?;
+        Ok(HfModel {
+            config,
+            weights,
+            model_type,
+            bos_token_id: bos.and_then(|ids| ids.first().copied()),
+            eos_token_ids: eos_token_ids.unwrap_or_default(),
+        })
+    }
+
+    /// The fields whose values Tritter's architecture has no room for.
+    fn refuse_unsupported(&self) -> Result<()> {
         self.refuse_if_set("attention_bias", "Tritter's projections have no bias")?;
         self.refuse_if_set("mlp_bias", "Tritter's projections have no bias")?;
         self.refuse_if_set("rope_scaling", "Tritter implements plain RoPE only")?;
-        let weights = self.weight_form()?;
-        let activation = match self.str_or("hidden_act", if bitnet_arch { "relu2" } else { "silu" })? {
-            "relu2" => Activation::ReluSquared,
-            "silu" => Activation::Silu,
-            other => return Err(self.refuse("hidden_act", format!("`{other}`; Tritter has `relu2` and `silu`"))),
-        };
-        let hidden_size = self.usize("hidden_size")?;
-        let num_heads = self.usize("num_attention_heads")?;
         if let Some(head_dim) = self.get("head_dim") {
-            if num_heads == 0 || head_dim.as_u64() != Some((hidden_size / num_heads) as u64) {
+            let (hidden, heads) = (self.usize("hidden_size")?, self.usize("num_attention_heads")?);
+            if heads == 0 || head_dim.as_u64() != Some((hidden / heads) as u64) {
                 let reason =
                     format!("{head_dim} differs from hidden_size / num_attention_heads (Tritter requires them equal)");
                 return Err(self.refuse("head_dim", reason));
             }
         }
-        let bitnet = weights != WeightForm::Plain;
-        let config = TritterConfig {
+        Ok(())
+    }
+
+    fn activation(&self, bitnet_arch: bool) -> Result<Activation> {
+        match self.str_or("hidden_act", if bitnet_arch { "relu2" } else { "silu" })? {
+            "relu2" => Ok(Activation::ReluSquared),
+            "silu" => Ok(Activation::Silu),
+            other => Err(self.refuse("hidden_act", format!("`{other}`; Tritter has `relu2` and `silu`"))),
+        }
+    }
+
+    /// The Tritter config of a BitNet (`bitnet_arch`) or Llama model, ternary when `bitnet`.
+    fn tritter_config(&self, bitnet_arch: bool, bitnet: bool) -> Result<TritterConfig> {
+        let num_heads = self.usize("num_attention_heads")?;
+        let kv_heads =
+            if self.get("num_key_value_heads").is_some() { self.usize("num_key_value_heads")? } else { num_heads };
+        Ok(TritterConfig {
             vocab_size: self.usize("vocab_size")?,
-            hidden_size,
+            hidden_size: self.usize("hidden_size")?,
             num_layers: self.usize("num_hidden_layers")?,
             num_heads,
-            num_kv_heads: if self.get("num_key_value_heads").is_some() {
-                self.usize("num_key_value_heads")?
-            } else {
-                num_heads
-            },
+            num_kv_heads: kv_heads,
             intermediate_size: self.usize("intermediate_size")?,
             max_seq_len: self.usize("max_position_embeddings")?,
             rope_theta: self.rope_theta(if bitnet_arch { 500_000.0 } else { 10_000.0 })?,
@@ -172,20 +194,9 @@ impl Fields {
             pad_token_id: None,
             init_std: self.f64_or("initializer_range", 0.02)?,
             sub_norm: bitnet_arch,
-            activation,
+            activation: self.activation(bitnet_arch)?,
             // transformers' `AutoBitLinear` (and onebitllms) floor γ at ε.
             weight_quant_eps: WeightQuantEps::Clamp,
-        };
-        config.validate().map_err(|e| self.refuse("config.json", e.to_string()))?;
-        let eos_token_ids =
-            self.get("eos_token_id").map(token_ids).transpose().map_err(|r| self.refuse("eos_token_id", r))?;
-        let bos = self.get("bos_token_id").map(token_ids).transpose().map_err(|r| self.refuse("bos_token_id", r))?;
-        Ok(HfModel {
-            config,
-            weights,
-            model_type,
-            bos_token_id: bos.and_then(|ids| ids.first().copied()),
-            eos_token_ids: eos_token_ids.unwrap_or_default(),
         })
     }
 

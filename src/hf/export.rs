@@ -4,7 +4,7 @@
 //! packed model in its offline form (`uint8 [out/4, in]` codes + per-tensor `weight_scale`).
 //! What no transformers class computes is refused with the config field named.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::Dtype;
 use serde_json::{json, Value};
@@ -66,6 +66,42 @@ fn refuse(out: &Path, field: &str, reason: &str) -> TritterError {
 
 /// The `config.json` transformers reads for `config`, or the first field it cannot represent.
 pub fn hf_config(config: &TritterConfig, packed: bool, dtype: HfDtype, out: &Path) -> Result<Value> {
+    check_representable(config, packed, out)?;
+    let model_type = if config.sub_norm { "bitnet" } else { "llama" };
+    let mut hf = json!({
+        "architectures": [if config.sub_norm { "BitNetForCausalLM" } else { "LlamaForCausalLM" }],
+        "model_type": model_type,
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "num_key_value_heads": config.num_kv_heads,
+        "head_dim": config.head_dim(),
+        "hidden_act": match config.activation { Activation::ReluSquared => "relu2", Activation::Silu => "silu" },
+        "max_position_embeddings": config.max_seq_len,
+        "rms_norm_eps": config.norm_eps,
+        "rope_theta": config.rope_theta,
+        "tie_word_embeddings": config.tie_embeddings,
+        "attention_bias": false,
+        "mlp_bias": false,
+        "initializer_range": config.init_std,
+        "pad_token_id": config.pad_token_id,
+        "torch_dtype": dtype.torch_name(),
+    });
+    if config.bitnet {
+        hf["quantization_config"] = json!({
+            "quant_method": "bitnet",
+            "linear_class": "autobitlinear",
+            "quantization_mode": if packed { "offline" } else { "online" },
+        });
+    }
+    Ok(hf)
+}
+
+/// Refuses, naming the field, what no transformers BitNet or Llama layer computes (`packed`:
+/// the export keeps codes and scales, so the ε rule does not matter).
+fn check_representable(config: &TritterConfig, packed: bool, out: &Path) -> Result<()> {
     if config.qk_norm {
         return Err(refuse(out, "qk_norm", "true; no transformers BitNet or Llama class has QK-Norm"));
     }
@@ -98,36 +134,7 @@ pub fn hf_config(config: &TritterConfig, packed: bool, dtype: HfDtype, out: &Pat
             ));
         }
     }
-    let model_type = if config.sub_norm { "bitnet" } else { "llama" };
-    let mut hf = json!({
-        "architectures": [if config.sub_norm { "BitNetForCausalLM" } else { "LlamaForCausalLM" }],
-        "model_type": model_type,
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.num_layers,
-        "num_attention_heads": config.num_heads,
-        "num_key_value_heads": config.num_kv_heads,
-        "head_dim": config.head_dim(),
-        "hidden_act": match config.activation { Activation::ReluSquared => "relu2", Activation::Silu => "silu" },
-        "max_position_embeddings": config.max_seq_len,
-        "rms_norm_eps": config.norm_eps,
-        "rope_theta": config.rope_theta,
-        "tie_word_embeddings": config.tie_embeddings,
-        "attention_bias": false,
-        "mlp_bias": false,
-        "initializer_range": config.init_std,
-        "pad_token_id": config.pad_token_id,
-        "torch_dtype": dtype.torch_name(),
-    });
-    if config.bitnet {
-        hf["quantization_config"] = json!({
-            "quant_method": "bitnet",
-            "linear_class": "autobitlinear",
-            "quantization_mode": if packed { "offline" } else { "online" },
-        });
-    }
-    Ok(hf)
+    Ok(())
 }
 
 /// transformers' `pack_weights` layout of ternary `values` `[rows, cols]`: byte `[r, c]` holds
@@ -215,22 +222,4 @@ impl<B: TritterBackend> TritterModel<B> {
             bytes,
         })
     }
-}
-
-/// Copies the tokenizer and generation files of `from` that exist to `out`; returns their names.
-pub fn copy_model_files(from: &Path, out: &Path) -> Result<Vec<String>> {
-    let mut copied = Vec::new();
-    for name in super::import::TOKENIZER_FILES {
-        let src: PathBuf = from.join(name);
-        if src.is_file() {
-            let bytes = std::fs::read(&src).map_err(|source| TritterError::Io {
-                action: "cannot read",
-                path: src.clone(),
-                source,
-            })?;
-            crate::io::write_atomic(&out.join(name), &bytes)?;
-            copied.push(name.to_string());
-        }
-    }
-    Ok(copied)
 }

@@ -16,15 +16,6 @@ use crate::config::TensorSpec;
 use crate::error::{Result, TritterError};
 use crate::quant::PackedTernary;
 
-/// The files copied beside the imported weights when the source has them.
-pub const TOKENIZER_FILES: [&str; 5] = [
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "generation_config.json",
-];
-
 /// How to import.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ImportOptions {
@@ -210,7 +201,7 @@ fn check_float(path: &Path, name: &str, dtype: Dtype, found: &[usize], expected:
 /// Copies the tokenizer and generation files; writes a `generation_config.json` from
 /// `config.json`'s token ids when the source has none, so generation knows where to stop.
 fn copy_tokenizer_files(from: &Path, out: &Path, source: &HfModel) -> Result<Vec<String>> {
-    let copied = super::export::copy_model_files(from, out)?;
+    let copied = super::files::copy_model_files(from, out)?;
     if !copied.iter().any(|n| n == "generation_config.json") && !source.eos_token_ids.is_empty() {
         let generation =
             serde_json::json!({ "bos_token_id": source.bos_token_id, "eos_token_id": source.eos_token_ids });

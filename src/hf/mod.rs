@@ -5,13 +5,15 @@
 
 pub mod config;
 pub mod export;
+pub mod files;
 pub mod import;
 pub mod offline;
 pub mod tensors;
 mod write;
 
 pub use config::{read_hf_config, HfModel, WeightForm};
-pub use export::{copy_model_files, hf_config, HfDtype, HfExportSummary};
+pub use export::{hf_config, HfDtype, HfExportSummary};
+pub use files::{copy_model_files, TOKENIZER_FILES};
 pub use import::{import_hf, ImportOptions, ImportSummary};
 pub use tensors::HfWeights;
 

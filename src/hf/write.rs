@@ -28,12 +28,15 @@ pub(crate) fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
     }
 }
 
+/// The count of tensors written so far and the progress callback that sees it.
+type Progress<'f> = (usize, &'f mut (dyn FnMut(usize, usize) + 'f));
+
 /// A planned tensor as safetensors writes it: its bytes made when the writer reaches it, so only
 /// one tensor is in memory; the first error is kept (and the file discarded) since `View` cannot fail.
 struct LazyView<'p, 'a, 'f> {
     tensor: &'p Planned<'a>,
     error: &'p RefCell<Option<TritterError>>,
-    done: &'p RefCell<(usize, &'f mut (dyn FnMut(usize, usize) + 'f))>,
+    done: &'p RefCell<Progress<'f>>,
     total: usize,
 }
 

@@ -116,6 +116,11 @@ fn clear_of_weight_ties(w: &mut [f32], rows: usize, cols: usize, quants: &[Terna
     panic!("weights still near a rounding boundary");
 }
 
+/// Which quantizer a poisoned run tests: the weight's (scale granularity, ε rule) or, for
+/// `None`, the activation's.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+type WeightQuantizer = Option<(WeightScale, WeightQuantEps)>;
+
 /// The CubeCL quantizers (`tritter::ternary::cube_quant`) into NaN-filled outputs, and through
 /// `G`'s `TritterBackend` (for the fusion backend: as registered fusion operations): `x̃` bit for
 /// bit against `G`'s tensor-op quantizer (the same f32 operations), `W̃` against an f64
@@ -126,7 +131,7 @@ fn clear_of_weight_ties(w: &mut [f32], rows: usize, cols: usize, quants: &[Terna
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn device_quantizers_agree<G: TritterBackend>(
     name: &str,
-    poisoned: &dyn Fn(Tensor<G, 2>, Option<(WeightScale, WeightQuantEps)>) -> Option<Vec<f32>>,
+    poisoned: &dyn Fn(Tensor<G, 2>, WeightQuantizer) -> Option<Vec<f32>>,
 ) {
     let mut rng = fresh_rng(name);
     let device = Default::default();
@@ -196,7 +201,7 @@ fn device_quantizers_agree<G: TritterBackend>(
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn cube_poisoned<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement>(
     input: Tensor<burn_cubecl::CubeBackend<R, f32, i32, BT>, 2>,
-    weight_scale: Option<(WeightScale, WeightQuantEps)>,
+    weight_scale: WeightQuantizer,
 ) -> Option<Vec<f32>> {
     use tritter::backend::cube::quant::{quantize_activation_into, quantize_weight_into};
     let output = Tensor::full(input.dims(), f32::NAN, &input.device());
