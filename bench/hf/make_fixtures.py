@@ -7,7 +7,11 @@ sharded for one), loaded back with `from_pretrained` so transformers' own BitNet
 lies within 5e-6 (relative) of a rounding boundary, so the import test can compare at 1e-5 (the differences are about 1e-7).
 
     pip install -r bench/hf/requirements.txt
-    TORCHDYNAMO_DISABLE=1 python bench/hf/make_fixtures.py [OUT_DIR]
+    TORCHDYNAMO_DISABLE=1 python bench/hf/make_fixtures.py [OUT_DIR [SEED]]
+
+With a SEED the shapes (hidden, heads, layers, intermediate, vocab) and weights are drawn from it
+instead: parity on fresh random configs, checked by the same Rust tests with
+`TRITTER_HF_FIXTURES=OUT_DIR cargo test --test suite interop::hf_`.
 """
 
 import json
@@ -22,7 +26,14 @@ from transformers.integrations.bitnet import AutoBitLinear, BitLinear, pack_weig
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "hf")
 BOUNDARY = 5e-6
+SEED = int(sys.argv[2]) if len(sys.argv) > 2 else None
 SHAPE = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=32)
+if SEED is not None:
+    _g = torch.Generator().manual_seed(SEED)
+    _pick = lambda options: options[torch.randint(0, len(options), (1,), generator=_g).item()]
+    SHAPE = dict(vocab_size=_pick([64, 100, 300]), hidden_size=_pick([32, 48, 64]), intermediate_size=_pick([48, 64, 96]),
+                 num_hidden_layers=_pick([2, 3]), num_attention_heads=_pick([2, 4]), max_position_embeddings=32)
+    print(f"seed {SEED}: {SHAPE}")
 ONLINE = {"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "online"}
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -72,7 +83,7 @@ def write_expected(path, model_cls, bitnet, seed):
 
 
 def random_model(cls, config_cls, seed, **config):
-    torch.manual_seed(seed)
+    torch.manual_seed(seed + (0 if SEED is None else 1000 * SEED))
     config = config_cls(**SHAPE, **config)
     model = cls(config).float()
     for name, p in model.named_parameters():
@@ -133,9 +144,11 @@ def main():
         ("bitnet_offline_autobitlinear", BitNetForCausalLM, True, lambda: save_offline(
             bitnet(6, num_key_value_heads=1, tie_word_embeddings=True), "bitnet_offline_autobitlinear", "autobitlinear")),
     ]
+    offset = 0 if SEED is None else 1000 * SEED
     for seed, (name, cls, quantized, make) in enumerate(cases):
-        write_expected(make(), cls, quantized, 100 + seed)
-    write_chat_fixture()
+        write_expected(make(), cls, quantized, 100 + seed + offset)
+    if SEED is None:
+        write_chat_fixture()
 
 
 CHAT_TEMPLATE = (

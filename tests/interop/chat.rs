@@ -5,7 +5,7 @@ use serde_json::Value;
 use tritter::data::Tokenizer;
 use tritter::infer::{ChatMessage, ChatTemplate};
 
-use super::hf_import::fixture;
+use super::hf_import::committed_fixture as fixture;
 
 #[test]
 fn chat_template_renders_and_tokenizes_as_transformers() {

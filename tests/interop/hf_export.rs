@@ -71,7 +71,7 @@ fn packed_export_reproduces_transformers_packing() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 2 * 7 * 2);
+    assert_eq!(compared, 2 * 7 * model.config().num_layers);
 }
 
 fn refused(config: TritterConfig, packed: bool) -> String {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tritter::hf::{import_hf, ImportOptions};
 use tritter::TritterError;
 
-use super::hf_import::fixture;
+use super::hf_import::committed_fixture as fixture;
 use crate::model::common::temp_dir;
 
 /// A copy of fixture `name` in a fresh directory.
