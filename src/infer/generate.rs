@@ -85,8 +85,9 @@ pub fn generate<B: TritterBackend>(
     };
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let max_len = config.max_seq_len;
-    if !options.slide_window && longest + options.max_new_tokens > max_len {
-        return Err(TritterError::SequenceTooLong { len: longest + options.max_new_tokens, max_seq_len: max_len });
+    let total = longest.saturating_add(options.max_new_tokens);
+    if !options.slide_window && total > max_len {
+        return Err(TritterError::SequenceTooLong { len: total, max_seq_len: max_len });
     }
 
     let mut sequences: Vec<Vec<u32>> = prompts.to_vec();

@@ -208,6 +208,12 @@ fn too_long_requests_fail_or_slide() {
         Err(TritterError::SequenceTooLong { len: 20, max_seq_len: 16 }) => {}
         other => panic!("expected SequenceTooLong, got {other:?}"),
     }
+    // A length that overflows `prompt + max_new_tokens` is too long, not wrapped around.
+    let huge = GenerateOptions { max_new_tokens: usize::MAX - 5, ..GenerateOptions::default() };
+    match generate(&model, std::slice::from_ref(&prompt), &huge, &mut |_, _| {}) {
+        Err(TritterError::SequenceTooLong { len: usize::MAX, max_seq_len: 16 }) => {}
+        other => panic!("expected SequenceTooLong, got {other:?}"),
+    }
     let sliding = GenerateOptions { slide_window: true, ..options };
     assert_eq!(generate(&model, &[prompt], &sliding, &mut |_, _| {}).unwrap()[0].len(), 10);
     let bad = GenerateOptions {

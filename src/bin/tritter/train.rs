@@ -150,7 +150,8 @@ impl TrainArgs {
         set!(batch => batch_size, seq => seq_len, lr => learning_rate, warmup => warmup_steps, grad_accum => grad_accum,
              weight_decay => weight_decay, seed => seed, eval_every => eval_every, checkpoint_every => checkpoint_every);
         if let Some(clip) = self.grad_clip {
-            c.grad_clip = (clip > 0.0).then_some(clip);
+            // 0 turns clipping off; anything else (NaN, negative, infinite) is checked by the config.
+            c.grad_clip = (clip != 0.0).then_some(clip);
         }
         if let Some(policy) = self.on_non_finite {
             c.on_non_finite = match policy {
