@@ -41,6 +41,24 @@ pub(crate) fn corrupt(path: &Path, reason: impl std::fmt::Display) -> TritterErr
     TritterError::CorruptCheckpoint { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
+/// Refuses tensor `name` of `path` unless its shape is `expected`.
+pub(crate) fn check_shape(
+    path: &Path,
+    name: &str,
+    view: &safetensors::tensor::TensorView,
+    expected: &[usize],
+) -> Result<()> {
+    if view.shape() != expected {
+        return Err(TritterError::ShapeMismatch {
+            path: path.to_path_buf(),
+            tensor: name.to_string(),
+            expected: expected.to_vec(),
+            found: view.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// The values of an F32, F16 or BF16 tensor as f32 (`None` for any other dtype).
 pub(crate) fn floats_of(view: &safetensors::tensor::TensorView) -> Option<Vec<f32>> {
     decode_floats(view.data(), view.dtype())

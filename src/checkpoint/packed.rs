@@ -10,7 +10,7 @@ use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::format::{check_apply, floats_of, CONFIG_FILE, WEIGHTS_FILE};
+use super::format::{check_apply, check_shape, floats_of, CONFIG_FILE, WEIGHTS_FILE};
 use crate::backend::TritterBackend;
 use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
@@ -150,18 +150,6 @@ pub(crate) fn load_packed<B: TritterBackend>(
 
 fn tensor<'a>(path: &Path, file: &'a SafeTensors, name: &str) -> Result<TensorView<'a>> {
     file.tensor(name).map_err(|_| TritterError::MissingTensor { path: path.to_path_buf(), tensor: name.to_string() })
-}
-
-fn check_shape(path: &Path, name: &str, view: &TensorView, expected: &[usize]) -> Result<()> {
-    if view.shape() != expected {
-        return Err(TritterError::ShapeMismatch {
-            path: path.to_path_buf(),
-            tensor: name.to_string(),
-            expected: expected.to_vec(),
-            found: view.shape().to_vec(),
-        });
-    }
-    Ok(())
 }
 
 fn wrong_dtype(path: &Path, name: &str, view: &TensorView, expected: &str) -> TritterError {

@@ -108,7 +108,7 @@ fn plan<'a>(
                 planned.extend(offline_outputs(weights, spec, prefix, weight, packed));
             }
             _ => {
-                check_float(stored.path, &spec.name, stored.dtype(), stored.shape(), &spec.shape)?;
+                stored.check_float(&spec.shape)?;
                 let dtype = if packed && options.floats == FloatFormat::F16 { Dtype::F16 } else { Dtype::F32 };
                 let name = spec.name.clone();
                 let make = move || -> Result<Vec<u8>> { weights.require(&name)?.encoded(dtype) };
@@ -180,22 +180,6 @@ fn offline_outputs<'a>(
             make: Box::new(scale_of),
         },
     ]
-}
-
-fn check_float(path: &Path, name: &str, dtype: Dtype, found: &[usize], expected: &[usize]) -> Result<()> {
-    if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
-        let reason = format!("dtype {dtype:?}; expected F32, F16 or BF16");
-        return Err(TritterError::TensorLoad { path: path.to_path_buf(), tensor: name.to_string(), reason });
-    }
-    if found != expected {
-        return Err(TritterError::ShapeMismatch {
-            path: path.to_path_buf(),
-            tensor: name.to_string(),
-            expected: expected.to_vec(),
-            found: found.to_vec(),
-        });
-    }
-    Ok(())
 }
 
 /// Copies the tokenizer and generation files; writes a `generation_config.json` from

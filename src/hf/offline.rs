@@ -7,6 +7,7 @@
 use safetensors::tensor::Dtype;
 
 use super::tensors::StoredTensor;
+use crate::checkpoint::format::check_shape;
 use crate::error::{Result, TritterError};
 
 /// Rows of a projection held by one packed row.
@@ -51,14 +52,7 @@ impl OfflineWeight {
                 format!("dtype {:?}; a packed weight is U8 (or float ternary values)", weight.dtype()),
             ));
         }
-        if weight.shape() != expected {
-            return Err(TritterError::ShapeMismatch {
-                path: weight.path.to_path_buf(),
-                tensor: weight.name.to_string(),
-                expected,
-                found: weight.shape().to_vec(),
-            });
-        }
+        check_shape(weight.path, weight.name, &weight.view, &expected)?;
         Ok(Self { packed, gamma })
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::write::encode;
-use crate::checkpoint::format::{corrupt, decode_floats, floats_of};
+use crate::checkpoint::format::{check_shape, corrupt, decode_floats, floats_of};
 use crate::error::{Result, TritterError};
 
 /// One memory-mapped shard.
@@ -47,6 +47,14 @@ impl StoredTensor<'_> {
             out.extend(encode(&values, dtype));
         }
         Ok(out)
+    }
+
+    /// Refuses the tensor unless it is F32, F16 or BF16 and shaped `expected`.
+    pub fn check_float(&self, expected: &[usize]) -> Result<()> {
+        if !matches!(self.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(self.wrong_dtype());
+        }
+        check_shape(self.path, self.name, &self.view, expected)
     }
 
     fn wrong_dtype(&self) -> TritterError {
