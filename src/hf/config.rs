@@ -47,9 +47,7 @@ pub fn read_hf_config(dir: &Path) -> Result<HfModel> {
     let generation = dir.join("generation_config.json");
     if generation.is_file() {
         let json: Value = read_json(&generation, "cannot read generation config")?;
-        if let Some(ids) =
-            json.get("eos_token_id").map(token_ids).transpose().map_err(|r| refuse(&generation, "eos_token_id", r))?
-        {
+        if let Some(ids) = token_ids_field(&json, "eos_token_id", &generation)? {
             model.eos_token_ids = ids;
         }
     }
@@ -58,6 +56,12 @@ pub fn read_hf_config(dir: &Path) -> Result<HfModel> {
 
 fn refuse(path: &Path, what: &str, reason: String) -> TritterError {
     TritterError::Unsupported { path: path.to_path_buf(), what: what.to_string(), reason }
+}
+
+/// The token ids of `field` in the JSON object `json` read from `path` (one id or a list;
+/// `None` when the field is absent), with an error naming the file and field.
+pub fn token_ids_field(json: &Value, field: &str, path: &Path) -> Result<Option<Vec<u32>>> {
+    json.get(field).map(token_ids).transpose().map_err(|reason| refuse(path, field, reason))
 }
 
 fn token_ids(value: &Value) -> std::result::Result<Vec<u32>, String> {

@@ -7,7 +7,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::data::Tokenizer;
-use crate::error::{Result, TritterError};
+use crate::error::Result;
+use crate::hf::config::token_ids_field;
 use crate::io::read_json;
 
 /// The token a prompt starts with and the tokens that end generation.
@@ -26,19 +27,7 @@ impl PromptFormat {
             return Ok(Self { bos: Some(eos), stop: vec![eos] });
         }
         let json: Value = read_json(&path, "cannot read generation config")?;
-        let ids = |field: &str| -> Result<Vec<u32>> {
-            let bad = |v: &Value| TritterError::Data {
-                path: path.clone(),
-                line: None,
-                reason: format!("`{field}` {v} is not a token id"),
-            };
-            let one = |v: &Value| v.as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(|| bad(v));
-            match json.get(field) {
-                None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::Array(list)) => list.iter().map(one).collect(),
-                Some(v) => one(v).map(|id| vec![id]),
-            }
-        };
+        let ids = |field: &str| token_ids_field(&json, field, &path).map(Option::unwrap_or_default);
         let mut stop = ids("eos_token_id")?;
         if !stop.contains(&eos) {
             stop.push(eos);
