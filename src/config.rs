@@ -17,16 +17,6 @@ pub enum NormKind {
     RmsNorm,
 }
 
-impl NormKind {
-    /// Parameters of one norm over `dim` features (weight, plus a bias for LayerNorm).
-    pub fn params(self, dim: usize) -> usize {
-        match self {
-            NormKind::LayerNorm => 2 * dim,
-            NormKind::RmsNorm => dim,
-        }
-    }
-}
-
 /// Where the MLP-side norm sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -363,17 +353,9 @@ impl TritterConfig {
         packed + (self.parameter_count() - ternary_params) * rest_bytes
     }
 
-    /// Exact number of parameters of the instantiated `TritterModel`.
+    /// Exact number of parameters of the instantiated `TritterModel`: the sizes of its tensors.
     pub fn parameter_count(&self) -> u64 {
-        let (v, h, d) = (self.vocab_size as u64, self.hidden_size as u64, self.head_dim() as u64);
-        let norm = |dim: u64| self.norm.params(dim as usize) as u64;
-        let projections: u64 = LAYER_PROJECTIONS.iter().map(|p| (p.shape)(self).iter().product::<usize>() as u64).sum();
-        let qk_norm = if self.qk_norm { 2 * norm(d) } else { 0 };
-        let sub_norm =
-            if self.sub_norm { norm(self.num_heads as u64 * d) + norm(self.intermediate_size as u64) } else { 0 };
-        let layer = norm(h) + qk_norm + norm(h) + sub_norm + projections;
-        let head = if self.tie_embeddings { 0 } else { v * h };
-        v * h + self.num_layers as u64 * layer + norm(h) + head
+        self.tensor_specs().iter().map(|t| t.shape.iter().product::<usize>() as u64).sum()
     }
 
     /// Every tensor of the model under its spec name (section 4), in the spec's order, with its
