@@ -17,6 +17,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod export;
+pub mod gguf;
 pub mod hf;
 pub mod infer;
 pub mod io;

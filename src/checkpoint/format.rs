@@ -88,3 +88,9 @@ fn apply_error(path: PathBuf, error: ApplyError) -> TritterError {
         }
     }
 }
+
+/// The values of a module tensor snapshot as f32.
+pub(crate) fn snapshot_f32(snapshot: &burn_store::TensorSnapshot) -> Result<Vec<f32>> {
+    let data = snapshot.to_data().map_err(|e| TritterError::InvalidInput(format!("{e:?}")))?;
+    data.convert::<f32>().into_vec::<f32>().map_err(|e| TritterError::InvalidInput(format!("{e:?}")))
+}

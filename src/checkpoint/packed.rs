@@ -10,7 +10,7 @@ use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::format::{check_apply, check_shape, floats_of, CONFIG_FILE, WEIGHTS_FILE};
+use super::format::{check_apply, check_shape, floats_of, snapshot_f32, CONFIG_FILE, WEIGHTS_FILE};
 use crate::backend::TritterBackend;
 use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
@@ -64,8 +64,7 @@ impl<B: TritterBackend> TritterModel<B> {
         let mut size = PackedSize { ternary_weights: 0, ternary_bytes: 0, float_bytes: 0 };
         let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         for snapshot in self.collect(None, None, true) {
-            let data = snapshot.to_data().map_err(|e| TritterError::InvalidInput(format!("{e:?}")))?;
-            let values = data.convert::<f32>().into_vec::<f32>().expect("f32");
+            let values = snapshot_f32(&snapshot)?;
             let (dtype, bytes) = match floats {
                 FloatFormat::F32 => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
                 FloatFormat::F16 => {

@@ -13,6 +13,7 @@ use burn_store::ModuleSnapshot;
 
 use super::write::{encode, write_tensors, Planned};
 use crate::backend::TritterBackend;
+use crate::checkpoint::format::snapshot_f32;
 use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::config::{Activation, MlpNorm, NormKind, TritterConfig, WeightQuantEps, WeightScale};
 use crate::error::{Result, TritterError};
@@ -165,14 +166,7 @@ impl<B: TritterBackend> TritterModel<B> {
         let mut plan: Vec<Planned> = floats
             .iter()
             .map(|snapshot| {
-                let make = move || -> Result<Vec<u8>> {
-                    let data = snapshot.to_data().map_err(|e| TritterError::InvalidInput(format!("{e:?}")))?;
-                    let values = data
-                        .convert::<f32>()
-                        .into_vec::<f32>()
-                        .map_err(|e| TritterError::InvalidInput(format!("{e:?}")))?;
-                    Ok(encode(&values, dtype.dtype()))
-                };
+                let make = move || -> Result<Vec<u8>> { Ok(encode(&snapshot_f32(snapshot)?, dtype.dtype())) };
                 Planned {
                     name: snapshot.full_path(),
                     dtype: dtype.dtype(),

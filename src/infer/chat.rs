@@ -82,6 +82,11 @@ impl ChatTemplate {
         Ok(Some(template))
     }
 
+    /// The template's Jinja text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// A template from its text and special tokens.
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self> {
         let template = Self {

@@ -1,8 +1,10 @@
 //! Interop with other projects' code: Hugging Face transformers fixtures (made by
-//! `bench/hf/make_fixtures.py`) imported and compared with transformers' own logits, and chat
-//! templates rendered as transformers renders them.
+//! `bench/hf/make_fixtures.py`) imported and compared with transformers' own logits, chat
+//! templates rendered as transformers renders them, and GGUF files read as llama.cpp reads them.
 
 mod chat;
+mod gguf_export;
+mod gguf_reader;
 mod hf_export;
 mod hf_import;
 mod hf_refusals;

@@ -61,3 +61,11 @@ pub fn spinner(message: &str) -> ProgressBar {
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
 }
+
+/// A bar counting tensors (`{verb} ▕███ ▏ 12/30 tensors`); its length comes with the first update.
+pub fn tensor_bar(verb: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    let template = format!("{verb} {{bar:30}} {{pos}}/{{len}} tensors {{elapsed}}");
+    bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+    bar
+}

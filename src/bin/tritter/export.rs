@@ -1,15 +1,18 @@
-//! `tritter export`: a trained model in packed inference form, as bitnet-quantize weights, or as
-//! a Hugging Face transformers model.
+//! `tritter export`: a trained model in packed inference form, as bitnet-quantize weights, as
+//! a Hugging Face transformers model, or as a GGUF file for llama.cpp.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use indicatif::HumanBytes;
+use tritter::data::Tokenizer;
 use tritter::export::{export_bitnet, FloatFormat};
+use tritter::gguf::{GgmlType, GgufOptions};
 use tritter::hf::{copy_model_files, HfDtype};
+use tritter::infer::{ChatTemplate, PromptFormat};
 use tritter::TritterModel;
 
-use crate::common::{spinner, Inner};
+use crate::common::{spinner, tensor_bar, Inner};
 use crate::infer::model_dir;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -21,6 +24,16 @@ pub enum ExportFormat {
     /// A Hugging Face transformers directory (`BitNetForCausalLM` / `LlamaForCausalLM`):
     /// latent weights (online quantization), or with `--packed` transformers' packed form.
     Hf,
+    /// A GGUF file for llama.cpp (architecture `bitnet` or `llama`), tokenizer included.
+    Gguf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TernaryArg {
+    /// 2.0625 bits per weight; llama.cpp's faster ternary kernel.
+    Tq2_0,
+    /// 1.6875 bits per weight.
+    Tq1_0,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -35,7 +48,8 @@ pub struct ExportArgs {
     /// Model directory (config.json + model.safetensors) or a training run directory.
     #[arg(long)]
     pub model: PathBuf,
-    /// Output: a directory for `packed` and `hf`, a .json file for `bitnet-json`.
+    /// Output: a directory for `packed` and `hf`, a .json file for `bitnet-json`, a .gguf file
+    /// for `gguf`.
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, value_enum, default_value = "packed")]
@@ -43,9 +57,16 @@ pub struct ExportArgs {
     /// Store embeddings, norms and a full-precision LM head in f16 (packed format).
     #[arg(long)]
     pub f16: bool,
-    /// `hf`: the dtype of the float tensors (f32 gives Tritter's logits exactly).
-    #[arg(long, value_enum, default_value = "bf16")]
-    pub dtype: DtypeArg,
+    /// `hf`, `gguf`: the dtype of the float tensors (`hf`: all of them, default bf16; f32 gives
+    /// Tritter's logits exactly. `gguf`: embeddings and full-precision matrices, default f16).
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
+    /// `gguf`: the ggml type of the ternary projections.
+    #[arg(long, value_enum, default_value = "tq2-0")]
+    pub gguf_type: TernaryArg,
+    /// `gguf`: the tokenizer.json to embed; default: the model directory's, else the byte tokenizer.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
     /// `hf`: export the packed form (codes + per-tensor scales) instead of latent weights; a
     /// packed model always exports packed.
     #[arg(long)]
@@ -56,12 +77,13 @@ pub fn run_export(args: ExportArgs) -> tritter::Result<()> {
     let dir = model_dir(&args.model)?;
     let bar = spinner(&format!("packing {}", dir.display()));
     let model = TritterModel::<Inner>::load_checkpoint(&dir, &Default::default())?;
-    let keep_latent = matches!(args.format, ExportFormat::Hf) && !args.packed;
+    let keep_latent =
+        matches!(args.format, ExportFormat::Hf if !args.packed) || matches!(args.format, ExportFormat::Gguf);
     let model = if model.is_packed() || keep_latent { model } else { model.into_packed()? };
     bar.finish_and_clear();
     match args.format {
         ExportFormat::Hf => {
-            let dtype = match args.dtype {
+            let dtype = match args.dtype.unwrap_or(DtypeArg::Bf16) {
                 DtypeArg::Bf16 => HfDtype::Bf16,
                 DtypeArg::F16 => HfDtype::F16,
                 DtypeArg::F32 => HfDtype::F32,
@@ -82,6 +104,7 @@ pub fn run_export(args: ExportArgs) -> tritter::Result<()> {
                 }
             );
         }
+        ExportFormat::Gguf => export_gguf(&model, &dir, &args)?,
         ExportFormat::Packed => {
             let floats = if args.f16 { FloatFormat::F16 } else { FloatFormat::F32 };
             let size = model.save_packed_checkpoint(&args.out, floats)?;
@@ -111,5 +134,48 @@ pub fn run_export(args: ExportArgs) -> tritter::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn export_gguf(model: &TritterModel<Inner>, dir: &Path, args: &ExportArgs) -> tritter::Result<()> {
+    let beside = dir.join("tokenizer.json");
+    let tokenizer = match &args.tokenizer {
+        Some(path) => Tokenizer::from_file(path)?,
+        None if beside.is_file() => Tokenizer::from_file(&beside)?,
+        None => Tokenizer::bytes(),
+    };
+    let prompt = PromptFormat::for_model(dir, &tokenizer)?;
+    let template = ChatTemplate::from_dir(dir)?;
+    let name = dir.file_name().map_or("tritter".into(), |n| n.to_string_lossy().into_owned());
+    let options = GgufOptions {
+        ternary: match args.gguf_type {
+            TernaryArg::Tq2_0 => GgmlType::Tq2_0,
+            TernaryArg::Tq1_0 => GgmlType::Tq1_0,
+        },
+        floats: match args.dtype.unwrap_or(DtypeArg::F16) {
+            DtypeArg::Bf16 => GgmlType::BF16,
+            DtypeArg::F16 => GgmlType::F16,
+            DtypeArg::F32 => GgmlType::F32,
+        },
+        tokenizer: &tokenizer,
+        prompt: &prompt,
+        chat_template: template.as_ref().map(ChatTemplate::source),
+        name: &name,
+    };
+    let bar = tensor_bar("writing");
+    let summary = model.save_gguf(&args.out, &options, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "Wrote a llama.cpp {} model ({} tensors, {}, tokenizer: {}{}) to {}",
+        summary.architecture,
+        summary.tensors,
+        HumanBytes(summary.bytes),
+        tokenizer.describe(),
+        if template.is_some() { ", chat template" } else { "" },
+        args.out.display()
+    );
     Ok(())
 }

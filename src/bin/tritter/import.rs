@@ -4,9 +4,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::HumanBytes;
 use tritter::export::FloatFormat;
 use tritter::hf::{import_hf, ImportOptions, WeightForm};
+
+use crate::common::tensor_bar;
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -28,10 +30,7 @@ pub struct ImportArgs {
 
 pub fn run_import(args: ImportArgs) -> tritter::Result<()> {
     let started = Instant::now();
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("importing {bar:30} {pos}/{len} tensors {elapsed}").expect("valid template"),
-    );
+    let bar = tensor_bar("importing");
     let options =
         ImportOptions { latent: args.latent, floats: if args.f16 { FloatFormat::F16 } else { FloatFormat::F32 } };
     let summary = import_hf(&args.from, &args.out, &options, &mut |done, total| {

@@ -43,7 +43,7 @@ enum Command {
     /// Measure a model: perplexity on a dataset, exact match on held-out generated tasks.
     Eval(infer::EvalArgs),
     /// Convert a trained model to its packed inference form (2-bit ternary weights), or export
-    /// its ternary layers as bitnet-quantize TernaryWeight values.
+    /// it for transformers (`--format hf`), llama.cpp (`--format gguf`) or bitnet-quantize.
     Export(export::ExportArgs),
     /// Import a Hugging Face BitNet b1.58 or Llama-BitNet model directory (latent or packed
     /// weights) as a Tritter checkpoint for generate, chat, eval and fine-tuning.
@@ -77,6 +77,14 @@ enum TokenizerCommand {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// Print the token ids of a text as JSON (no special tokens added).
+    Encode {
+        /// A tokenizer.json; the byte-level tokenizer when omitted.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        #[arg(long)]
+        text: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +117,11 @@ enum DataCommand {
     },
 }
 
+/// The tokenizer.json at `path`, or the byte-level tokenizer.
+fn open_tokenizer(path: &Option<PathBuf>) -> tritter::Result<Tokenizer> {
+    path.as_ref().map_or(Ok(Tokenizer::bytes()), Tokenizer::from_file)
+}
+
 fn run(cli: Cli) -> tritter::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(*args)?,
@@ -135,11 +148,12 @@ fn run(cli: Cli) -> tritter::Result<()> {
                 out.display()
             );
         }
+        Command::Tokenizer(TokenizerCommand::Encode { tokenizer, text }) => {
+            let ids = open_tokenizer(&tokenizer)?.encode(&text)?;
+            println!("{}", serde_json::json!({ "ids": ids }));
+        }
         Command::Data(DataCommand::Prepare { data, tokenizer, val_fraction, cache_dir, source }) => {
-            let tokenizer = match &tokenizer {
-                Some(path) => Tokenizer::from_file(path)?,
-                None => Tokenizer::bytes(),
-            };
+            let tokenizer = open_tokenizer(&tokenizer)?;
             let options = PrepareOptions { source: source.options(), val_fraction, cache_dir };
             for spec in &data {
                 let started = Instant::now();
