@@ -89,7 +89,7 @@ fn check_runnable(config: &TritterConfig, options: &GgufOptions, out: &Path) -> 
         let blocks = |name: &str, n: usize| {
             let reason =
                 format!("{n}; a ternary block holds {BLOCK} values of one row, so it must be a multiple of {BLOCK}");
-            if n % BLOCK == 0 {
+            if n.is_multiple_of(BLOCK) {
                 Ok(())
             } else {
                 field(name, &reason)

@@ -98,7 +98,7 @@ impl GgmlType {
     /// Bytes of a row of `n` values, or `None` when `n` is not a whole number of blocks.
     pub fn row_bytes(self, n: usize) -> Option<usize> {
         let (values, bytes) = self.block();
-        (n % values == 0).then_some(n / values * bytes)
+        n.is_multiple_of(values).then_some(n / values * bytes)
     }
 }
 
