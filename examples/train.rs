@@ -35,7 +35,14 @@ fn main() -> tritter::Result<()> {
     let data = TrainData { train: sets.train, valid: sets.valid, tasks: Some(tasks) };
     let run_dir = PathBuf::from("runs/example-train");
     let dashboard = Dashboard::Auto(Box::new(|line: &str| eprintln!("{line}")));
-    let options = TrainOptions { run_dir: run_dir.clone(), resume: None, init: None, dashboard, interrupter: None };
+    let options = TrainOptions {
+        run_dir: run_dir.clone(),
+        resume: None,
+        init: None,
+        dashboard,
+        interrupter: None,
+        overwrite: true,
+    };
     println!("Training the test preset ({} parameters) for {} steps", model_config.parameter_count(), config.steps);
     let outcome = train::<Autodiff<Inner>>(&model_config, &config, data, options, &Default::default())?;
     outcome.model.save_checkpoint(run_dir.join("model"))?;

@@ -66,6 +66,10 @@ pub enum TritterError {
     Hybrid(String),
 
     /// A resumed run asks for settings its checkpoint cannot continue with.
+    /// A fresh run was asked for in a directory that holds another run.
+    #[error("{} already holds a run ({found}); continue it with resume (tritter train --resume DIR) or replace it with overwrite (--overwrite)", path.display())]
+    RunExists { path: PathBuf, found: String },
+
     #[error("cannot resume from {}: {reason}", path.display())]
     ResumeMismatch { path: PathBuf, reason: String },
 

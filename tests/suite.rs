@@ -6,6 +6,7 @@
 // Burn's fusion backend (under `--features wgpu` or `cuda`) nests types deeper than the default limit.
 #![recursion_limit = "256"]
 
+mod cli;
 mod data;
 mod interop;
 mod model;

@@ -20,6 +20,6 @@ pub use config::{HybridOptions, NonFinitePolicy, TrainConfig};
 pub use hybrid::{create_trainer_with_config, HybridStats};
 pub use run::{train, Dashboard, TrainData, TrainOptions, TrainOutcome};
 pub use schedule::WarmupCosine;
-pub use state::{load_run_checkpoint, resolve_run_checkpoint, RunState};
+pub use state::{load_run_checkpoint, prepare_fresh_run_dir, resolve_run_checkpoint, RunState};
 pub use step::LmOutput;
 pub use strategy::TaskEval;

@@ -26,7 +26,7 @@ use crate::train::optimizer::{adamw, SharedOptimizer, TritterAdamW};
 use crate::train::order::EpochOrder;
 use crate::train::render::{LineRenderer, LineSink};
 use crate::train::schedule::WarmupCosine;
-use crate::train::state::{load_run_checkpoint, RunState};
+use crate::train::state::{load_run_checkpoint, prepare_fresh_run_dir, remove_stale_temporaries, RunState};
 use crate::train::strategy::{Components, RunReport, TaskEval, TritterStrategy};
 
 /// Token windows of `seq_len + 1` ids for training and validation.
@@ -62,6 +62,9 @@ pub struct TrainOptions {
     pub dashboard: Dashboard,
     /// Stops the run cleanly (a checkpoint is saved) when triggered, e.g. from Ctrl-C.
     pub interrupter: Option<Interrupter>,
+    /// A fresh run into a `run_dir` that holds another run's checkpoints or model replaces
+    /// them; without it such a run is refused ([`TritterError::RunExists`]).
+    pub overwrite: bool,
 }
 
 /// The result of [`train`].
@@ -112,6 +115,10 @@ pub fn train<B: TritterAutodiffBackend>(
     device: &B::Device,
 ) -> Result<TrainOutcome<B::InnerBackend>> {
     config.validate()?;
+    if options.resume.is_none() {
+        prepare_fresh_run_dir(&options.run_dir, options.overwrite)?;
+    }
+    remove_stale_temporaries(&options.run_dir)?;
     let started = Instant::now();
     let optimizer = SharedOptimizer::new(adamw::<B>(config));
     let (model, start) = match &options.resume {

@@ -14,6 +14,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::TritterAutodiffBackend;
+use crate::checkpoint::CONFIG_FILE;
 use crate::error::{Result, TritterError};
 use crate::io::write_atomic;
 use crate::model::TritterModel;
@@ -192,6 +193,52 @@ pub fn save_run_checkpoint<B: TritterAutodiffBackend, R: Record<B>>(
     prune(&root, keep)?;
     tracing::info!(dir = %dir.display(), step = state.step, "saved run checkpoint");
     Ok(dir)
+}
+
+/// Makes `run_dir` ready for a fresh run. An earlier run's step checkpoints or final model there
+/// are refused: the new run's checkpoints would be pruned against the old ones by step number
+/// (losing the new run's own), and `latest` would mix the two. With `overwrite` they are removed.
+pub fn prepare_fresh_run_dir(run_dir: &Path, overwrite: bool) -> Result<()> {
+    let root = checkpoints_dir(run_dir);
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") || n == LATEST))
+        .collect();
+    found.sort();
+    let model = run_dir.join(MODEL_DIR);
+    if model.join(CONFIG_FILE).is_file() {
+        found.push(model.clone());
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        let names: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+        return Err(TritterError::RunExists { path: run_dir.to_path_buf(), found: names.join(", ") });
+    }
+    for path in [root, model] {
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(io_error("cannot remove the earlier run's", &path))?;
+        }
+    }
+    tracing::info!(dir = %run_dir.display(), "removed an earlier run (overwrite)");
+    Ok(())
+}
+
+/// Removes the half-written `.step-*.tmp*` directories a crashed run left behind.
+pub fn remove_stale_temporaries(run_dir: &Path) -> Result<()> {
+    let root = checkpoints_dir(run_dir);
+    for entry in std::fs::read_dir(&root).into_iter().flatten().filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() && name.starts_with(".step-") && name.contains(".tmp") {
+            std::fs::remove_dir_all(&path).map_err(io_error("cannot remove stale temporary checkpoint", &path))?;
+            tracing::info!(dir = %path.display(), "removed a crashed run's partial checkpoint");
+        }
+    }
+    Ok(())
 }
 
 fn prune(root: &Path, keep: usize) -> Result<()> {

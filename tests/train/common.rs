@@ -72,6 +72,7 @@ pub fn options(run_dir: &Path, resume: Option<&Path>) -> TrainOptions {
         init: None,
         dashboard: Dashboard::Quiet,
         interrupter: None,
+        overwrite: false,
     }
 }
 

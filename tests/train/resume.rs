@@ -140,3 +140,42 @@ fn damaged_checkpoints_give_errors_that_name_the_file() {
     let error = resolve_run_checkpoint(empty.path()).unwrap_err().to_string();
     assert!(error.contains("no resumable checkpoint"), "{error}");
 }
+
+/// Issue scenario: a long run into DIR, then a shorter fresh run into the same DIR. The fresh
+/// run is refused (pruning against the old run's higher steps would delete its own checkpoints
+/// and leave `latest` dangling); with `overwrite` it replaces the old run, whose checkpoints
+/// are gone, and a resume of it continues the new run. A crashed save's partial directory is
+/// removed at the next start.
+#[test]
+fn a_fresh_run_does_not_mix_with_an_earlier_run() {
+    let (_, seed) = fresh_rng("a_fresh_run_does_not_mix_with_an_earlier_run");
+    let dir = tempfile::tempdir().unwrap();
+    let long = TrainConfig { checkpoint_every: 2, ..config(seed) };
+    run(seed, dir.path(), None, &long).unwrap();
+    let short = TrainConfig { steps: 4, ..long.clone() };
+    match run(seed, dir.path(), None, &short) {
+        Err(e @ TritterError::RunExists { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("step-00000008") && message.contains("resume"), "{message}");
+        }
+        other => panic!("expected RunExists, got {:?}", other.map(|o| o.state)),
+    }
+    let root = dir.path().join("checkpoints");
+    assert_eq!(resolve_run_checkpoint(dir.path()).unwrap(), root.join("step-00000008"), "the old run is intact");
+
+    let partial = root.join(".step-00000010.tmp4242");
+    std::fs::create_dir_all(partial.join("model")).unwrap();
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let fresh = tritter::train::TrainOptions { overwrite: true, ..options(dir.path(), None) };
+    train::<AD>(&model_config(), &short, data(&mut rng, 40, 8, 16), fresh, &Default::default()).unwrap();
+    let mut steps: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "latest")
+        .collect();
+    steps.sort();
+    assert_eq!(steps, ["step-00000002", "step-00000004"], "only the new run's checkpoints remain");
+    let resumed = run(seed, dir.path(), Some(dir.path()), &TrainConfig { steps: 6, ..short }).unwrap();
+    assert_eq!((resumed.resumed_from, resumed.state.step), (4, 6));
+}

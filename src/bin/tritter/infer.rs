@@ -220,9 +220,10 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 250)]
     pub tasks: usize,
     /// Tokens per evaluation window.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one())]
     pub seq: usize,
-    #[arg(long, default_value_t = 16)]
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 16, value_parser = at_least_one())]
     pub batch: usize,
     /// Stop after this many windows (0: all).
     #[arg(long, default_value_t = 0)]
@@ -236,7 +237,15 @@ pub struct EvalArgs {
     pub source: SourceArgs,
 }
 
+/// A count that must be positive (clap refuses 0, naming the flag).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
 pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
+    if args.data.is_none() && args.tasks == 0 {
+        return Err(TritterError::InvalidInput("nothing to evaluate: give --data, or --tasks above 0".into()));
+    }
     let Loaded { model, tokenizer, .. } = load(&args.model, &args.tokenizer, args.packed)?;
     if args.seq + 1 > model.config().max_seq_len {
         return Err(TritterError::InvalidConfig {

@@ -191,7 +191,18 @@ fn run(cli: Cli) -> tritter::Result<()> {
     Ok(())
 }
 
+/// Printing into a closed pipe (`tritter logits ... | head`) ends the process quietly, as
+/// other command-line tools do, instead of panicking inside `println!`.
+fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    end_quietly_on_closed_pipe();
     tritter::allocator::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

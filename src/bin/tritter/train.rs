@@ -61,6 +61,10 @@ pub struct TrainArgs {
     /// fine-tune, instead of a random initialisation.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Replace the run already in `--out` (its checkpoints and final model) with a fresh one;
+    /// without it a fresh run into such a directory is refused.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     #[arg(long)]
     pub steps: Option<usize>,
     /// Sequences per micro-batch.
@@ -235,6 +239,10 @@ pub fn run(args: TrainArgs) -> tritter::Result<()> {
     };
     model_config.pad_token_id = Some(tokenizer.special_ids().pad as usize);
     tokenizer.check_fits(model_config.vocab_size)?;
+    if args.resume.is_none() {
+        // Before data preparation, so a refusal comes at once.
+        tritter::train::prepare_fresh_run_dir(&args.out, args.overwrite)?;
+    }
     std::fs::create_dir_all(&args.out).map_err(|source| TritterError::Io {
         action: "cannot create run directory",
         path: args.out.clone(),
@@ -281,6 +289,7 @@ pub fn run(args: TrainArgs) -> tritter::Result<()> {
         init: args.init.clone(),
         dashboard,
         interrupter: None,
+        overwrite: args.overwrite,
     };
     let device = Default::default();
     let outcome = if config.grad_checkpointing {
