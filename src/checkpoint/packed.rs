@@ -11,10 +11,10 @@ use burn_store::{ModuleSnapshot, TensorSnapshot};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::format::{check_apply, check_shape, floats_of, snapshot_f32, CONFIG_FILE, WEIGHTS_FILE};
+use super::write::{encode, write_tensors, Planned};
 use crate::backend::TritterBackend;
 use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
-use crate::io::{rename_into_place, temp_path};
 use crate::model::TritterModel;
 use crate::ternary::{PackedLinear, PackedTernary, Projection};
 
@@ -61,42 +61,44 @@ impl<B: TritterBackend> TritterModel<B> {
             source,
         })?;
 
+        let dtype = match floats {
+            FloatFormat::F32 => Dtype::F32,
+            FloatFormat::F16 => Dtype::F16,
+        };
         let mut size = PackedSize { ternary_weights: 0, ternary_bytes: 0, float_bytes: 0 };
-        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-        for snapshot in self.collect(None, None, true) {
-            let values = snapshot_f32(&snapshot)?;
-            let (dtype, bytes) = match floats {
-                FloatFormat::F32 => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
-                FloatFormat::F16 => {
-                    (Dtype::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect())
-                }
-            };
-            size.float_bytes += bytes.len() as u64;
-            tensors.push((snapshot.full_path(), dtype, snapshot.shape.clone(), bytes));
+        let snapshots = self.collect(None, None, true);
+        let mut plan: Vec<Planned> = Vec::new();
+        for snapshot in &snapshots {
+            size.float_bytes += (snapshot.shape.iter().product::<usize>() * dtype.bitsize() / 8) as u64;
+            let make = move || Ok(encode(&snapshot_f32(snapshot)?, dtype));
+            plan.push(Planned {
+                name: snapshot.full_path(),
+                dtype,
+                shape: snapshot.shape.clone(),
+                make: Box::new(make),
+            });
         }
         for (name, packed) in self.packed_weights() {
-            let codes: Vec<u8> = packed.codes.iter().flat_map(|w| w.to_le_bytes()).collect();
-            let scales: Vec<u8> = packed.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
             size.ternary_weights += (packed.rows * packed.cols) as u64;
-            size.ternary_bytes += (codes.len() + scales.len()) as u64;
+            size.ternary_bytes += 4 * (packed.codes.len() + packed.scales.len()) as u64;
+            let codes = move || Ok(packed.codes.iter().flat_map(|w| w.to_le_bytes()).collect());
+            let scales = move || Ok(encode(&packed.scales, Dtype::F32));
             let words = PackedTernary::words_per_row(packed.cols);
-            tensors.push((format!("{name}{PACKED_SUFFIX}"), Dtype::U32, vec![packed.rows, words], codes));
-            tensors.push((format!("{name}{SCALE_SUFFIX}"), Dtype::F32, packed.scale_shape().to_vec(), scales));
+            plan.push(Planned {
+                name: format!("{name}{PACKED_SUFFIX}"),
+                dtype: Dtype::U32,
+                shape: vec![packed.rows, words],
+                make: Box::new(codes),
+            });
+            plan.push(Planned {
+                name: format!("{name}{SCALE_SUFFIX}"),
+                dtype: Dtype::F32,
+                shape: packed.scale_shape().to_vec(),
+                make: Box::new(scales),
+            });
         }
-
-        let weights = dir.join(WEIGHTS_FILE);
-        let tmp = temp_path(&weights);
-        let views = tensors
-            .iter()
-            .map(|(name, dtype, shape, bytes)| {
-                let view = TensorView::new(*dtype, shape.clone(), bytes).expect("byte length matches shape");
-                (name.clone(), view)
-            })
-            .collect::<Vec<_>>();
         let metadata = HashMap::from([("format".to_string(), "tritter-packed".to_string())]);
-        safetensors::serialize_to_file(views, Some(metadata), &tmp)
-            .map_err(|e| TritterError::CorruptCheckpoint { path: tmp.clone(), reason: e.to_string() })?;
-        rename_into_place(&tmp, &weights)?;
+        write_tensors(&dir.join(WEIGHTS_FILE), &plan, Some(metadata), &mut |_, _| {})?;
         self.config().to_json_file(dir.join(CONFIG_FILE))?;
         tracing::debug!(dir = %dir.display(), bits = size.bits_per_ternary_weight(), "saved packed checkpoint");
         Ok(size)

@@ -141,8 +141,18 @@ impl Tokenizer {
     }
 
     /// Text of `ids`, skipping special tokens. Invalid UTF-8 (e.g. a cut multi-byte character)
-    /// is replaced by U+FFFD.
+    /// is replaced by U+FFFD. An id the tokenizer does not have (a model's vocabulary can be
+    /// larger) is shown as `<id N>`, not dropped.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let known = self.vocab_size() as u32;
+        if let Some(at) = ids.iter().position(|&id| id >= known) {
+            let (head, tail) = (self.decode_known(&ids[..at])?, self.decode(&ids[at + 1..])?);
+            return Ok(format!("{head}<id {}>{tail}", ids[at]));
+        }
+        self.decode_known(ids)
+    }
+
+    fn decode_known(&self, ids: &[u32]) -> Result<String> {
         match self {
             Tokenizer::Bytes => {
                 let bytes: Vec<u8> = ids

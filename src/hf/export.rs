@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use burn_store::ModuleSnapshot;
 
-use super::write::{encode, write_tensors, Planned};
 use crate::backend::TritterBackend;
 use crate::checkpoint::format::snapshot_f32;
+use crate::checkpoint::write::{encode, write_tensors, Planned};
 use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::config::{Activation, MlpNorm, NormKind, TritterConfig, WeightQuantEps, WeightScale};
 use crate::error::{Result, TritterError};

@@ -9,7 +9,6 @@ pub mod files;
 pub mod import;
 pub mod offline;
 pub mod tensors;
-mod write;
 
 pub use config::{read_hf_config, HfModel, WeightForm};
 pub use export::{hf_config, HfDtype, HfExportSummary};

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::write::encode;
 use crate::checkpoint::format::{check_shape, corrupt, decode_floats, floats_of};
+use crate::checkpoint::write::encode;
 use crate::error::{Result, TritterError};
 
 /// One memory-mapped shard.

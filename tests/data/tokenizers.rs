@@ -25,6 +25,23 @@ fn byte_tokenizer_round_trips_any_utf8() {
     assert_eq!(tokenizer.decode(&[2, 4 + b'h' as u32, 0, 4 + b'i' as u32, 1]).unwrap(), "hi");
 }
 
+/// Ids beyond the tokenizer's vocabulary (a model's can be larger) are shown, not dropped.
+#[test]
+fn ids_the_tokenizer_lacks_are_shown() {
+    let mut rng = fresh_rng("ids_the_tokenizer_lacks_are_shown");
+    let corpus: Vec<String> = (0..100).map(|_| unicode_text(&mut rng, 20)).collect();
+    let bpe =
+        train_bpe(corpus.iter(), &BpeOptions { vocab_size: 300, min_frequency: 2, show_progress: false }).unwrap();
+    for tokenizer in [Tokenizer::bytes(), bpe] {
+        let (left, right) = (unicode_text(&mut rng, 3), unicode_text(&mut rng, 3));
+        let unknown = tokenizer.vocab_size() as u32 + rng.random_range(0..1000);
+        let ids: Vec<u32> =
+            [tokenizer.encode(&left).unwrap(), vec![unknown], tokenizer.encode(&right).unwrap()].concat();
+        assert_eq!(tokenizer.decode(&ids).unwrap(), format!("{left}<id {unknown}>{right}"), "{}", tokenizer.describe());
+        assert_eq!(tokenizer.decode(&[unknown, unknown]).unwrap(), format!("<id {unknown}><id {unknown}>"));
+    }
+}
+
 #[test]
 fn bpe_trains_round_trips_and_reloads() {
     let mut rng = fresh_rng("bpe_trains_round_trips_and_reloads");

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use indicatif::HumanBytes;
-use tritter::data::Tokenizer;
 use tritter::export::{export_bitnet, FloatFormat};
 use tritter::gguf::{GgmlType, GgufOptions};
 use tritter::hf::{copy_model_files, HfDtype};
@@ -13,7 +12,7 @@ use tritter::infer::{ChatTemplate, PromptFormat};
 use tritter::TritterModel;
 
 use crate::common::{spinner, tensor_bar, Inner};
-use crate::infer::model_dir;
+use crate::infer::{model_dir, model_tokenizer};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
@@ -138,12 +137,7 @@ pub fn run_export(args: ExportArgs) -> tritter::Result<()> {
 }
 
 fn export_gguf(model: &TritterModel<Inner>, dir: &Path, args: &ExportArgs) -> tritter::Result<()> {
-    let beside = dir.join("tokenizer.json");
-    let tokenizer = match &args.tokenizer {
-        Some(path) => Tokenizer::from_file(path)?,
-        None if beside.is_file() => Tokenizer::from_file(&beside)?,
-        None => Tokenizer::bytes(),
-    };
+    let tokenizer = model_tokenizer(dir, &args.tokenizer)?;
     let prompt = PromptFormat::for_model(dir, &tokenizer)?;
     let template = ChatTemplate::from_dir(dir)?;
     let name = dir.file_name().map_or("tritter".into(), |n| n.to_string_lossy().into_owned());

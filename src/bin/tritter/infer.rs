@@ -51,16 +51,29 @@ pub struct Loaded {
     pub dir: PathBuf,
 }
 
-/// Loads a model (as [`load_model`]) and the tokenizer: the one given, else the model directory's `tokenizer.json`, else the byte tokenizer.
+/// The tokenizer given, else the model directory's `tokenizer.json`, else the byte tokenizer.
+pub fn model_tokenizer(dir: &Path, given: &Option<PathBuf>) -> tritter::Result<Tokenizer> {
+    let beside = dir.join("tokenizer.json");
+    match given {
+        Some(path) => Tokenizer::from_file(path),
+        None if beside.is_file() => Tokenizer::from_file(&beside),
+        None => Ok(Tokenizer::bytes()),
+    }
+}
+
+/// Loads a model (as [`load_model`]) and its tokenizer (as [`model_tokenizer`]).
 pub fn load(model: &Path, tokenizer: &Option<PathBuf>, packed: bool) -> tritter::Result<Loaded> {
     let (model, dir) = load_model(model, packed)?;
-    let beside = dir.join("tokenizer.json");
-    let tokenizer = match tokenizer {
-        Some(path) => Tokenizer::from_file(path)?,
-        None if beside.is_file() => Tokenizer::from_file(&beside)?,
-        None => Tokenizer::bytes(),
-    };
+    let tokenizer = model_tokenizer(&dir, tokenizer)?;
     tokenizer.check_fits(model.config().vocab_size)?;
+    if tokenizer.vocab_size() < model.config().vocab_size {
+        eprintln!(
+            "note: the model has {} token ids, the tokenizer ({}) {}; generated ids it lacks print as <id N>",
+            model.config().vocab_size,
+            tokenizer.describe(),
+            tokenizer.vocab_size()
+        );
+    }
     Ok(Loaded { model, tokenizer, dir })
 }
 

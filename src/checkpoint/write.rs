@@ -1,5 +1,6 @@
-//! Writing a safetensors file tensor by tensor: each tensor's bytes are made when the writer
-//! reaches it, so only one is in memory, and the file appears under its name only when complete.
+//! Writing a safetensors file tensor by tensor (packed checkpoints, imports, Hugging Face
+//! exports): each tensor's bytes are made when the writer reaches it, so only one is in memory,
+//! and the file appears under its name only when complete.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
