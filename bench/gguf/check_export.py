@@ -2,7 +2,7 @@
 and tokenizes text as Tritter does.
 
     pip install -r bench/gguf/requirements.txt   # builds llama.cpp from source (needs cmake)
-    python bench/gguf/check_export.py TRITTER_BIN MODEL_DIR [--gguf-type tq2-0|tq1-0] [--seed N]
+    python bench/gguf/check_export.py TRITTER_BIN MODEL_DIR [--gguf-type tq2_0|tq1_0] [--seed N]
 
 Exports MODEL_DIR (a Tritter checkpoint) with f32 embeddings into a temporary file, reads it back
 with the `gguf` package, loads it with llama-cpp-python and compares the logits of random ids
@@ -35,7 +35,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("tritter")
     parser.add_argument("model")
-    parser.add_argument("--gguf-type", default="tq2-0", choices=["tq2-0", "tq1-0"])
+    parser.add_argument("--gguf-type", default="tq2_0", choices=["tq2_0", "tq1_0"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--text", default=TEXT)

@@ -1,4 +1,5 @@
 //! The `tritter` command line as a user runs it.
 
+mod export;
 mod pipes;
 mod refusals;

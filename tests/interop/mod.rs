@@ -4,7 +4,7 @@
 
 mod chat;
 mod gguf_export;
-mod gguf_reader;
+pub mod gguf_reader;
 mod hf_export;
 mod hf_import;
 mod hf_refusals;

@@ -30,8 +30,10 @@ pub enum ExportFormat {
 #[derive(Clone, Copy, ValueEnum)]
 pub enum TernaryArg {
     /// 2.0625 bits per weight; llama.cpp's faster ternary kernel.
+    #[value(name = "tq2_0", alias = "tq2-0")]
     Tq2_0,
     /// 1.6875 bits per weight.
+    #[value(name = "tq1_0", alias = "tq1-0")]
     Tq1_0,
 }
 
@@ -61,7 +63,7 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
     /// `gguf`: the ggml type of the ternary projections.
-    #[arg(long, value_enum, default_value = "tq2-0")]
+    #[arg(long, value_enum, default_value = "tq2_0")]
     pub gguf_type: TernaryArg,
     /// `gguf`: the tokenizer.json to embed; default: the model directory's, else the byte tokenizer.
     #[arg(long)]
