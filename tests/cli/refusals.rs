@@ -19,3 +19,22 @@ fn eval_refuses_zero_counts_and_an_empty_evaluation() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("nothing to evaluate"), "{stderr}");
 }
+
+/// A flag the chosen export format does not use is refused by name, not ignored.
+#[test]
+fn export_refuses_flags_its_format_does_not_use() {
+    for (format, flag, value) in [
+        ("bitnet-json", "--f16", None),
+        ("packed", "--packed", None),
+        ("packed", "--dtype", Some("f16")),
+        ("hf", "--gguf-type", Some("tq1_0")),
+        ("hf", "--tokenizer", Some("tokenizer.json")),
+    ] {
+        let mut args = vec!["export", "--model", "/nonexistent", "--out", "/nonexistent/x", "--format", format, flag];
+        args.extend(value);
+        let out = tritter(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{format} {flag}: {stderr}");
+        assert!(stderr.contains(&format!("{flag} applies to --format")), "{format} {flag}: {stderr}");
+    }
+}

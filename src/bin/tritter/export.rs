@@ -9,7 +9,7 @@ use tritter::export::{export_bitnet, FloatFormat};
 use tritter::gguf::{GgmlType, GgufOptions};
 use tritter::hf::{copy_model_files, HfDtype};
 use tritter::infer::{ChatTemplate, PromptFormat};
-use tritter::TritterModel;
+use tritter::{TritterError, TritterModel};
 
 use crate::common::{spinner, tensor_bar, Inner};
 use crate::infer::{model_dir, model_tokenizer};
@@ -62,9 +62,9 @@ pub struct ExportArgs {
     /// Tritter's logits exactly. `gguf`: embeddings and full-precision matrices, default f16).
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
-    /// `gguf`: the ggml type of the ternary projections.
-    #[arg(long, value_enum, default_value = "tq2_0")]
-    pub gguf_type: TernaryArg,
+    /// `gguf`: the ggml type of the ternary projections [default: tq2_0].
+    #[arg(long, value_enum)]
+    pub gguf_type: Option<TernaryArg>,
     /// `gguf`: the tokenizer.json to embed; default: the model directory's, else the byte tokenizer.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -74,7 +74,26 @@ pub struct ExportArgs {
     pub packed: bool,
 }
 
+/// Refuses a flag the chosen format does not use, instead of ignoring it.
+fn check_flags(args: &ExportArgs) -> tritter::Result<()> {
+    use ExportFormat::*;
+    let format = args.format;
+    for (flag, given, used_by, formats) in [
+        ("--f16", args.f16, matches!(format, Packed), "packed"),
+        ("--packed", args.packed, matches!(format, Hf), "hf"),
+        ("--dtype", args.dtype.is_some(), matches!(format, Hf | Gguf), "hf and gguf"),
+        ("--gguf-type", args.gguf_type.is_some(), matches!(format, Gguf), "gguf"),
+        ("--tokenizer", args.tokenizer.is_some(), matches!(format, Gguf), "gguf"),
+    ] {
+        if given && !used_by {
+            return Err(TritterError::InvalidInput(format!("{flag} applies to --format {formats} only")));
+        }
+    }
+    Ok(())
+}
+
 pub fn run_export(args: ExportArgs) -> tritter::Result<()> {
+    check_flags(&args)?;
     let dir = model_dir(&args.model)?;
     let bar = spinner(&format!("packing {}", dir.display()));
     let model = TritterModel::<Inner>::load_checkpoint(&dir, &Default::default())?;
@@ -144,7 +163,7 @@ fn export_gguf(model: &TritterModel<Inner>, dir: &Path, args: &ExportArgs) -> tr
     let template = ChatTemplate::from_dir(dir)?;
     let name = dir.file_name().map_or("tritter".into(), |n| n.to_string_lossy().into_owned());
     let options = GgufOptions {
-        ternary: match args.gguf_type {
+        ternary: match args.gguf_type.unwrap_or(TernaryArg::Tq2_0) {
             TernaryArg::Tq2_0 => GgmlType::Tq2_0,
             TernaryArg::Tq1_0 => GgmlType::Tq1_0,
         },
