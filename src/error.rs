@@ -65,11 +65,11 @@ pub enum TritterError {
     #[error("hybrid trainer: {0}")]
     Hybrid(String),
 
-    /// A resumed run asks for settings its checkpoint cannot continue with.
     /// A fresh run was asked for in a directory that holds another run.
     #[error("{} already holds a run ({found}); continue it with resume (tritter train --resume DIR) or replace it with overwrite (--overwrite)", path.display())]
     RunExists { path: PathBuf, found: String },
 
+    /// A resumed run asks for settings its checkpoint cannot continue with.
     #[error("cannot resume from {}: {reason}", path.display())]
     ResumeMismatch { path: PathBuf, reason: String },
 

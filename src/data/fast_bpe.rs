@@ -31,7 +31,7 @@ impl std::fmt::Debug for FastByteLevelBpe {
 }
 
 /// GPT-2's byte → printable character table (as in `tokenizers`' byte-level pre-tokenizer).
-fn byte_char_table() -> [char; 256] {
+pub(crate) fn byte_char_table() -> [char; 256] {
     let mut printable: Vec<u8> = (b'!'..=b'~').chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut chars: Vec<u32> = printable.iter().map(|&b| b as u32).collect();
     let mut n = 0;

@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use burn_store::ModuleSnapshot;
+use safetensors::tensor::Dtype;
 
 use super::file::{write_gguf, GgmlType, GgufTensor, GgufValue};
 use super::tensor_names::{gguf_name, Rope};
@@ -17,6 +18,7 @@ use super::ternary::{encode_blocks, BLOCK};
 use super::tokenizer::tokenizer_metadata;
 use crate::backend::TritterBackend;
 use crate::checkpoint::format::snapshot_f32;
+use crate::checkpoint::write::encode;
 use crate::config::{Activation, MlpNorm, NormKind, TritterConfig, WeightScale};
 use crate::data::Tokenizer;
 use crate::error::{Result, TritterError};
@@ -155,12 +157,14 @@ fn interleave_heads<T: Copy>(data: &[T], width: usize, heads: usize) -> Vec<T> {
     out
 }
 
+/// `values` in float type `ty`, by the safetensors writer's encoder (same little-endian bytes).
 fn float_bytes(values: &[f32], ty: GgmlType) -> Vec<u8> {
-    match ty {
-        GgmlType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-        GgmlType::BF16 => values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
-        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
+    let dtype = match ty {
+        GgmlType::F16 => Dtype::F16,
+        GgmlType::BF16 => Dtype::BF16,
+        _ => Dtype::F32,
+    };
+    encode(values, dtype)
 }
 
 /// A packed projection as ternary blocks, one γ per block, rows reordered by `rope`.

@@ -15,7 +15,6 @@ pub const ALIGNMENT: usize = 32;
 #[derive(Debug, Clone, PartialEq)]
 pub enum GgufValue {
     U32(u32),
-    I32(i32),
     F32(f32),
     Bool(bool),
     Str(String),
@@ -27,7 +26,6 @@ impl GgufValue {
     fn type_id(&self) -> u32 {
         match self {
             GgufValue::U32(_) => 4,
-            GgufValue::I32(_) => 5,
             GgufValue::F32(_) => 6,
             GgufValue::Bool(_) => 7,
             GgufValue::Str(_) => 8,
@@ -38,7 +36,6 @@ impl GgufValue {
     fn write_to(&self, out: &mut Vec<u8>) {
         match self {
             GgufValue::U32(v) => out.extend(v.to_le_bytes()),
-            GgufValue::I32(v) => out.extend(v.to_le_bytes()),
             GgufValue::F32(v) => out.extend(v.to_le_bytes()),
             GgufValue::Bool(v) => out.push(*v as u8),
             GgufValue::Str(s) => write_str(out, s),

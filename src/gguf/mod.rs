@@ -2,11 +2,10 @@
 //! ternary TQ2_0/TQ1_0 projections and the tokenizer embedded.
 
 mod export;
-pub mod file;
+mod file;
 mod tensor_names;
-pub mod ternary;
+mod ternary;
 mod tokenizer;
 
 pub use export::{GgufExportSummary, GgufOptions};
-pub use file::{GgmlType, GgufValue, ALIGNMENT};
-pub use tokenizer::byte_char;
+pub use file::GgmlType;

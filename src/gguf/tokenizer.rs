@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::file::GgufValue;
+use crate::data::fast_bpe::byte_char_table;
 use crate::data::tokenizer::SPECIAL_TOKENS;
 use crate::data::Tokenizer;
 use crate::error::{Result, TritterError};
@@ -26,16 +27,6 @@ struct Vocab {
     types: Vec<i32>,
     merges: Vec<String>,
     pre: &'static str,
-}
-
-/// GPT-2's byte → character map (`bytes_to_unicode`), by which byte-level BPE spells bytes.
-pub fn byte_char(b: u8) -> char {
-    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
-    if printable(b) {
-        return b as char;
-    }
-    let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
-    char::from_u32(256 + rank).expect("a valid char")
 }
 
 /// The `tokenizer.*` metadata of `tokenizer` for a model with `model_vocab` embeddings.
@@ -94,7 +85,7 @@ fn refuse(field: &str, reason: &str) -> TritterError {
 fn byte_vocab() -> Vocab {
     let mut tokens: Vec<String> = SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
     let mut types = vec![CONTROL; tokens.len()];
-    tokens.extend((0..=255u8).map(|b| byte_char(b).to_string()));
+    tokens.extend(byte_char_table().iter().map(char::to_string));
     types.resize(tokens.len(), NORMAL);
     Vocab { tokens, types, merges: Vec::new(), pre: "gpt-2" }
 }

@@ -49,6 +49,14 @@ fn resume_case(test: &str, bitnet: bool) {
     }
 }
 
+/// The names in a directory, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn resumed_run_matches_the_uninterrupted_run() {
     resume_case("resumed_run_matches_the_uninterrupted_run", false);
@@ -83,12 +91,7 @@ fn checkpoints_are_pruned_and_a_crash_mid_save_keeps_the_latest() {
     let config = TrainConfig { checkpoint_every: 2, ..config(seed) };
     run(seed, dir.path(), None, &config).unwrap();
     let root = dir.path().join("checkpoints");
-    let mut kept: Vec<String> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("step-"))
-        .collect();
-    kept.sort();
+    let kept: Vec<String> = entries(&root).into_iter().filter(|n| n.starts_with("step-")).collect();
     assert_eq!(kept, ["step-00000006", "step-00000008"]);
 
     // A save that died half-way leaves only a temporary directory: the latest is unchanged.
@@ -169,12 +172,7 @@ fn a_fresh_run_does_not_mix_with_an_earlier_run() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let fresh = tritter::train::TrainOptions { overwrite: true, ..options(dir.path(), None) };
     train::<AD>(&model_config(), &short, data(&mut rng, 40, 8, 16), fresh, &Default::default()).unwrap();
-    let mut steps: Vec<String> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != "latest")
-        .collect();
-    steps.sort();
+    let steps: Vec<String> = entries(&root).into_iter().filter(|n| n != "latest").collect();
     assert_eq!(steps, ["step-00000002", "step-00000004"], "only the new run's checkpoints remain");
     let resumed = run(seed, dir.path(), Some(dir.path()), &TrainConfig { steps: 6, ..short }).unwrap();
     assert_eq!((resumed.resumed_from, resumed.state.step), (4, 6));
