@@ -236,9 +236,11 @@ fn fused_attention_equals_f64_and_the_reference() {
 /// `b` is given, else RMSNorm): `dx = (u − mean u − x̂·mean(u ⊙ x̂))/σ` with `u = g ⊙ w`.
 /// Also the largest `|u|/σ`: the size of the terms `dx` cancels, which f32 rounding scales
 /// with (at width 2 a LayerNorm's `dx` cancels to nearly 0, whatever the inputs).
-fn norm_f64(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &[f32], dim: usize, eps: f64) -> ([Vec<f64>; 4], f64) {
+/// The norm's outputs and gradients in f64, and the largest terms that `y` (in `x − mean`) and
+/// `dx` cancel, which f32 rounding scales with.
+fn norm_f64(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &[f32], dim: usize, eps: f64) -> ([Vec<f64>; 4], [f64; 2]) {
     let (mut y, mut dx, mut dw, mut db) = (vec![], vec![], vec![0.0; dim], vec![0.0; dim]);
-    let mut dx_terms = 0.0f64;
+    let (mut y_terms, mut dx_terms) = (0.0f64, 0.0f64);
     for (row, g) in x.chunks(dim).zip(g.chunks(dim)) {
         let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
         let mean = if b.is_some() { row.iter().sum::<f64>() / dim as f64 } else { 0.0 };
@@ -248,6 +250,8 @@ fn norm_f64(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &[f32], dim: usize, eps:
         let mean_u = if b.is_some() { u.iter().sum::<f64>() / dim as f64 } else { 0.0 };
         let mean_ux = u.iter().zip(&x_hat).map(|(u, x)| u * x).sum::<f64>() / dim as f64;
         dx_terms = u.iter().fold(dx_terms, |m, u| m.max(u.abs() / sigma));
+        y_terms =
+            row.iter().zip(w).fold(y_terms, |m, (v, w)| m.max((v.abs() + mean.abs()) * (*w as f64).abs() / sigma));
         for j in 0..dim {
             y.push(x_hat[j] * w[j] as f64 + b.map_or(0.0, |b| b[j] as f64));
             dx.push((u[j] - mean_u - x_hat[j] * mean_ux) / sigma);
@@ -255,7 +259,7 @@ fn norm_f64(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &[f32], dim: usize, eps:
             db[j] += g[j] as f64;
         }
     }
-    ([y, dx, dw, db], dx_terms)
+    ([y, dx, dw, db], [y_terms, dx_terms])
 }
 
 #[test]
@@ -287,7 +291,7 @@ fn fused_norms_equal_f64_and_the_reference() {
             *bias = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(b.clone(), [dim]), &device));
         }
         let centered = kind == NormKind::LayerNorm;
-        let (expected, dx_terms) = norm_f64(&x, &w, centered.then_some(&b[..]), &g, dim, 1e-5);
+        let (expected, [y_terms, dx_terms]) = norm_f64(&x, &w, centered.then_some(&b[..]), &g, dim, 1e-5);
         let case = format!("{shape:?} {kind:?}");
         let run = |fused: bool| -> Vec<Vec<f32>> {
             let xt = Tensor::<AD, 2>::from_data(TensorData::new(x.clone(), [n / dim, dim]), &device).require_grad();
@@ -309,8 +313,14 @@ fn fused_norms_equal_f64_and_the_reference() {
         let (fused, reference) = (run(true), run(false));
         assert_eq!(fused.len(), if centered { 4 } else { 3 }, "{case}: gradients present");
         for (name, ((a, r), e)) in ["y", "dx", "dw", "db"].iter().zip(fused.iter().zip(&reference).zip(&expected)) {
-            // dx relative to the terms it cancels; the others relative to their largest value.
-            let scale = e.iter().fold(if *name == "dx" { dx_terms } else { 0.0 }, |m, v| m.max(v.abs())).max(1e-30);
+            // y and dx relative to the terms they cancel (at width 2 both nearly cancel); dw and db
+            // relative to their largest value.
+            let terms = match *name {
+                "y" => y_terms,
+                "dx" => dx_terms,
+                _ => 0.0,
+            };
+            let scale = e.iter().fold(terms, |m, v| m.max(v.abs())).max(1e-30);
             let err = |got: &[f32]| got.iter().zip(e).fold(0.0f64, |m, (g, e)| m.max((*g as f64 - e).abs())) / scale;
             let (fused_err, reference_err) = (err(a), err(r));
             assert!(fused_err < 1e-5, "{case}: fused {name} vs f64: {fused_err:e}");
@@ -326,7 +336,9 @@ fn fused_norms_equal_f64_and_the_reference() {
             eps: 1e-5,
         };
         let y = plain.forward(Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [n / dim, dim]), &device));
-        assert!(max_rel_diff(&to_vec(y), &expected[0]) < 1e-5, "{case}: inference path vs f64");
+        let y_scale = expected[0].iter().fold(y_terms, |m, v| m.max(v.abs())).max(1e-30);
+        let y_err = to_vec(y).iter().zip(&expected[0]).fold(0.0f64, |m, (g, e)| m.max((*g as f64 - e).abs()));
+        assert!(y_err / y_scale < 1e-5, "{case}: inference path vs f64: {:e}", y_err / y_scale);
     }
 }
 
