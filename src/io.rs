@@ -17,8 +17,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path);
     let io = |action, source| TritterError::Io { action, path: path.to_path_buf(), source };
     let mut file = std::fs::File::create(&tmp).map_err(|e| io("cannot create", e))?;
-    file.write_all(bytes).map_err(|e| io("cannot write", e))?;
-    file.sync_all().map_err(|e| io("cannot sync", e))?;
+    let written = file.write_all(bytes).map_err(|e| io("cannot write", e));
+    if let Err(error) = written.and_then(|()| file.sync_all().map_err(|e| io("cannot sync", e))) {
+        let _ = std::fs::remove_file(&tmp); // e.g. a full disk: leave nothing half-written
+        return Err(error);
+    }
     rename_into_place(&tmp, path)
 }
 

@@ -29,7 +29,8 @@ pub(crate) fn check_apply(weights: &Path, result: burn_store::ApplyResult) -> Re
 
 pub(crate) fn store_error(path: &Path, error: SafetensorsStoreError) -> TritterError {
     match error {
-        SafetensorsStoreError::Io(source) => {
+        SafetensorsStoreError::Io(source)
+        | SafetensorsStoreError::Safetensors(safetensors::SafeTensorError::IoError(source)) => {
             TritterError::Io { action: "cannot access", path: path.to_path_buf(), source }
         }
         other => TritterError::CorruptCheckpoint { path: path.to_path_buf(), reason: other.to_string() },

@@ -26,7 +26,10 @@ impl<B: TritterBackend> TritterModel<B> {
         let weights = dir.join(WEIGHTS_FILE);
         let tmp = temp_path(&weights);
         let mut store = SafetensorsStore::from_file(&tmp).overwrite(true).skip_enum_variants(true);
-        self.save_into(&mut store).map_err(|e| store_error(&weights, e))?;
+        self.save_into(&mut store).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            store_error(&weights, e)
+        })?;
         rename_into_place(&tmp, &weights)?;
         self.config().to_json_file(dir.join(CONFIG_FILE))?;
         tracing::debug!(dir = %dir.display(), "saved checkpoint");

@@ -10,7 +10,7 @@ use crate::data::{
     prepare_corpus, write_task_corpus, DataSpec, PrepareOptions, PrepareProgress, TokenWindows, Tokenizer,
     WeightedMixture,
 };
-use crate::error::Result;
+use crate::error::{Result, TritterError};
 
 /// A token dataset a training run shares with its data loaders.
 pub type SharedDataset = Arc<dyn Dataset<Vec<u32>>>;
@@ -85,6 +85,17 @@ fn windows_of(
         val_tokens: corpus.index.val_tokens,
         reused: corpus.reused,
     };
+    let window = seq_len + 1;
+    if source.train_tokens < window as u64 {
+        // Padding would fill the window and the loss would see no target (it "trains" to 0).
+        return Err(TritterError::InvalidInput(format!(
+            "{}: its training split holds {} tokens ({} documents), fewer than one window of seq_len + 1 = {window}; \
+             give more data or a smaller seq_len",
+            path.display(),
+            source.train_tokens,
+            corpus.index.stats.documents
+        )));
+    }
     let pad = tokenizer.special_ids().pad;
     let train = TokenWindows::new(Arc::new(corpus.train), seq_len, pad);
     let valid = TokenWindows::new(Arc::new(corpus.validation), seq_len, pad);

@@ -15,11 +15,15 @@ pub mod schedule;
 pub mod state;
 pub mod step;
 pub mod strategy;
+mod terminal;
 
+pub use burn::train::Interrupter;
 pub use config::{HybridOptions, NonFinitePolicy, TrainConfig};
 pub use hybrid::{create_trainer_with_config, HybridStats};
 pub use run::{train, Dashboard, TrainData, TrainOptions, TrainOutcome};
 pub use schedule::WarmupCosine;
-pub use state::{load_run_checkpoint, prepare_fresh_run_dir, resolve_run_checkpoint, RunState};
+pub use state::{
+    load_run_checkpoint, prepare_fresh_run_dir, read_resume_point, resolve_run_checkpoint, ResumePoint, RunState,
+};
 pub use step::LmOutput;
 pub use strategy::TaskEval;

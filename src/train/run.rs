@@ -28,6 +28,7 @@ use crate::train::render::{LineRenderer, LineSink};
 use crate::train::schedule::WarmupCosine;
 use crate::train::state::{load_run_checkpoint, prepare_fresh_run_dir, remove_stale_temporaries, RunState};
 use crate::train::strategy::{Components, RunReport, TaskEval, TritterStrategy};
+use crate::train::terminal::interruptible_tui;
 
 /// Token windows of `seq_len + 1` ids for training and validation.
 pub struct TrainData {
@@ -60,7 +61,9 @@ pub struct TrainOptions {
     /// initialisation, e.g. to fine-tune; its config replaces `model_config`.
     pub init: Option<PathBuf>,
     pub dashboard: Dashboard,
-    /// Stops the run cleanly (a checkpoint is saved) when triggered, e.g. from Ctrl-C.
+    /// Stops the run cleanly (after the current step a checkpoint is saved) when triggered, e.g.
+    /// from a SIGINT handler. With one, the terminal dashboard leaves Ctrl-C to the terminal as
+    /// SIGINT instead of swallowing it as a key.
     pub interrupter: Option<Interrupter>,
     /// A fresh run into a `run_dir` that holds another run's checkpoints or model replaces
     /// them; without it such a run is refused ([`TritterError::RunExists`]).
@@ -247,12 +250,16 @@ fn with_display<B: TritterAutodiffBackend>(
     interrupter: Option<Interrupter>,
     dashboard: Dashboard,
 ) -> SupervisedTraining<Components<B>> {
-    if let Some(interrupter) = interrupter {
-        training = training.with_interrupter(interrupter);
+    if let Some(interrupter) = &interrupter {
+        training = training.with_interrupter(interrupter.clone());
     }
+    let tui = |training: SupervisedTraining<Components<B>>| match interrupter {
+        Some(interrupter) => training.renderer(interruptible_tui(interrupter)),
+        None => training,
+    };
     match dashboard {
-        Dashboard::Tui => training,
-        Dashboard::Auto(_) if std::io::stdout().is_terminal() => training,
+        Dashboard::Tui => tui(training),
+        Dashboard::Auto(_) if std::io::stdout().is_terminal() => tui(training),
         Dashboard::Auto(sink) => training.renderer(LineRenderer::new(50, sink)),
         Dashboard::Lines { every, sink } => training.renderer(LineRenderer::new(every, sink)),
         Dashboard::Quiet => training.renderer(LineRenderer::new(usize::MAX, Box::new(|_| {}))),

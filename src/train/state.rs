@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Record, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, NamedMpkFileRecorder, Record, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::TritterAutodiffBackend;
 use crate::checkpoint::CONFIG_FILE;
+use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
 use crate::io::write_atomic;
 use crate::model::TritterModel;
@@ -175,15 +176,10 @@ pub fn save_run_checkpoint<B: TritterAutodiffBackend, R: Record<B>>(
         std::fs::remove_dir_all(&tmp).map_err(io_error("cannot remove stale temporary checkpoint", &tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io_error("cannot create checkpoint directory", &tmp))?;
-
-    model.valid().save_checkpoint(tmp.join(MODEL_DIR))?;
-    let optimizer_path = tmp.join(OPTIMIZER);
-    OptimRecorder::new().record(optimizer, optimizer_path.clone()).map_err(|e| TritterError::CorruptCheckpoint {
-        path: optimizer_path,
-        reason: format!("cannot save optimizer state: {e}"),
-    })?;
-    let json = serde_json::to_string_pretty(state).expect("run state serialises");
-    write_atomic(&tmp.join(STATE_FILE), json.as_bytes())?;
+    if let Err(error) = write_checkpoint_files(&tmp, model, optimizer, state) {
+        let _ = std::fs::remove_dir_all(&tmp); // e.g. a full disk: no half-written checkpoint stays
+        return Err(error);
+    }
 
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(io_error("cannot replace checkpoint", &dir))?;
@@ -193,6 +189,28 @@ pub fn save_run_checkpoint<B: TritterAutodiffBackend, R: Record<B>>(
     prune(&root, keep)?;
     tracing::info!(dir = %dir.display(), step = state.step, "saved run checkpoint");
     Ok(dir)
+}
+
+/// The model, optimizer state and run state of a step checkpoint, written into `dir`. The
+/// optimizer state is encoded in memory and written like every other file, so a failed write
+/// reports the OS error (e.g. "No space left on device").
+fn write_checkpoint_files<B: TritterAutodiffBackend, R: Record<B>>(
+    dir: &Path,
+    model: &TritterModel<B>,
+    optimizer: R,
+    state: &RunState,
+) -> Result<()> {
+    model.valid().save_checkpoint(dir.join(MODEL_DIR))?;
+    let optimizer_path = dir.join(OPTIMIZER).with_extension("mpk");
+    let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::new().record(optimizer, ()).map_err(|e| {
+        TritterError::CorruptCheckpoint {
+            path: optimizer_path.clone(),
+            reason: format!("cannot encode optimizer state: {e}"),
+        }
+    })?;
+    write_atomic(&optimizer_path, &bytes)?;
+    let json = serde_json::to_string_pretty(state).expect("run state serialises");
+    write_atomic(&dir.join(STATE_FILE), json.as_bytes())
 }
 
 /// Makes `run_dir` ready for a fresh run. An earlier run's step checkpoints or final model there
@@ -293,16 +311,43 @@ pub struct RunCheckpoint<B: AutodiffBackend, R> {
     pub state: RunState,
 }
 
-/// Loads what [`save_run_checkpoint`] wrote (see [`resolve_run_checkpoint`] for `path`).
-pub fn load_run_checkpoint<B: TritterAutodiffBackend, R: Record<B>>(
-    path: &Path,
-    device: &B::Device,
-) -> Result<RunCheckpoint<B, R>> {
+/// What a step checkpoint says about its run, read without its tensors: enough to continue the
+/// run with its own settings in its own directory.
+#[derive(Debug, Clone)]
+pub struct ResumePoint {
+    /// The step checkpoint directory.
+    pub dir: PathBuf,
+    /// The run directory it belongs to (`RUN` of `RUN/checkpoints/step-…`), if it is in one.
+    pub run_dir: Option<PathBuf>,
+    pub state: RunState,
+    /// The config of the checkpoint's model.
+    pub model_config: TritterConfig,
+}
+
+/// Reads the run state and model config of the step checkpoint `path` names (see
+/// [`resolve_run_checkpoint`]).
+pub fn read_resume_point(path: &Path) -> Result<ResumePoint> {
     let dir = resolve_run_checkpoint(path)?;
     let state_file = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&state_file).map_err(io_error("cannot read", &state_file))?;
     let state: RunState = serde_json::from_str(&text)
         .map_err(|e| TritterError::CorruptCheckpoint { path: state_file.clone(), reason: e.to_string() })?;
+    let model_config = TritterConfig::from_json_file(dir.join(MODEL_DIR).join(CONFIG_FILE))?;
+    let parent = dir.parent().filter(|p| p.file_name().is_some_and(|n| n == CHECKPOINTS));
+    let run_dir = parent.map(|p| match p.parent() {
+        Some(run) if !run.as_os_str().is_empty() => run.to_path_buf(),
+        _ => PathBuf::from("."),
+    });
+    Ok(ResumePoint { dir, run_dir, state, model_config })
+}
+
+/// Loads what [`save_run_checkpoint`] wrote (see [`resolve_run_checkpoint`] for `path`).
+pub fn load_run_checkpoint<B: TritterAutodiffBackend, R: Record<B>>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<RunCheckpoint<B, R>> {
+    let ResumePoint { dir, state, .. } = read_resume_point(path)?;
+    let state_file = dir.join(STATE_FILE);
     let model = TritterModel::<B>::load_checkpoint(dir.join(MODEL_DIR), device)?;
     let model = restore_param_ids(model, &state.param_ids, &state_file)?;
     let optimizer_path = dir.join(OPTIMIZER);

@@ -3,3 +3,4 @@
 mod export;
 mod pipes;
 mod refusals;
+mod runs;

@@ -69,3 +69,15 @@ pub fn tensor_bar(verb: &str) -> ProgressBar {
     bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
     bar
 }
+
+/// The top-level fields in which two configs differ, as `(field, a's value, b's value)` in JSON.
+pub fn json_differences(a: &impl serde::Serialize, b: &impl serde::Serialize) -> Vec<(String, String, String)> {
+    let (a, b) = (serde_json::to_value(a).unwrap_or_default(), serde_json::to_value(b).unwrap_or_default());
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return Vec::new() };
+    let mut fields: Vec<&String> = a.keys().chain(b.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    let value =
+        |map: &serde_json::Map<String, serde_json::Value>, f: &str| map.get(f).map_or("none".into(), |v| v.to_string());
+    fields.into_iter().filter(|f| a.get(*f) != b.get(*f)).map(|f| (f.clone(), value(a, f), value(b, f))).collect()
+}

@@ -16,7 +16,9 @@ use tritter::{TritterError, TritterModel};
 
 use crate::common::{spinner, Inner, SourceArgs, BACKEND};
 
-/// A model directory, or a run directory (its final `model/`, else its latest checkpoint).
+/// A model directory, or a run directory's newest weights: its final `model/` or its latest
+/// step checkpoint's, whichever was written last (a resumed run that stopped early leaves
+/// `model/` older than its checkpoints). Says which one a run directory gave.
 pub fn model_dir(path: &Path) -> tritter::Result<PathBuf> {
     if !path.is_dir() {
         return Err(TritterError::Io {
@@ -38,10 +40,30 @@ pub fn model_dir(path: &Path) -> tritter::Result<PathBuf> {
     if path.join("config.json").is_file() {
         return Ok(path.to_path_buf());
     }
-    if path.join("model/config.json").is_file() {
-        return Ok(path.join("model"));
-    }
-    Ok(resolve_run_checkpoint(path)?.join("model"))
+    let finished = Some(path.join("model")).filter(|d| d.join("config.json").is_file());
+    let latest = resolve_run_checkpoint(path).ok().map(|c| c.join("model"));
+    let chosen = match (finished, latest) {
+        (None, None) => {
+            return Err(TritterError::InvalidInput(format!(
+                "{} is neither a model directory (config.json + model.safetensors) nor a run directory \
+                 (model/ or checkpoints/latest)",
+                path.display()
+            )))
+        }
+        (Some(dir), None) | (None, Some(dir)) => dir,
+        (Some(finished), Some(latest)) if written_at(&latest) > written_at(&finished) => {
+            eprintln!("note: {} is newer than {}; loading it", latest.display(), finished.display());
+            latest
+        }
+        (Some(finished), Some(_)) => finished,
+    };
+    eprintln!("Loading {}", chosen.display());
+    Ok(chosen)
+}
+
+/// When a model directory's weights were written (`None` if unreadable).
+fn written_at(dir: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(dir.join("model.safetensors")).and_then(|m| m.modified()).ok()
 }
 
 /// A loaded model with its tokenizer and the directory it came from.

@@ -18,6 +18,7 @@ mod export;
 mod import;
 mod infer;
 mod info;
+mod interrupt;
 mod train;
 
 use common::{spinner, SourceArgs};
@@ -122,9 +123,9 @@ fn open_tokenizer(path: &Option<PathBuf>) -> tritter::Result<Tokenizer> {
     path.as_ref().map_or(Ok(Tokenizer::bytes()), Tokenizer::from_file)
 }
 
-fn run(cli: Cli) -> tritter::Result<()> {
+fn run(cli: Cli) -> tritter::Result<ExitCode> {
     match cli.command {
-        Command::Train(args) => train::run(*args)?,
+        Command::Train(args) => return train::run(*args),
         Command::Generate(args) => infer::run_generate(args)?,
         Command::Chat(args) => chat::run_chat(args)?,
         Command::Eval(args) => infer::run_eval(args)?,
@@ -188,7 +189,7 @@ fn run(cli: Cli) -> tritter::Result<()> {
             println!("Wrote {count} generated task examples to {}", out.display());
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Printing into a closed pipe (`tritter logits ... | head`) ends the process quietly, as
@@ -205,7 +206,7 @@ fn main() -> ExitCode {
     end_quietly_on_closed_pipe();
     tritter::allocator::keep_freed_memory();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)

@@ -1,7 +1,9 @@
 //! `tritter train` (also `cargo run --example train`): trains a model on the built-in generated
 //! tasks or on your files, with burn-train's dashboard, step checkpoints and resume.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
@@ -10,11 +12,13 @@ use indicatif::HumanBytes;
 use tritter::backend::Autodiff;
 use tritter::data::{generate_tasks, DataSpec, PrepareOptions, Tokenizer, TrainingSets};
 use tritter::train::{
-    train, Dashboard, HybridOptions, NonFinitePolicy, TaskEval, TrainConfig, TrainData, TrainOptions, TrainOutcome,
+    train, Dashboard, HybridOptions, NonFinitePolicy, ResumePoint, TaskEval, TrainConfig, TrainData, TrainOptions,
+    TrainOutcome,
 };
 use tritter::{TritterConfig, TritterError};
 
-use crate::common::{spinner, Inner, SourceArgs, BACKEND};
+use crate::common::{json_differences, spinner, Inner, SourceArgs, BACKEND};
+use crate::interrupt;
 
 #[derive(Copy, Clone, ValueEnum)]
 pub enum DashboardArg {
@@ -35,9 +39,10 @@ pub enum NonFiniteArg {
 /// `OUT/train_config.json`.
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Model preset (test, small_100m, medium_500m, large_1b, xlarge_3b, huge_7b, bitnet_2b4t).
-    #[arg(long, default_value = "test")]
-    pub preset: String,
+    /// Model preset (test, small_100m, medium_500m, large_1b, xlarge_3b, huge_7b, bitnet_2b4t)
+    /// [default: test; a resumed run: the checkpoint's model].
+    #[arg(long, conflicts_with = "model_config")]
+    pub preset: Option<String>,
     /// A model config JSON instead of a preset.
     #[arg(long)]
     pub model_config: Option<PathBuf>,
@@ -51,20 +56,24 @@ pub struct TrainArgs {
     /// A Hugging Face tokenizer.json; the byte-level tokenizer when omitted.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Run directory: checkpoints, metric logs, the final model.
-    #[arg(long, default_value = "runs/train")]
-    pub out: PathBuf,
-    /// Continue from a run directory or step checkpoint.
+    /// Run directory: checkpoints, metric logs, the final model [default: runs/train; a resumed
+    /// run: its own directory].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this run directory (or from this step checkpoint), in its directory
+    /// and with its saved training config; flags may lengthen it (--steps) or change how often
+    /// it evaluates and checkpoints, and are refused if they would change anything else.
     #[arg(long, conflicts_with = "init")]
     pub resume: Option<PathBuf>,
-    /// Start from the weights of a model directory (config.json + model.safetensors), e.g. to
-    /// fine-tune, instead of a random initialisation.
+    /// Start from the weights of a model directory (config.json + model.safetensors) or of a
+    /// run directory's newest, e.g. to fine-tune, instead of a random initialisation.
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Replace the run already in `--out` (its checkpoints and final model) with a fresh one;
     /// without it a fresh run into such a directory is refused.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+    /// Optimizer steps in the whole run [default: 1500].
     #[arg(long)]
     pub steps: Option<usize>,
     /// Sequences per micro-batch.
@@ -76,6 +85,7 @@ pub struct TrainArgs {
     /// Peak learning rate (default 1e-2 for the test preset, else 1e-3).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Steps of linear warmup to the peak learning rate [default: 75, or steps / 20 with --steps].
     #[arg(long)]
     pub warmup: Option<usize>,
     /// Micro-batches per optimizer step.
@@ -84,8 +94,10 @@ pub struct TrainArgs {
     /// Global gradient-norm clip (0 disables).
     #[arg(long)]
     pub grad_clip: Option<f32>,
+    /// AdamW's decoupled weight decay [default: 0.1].
     #[arg(long)]
     pub weight_decay: Option<f32>,
+    /// Seeds the initialisation and the data order [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
     /// Evaluate every N steps (0: at the end only).
@@ -135,16 +147,17 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    fn train_config(&self) -> tritter::Result<TrainConfig> {
-        let mut c = match &self.config {
-            Some(path) => TrainConfig::from_json_file(path)?,
-            None => {
-                TrainConfig::main_job(if self.preset == "test" && self.model_config.is_none() { 1e-2 } else { 1e-3 })
-            }
+    /// The run's training config: `saved` (a resumed run's) or `--config` or the main job's,
+    /// with the flags given applied over it.
+    fn train_config(&self, saved: Option<&TrainConfig>) -> tritter::Result<TrainConfig> {
+        let mut c = match (&self.config, saved) {
+            (Some(path), _) => TrainConfig::from_json_file(path)?,
+            (None, Some(saved)) => saved.clone(),
+            (None, None) => TrainConfig::main_job(if self.is_test_preset() { 1e-2 } else { 1e-3 }),
         };
         if let Some(v) = self.steps {
             c.steps = v;
-            if self.warmup.is_none() && self.config.is_none() {
+            if self.warmup.is_none() && self.config.is_none() && saved.is_none() {
                 c.warmup_steps = v / 20;
             }
         }
@@ -164,6 +177,12 @@ impl TrainArgs {
             };
         }
         c.grad_checkpointing |= self.grad_checkpointing;
+        self.apply_hybrid(&mut c);
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn apply_hybrid(&self, c: &mut TrainConfig) {
         let tuned = [self.hybrid_warmup, self.hybrid_full_steps, self.hybrid_max_predict, self.hybrid_history]
             .iter()
             .any(Option::is_some)
@@ -188,8 +207,123 @@ impl TrainArgs {
                 h.history = v;
             }
         }
-        c.validate()?;
-        Ok(c)
+    }
+
+    fn is_test_preset(&self) -> bool {
+        self.model_config.is_none() && self.preset.as_deref().unwrap_or("test") == "test"
+    }
+
+    /// The model config asked for by `--model-config` or `--preset` (`None`: neither given).
+    fn requested_model(&self) -> tritter::Result<Option<TritterConfig>> {
+        match (&self.model_config, &self.preset) {
+            (Some(path), _) => TritterConfig::from_json_file(path).map(Some),
+            (None, Some(preset)) => TritterConfig::from_preset(preset).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn model_name(&self) -> String {
+        match (&self.model_config, &self.preset) {
+            (Some(path), _) => path.display().to_string(),
+            (None, preset) => preset.clone().unwrap_or_else(|| "test".into()),
+        }
+    }
+}
+
+/// Training-config fields a resumed run may change: its length and how often it evaluates and
+/// checkpoints. Every other field fixes the run's arithmetic or data order.
+const ADJUSTABLE_ON_RESUME: [&str; 8] = [
+    "steps",
+    "eval_every",
+    "eval_batches",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "on_non_finite",
+    "max_skipped_steps",
+    "grad_checkpointing",
+];
+
+/// The flag that sets training-config field `field`.
+fn flag_of(field: &str) -> &'static str {
+    match field {
+        "batch_size" => "--batch",
+        "seq_len" => "--seq",
+        "learning_rate" => "--lr",
+        "warmup_steps" => "--warmup",
+        "grad_accum" => "--grad-accum",
+        "grad_clip" => "--grad-clip",
+        "weight_decay" => "--weight-decay",
+        "seed" => "--seed",
+        "hybrid" => "--hybrid*",
+        _ => "--config",
+    }
+}
+
+/// A resumed run's settings: the changes `now` makes to the run's saved config, each as
+/// `field a → b`, or the refusal of the first change that is not in [`ADJUSTABLE_ON_RESUME`].
+fn resume_changes(point: &ResumePoint, now: &TrainConfig) -> tritter::Result<Vec<String>> {
+    let mut changes = Vec::new();
+    for (field, was, is) in json_differences(&point.state.train_config, now) {
+        if !ADJUSTABLE_ON_RESUME.contains(&field.as_str()) {
+            return Err(TritterError::ResumeMismatch {
+                path: point.dir.clone(),
+                reason: format!(
+                    "{}: the run has {field} = {was}, this asks {is}; a resumed run keeps its training config \
+                     (start a new run from its weights with --init to change it)",
+                    flag_of(&field)
+                ),
+            });
+        }
+        changes.push(format!("{field} {was} → {is}"));
+    }
+    Ok(changes)
+}
+
+/// Refuses a `--model-config`/`--preset` that is not the resumed checkpoint's model, naming
+/// each differing field.
+fn check_resumed_model(args: &TrainArgs, point: &ResumePoint, requested: Option<TritterConfig>) -> tritter::Result<()> {
+    let Some(requested) = requested else { return Ok(()) };
+    let differences = json_differences(&point.model_config, &requested);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = differences.iter().map(|(f, was, is)| format!("{f} {was} → {is}")).collect();
+    let flag = if args.model_config.is_some() { "--model-config" } else { "--preset" };
+    Err(TritterError::ResumeMismatch {
+        path: point.dir.clone(),
+        reason: format!("{flag} {} is not the checkpoint's model: {}", args.model_name(), fields.join(", ")),
+    })
+}
+
+/// The run directory: `--out`, else a resumed run's own directory, else `runs/train`. A resumed
+/// run continues only in its own directory.
+fn run_dir(args: &TrainArgs, point: Option<&ResumePoint>) -> tritter::Result<PathBuf> {
+    let Some(point) = point else { return Ok(args.out.clone().unwrap_or_else(|| "runs/train".into())) };
+    match (&point.run_dir, &args.out) {
+        (Some(run), None) => Ok(run.clone()),
+        (None, Some(out)) => Ok(out.clone()),
+        (None, None) => Err(TritterError::ResumeMismatch {
+            path: point.dir.clone(),
+            reason: "it is not inside a run directory (RUN/checkpoints/step-…); give the run directory with --out"
+                .into(),
+        }),
+        (Some(run), Some(out)) if same_dir(run, out) => Ok(out.clone()),
+        (Some(run), Some(out)) => Err(TritterError::ResumeMismatch {
+            path: point.dir.clone(),
+            reason: format!(
+                "--out {} is not its run directory {}: a resumed run continues in its own directory \
+                 (copy the run directory to branch it)",
+                out.display(),
+                run.display()
+            ),
+        }),
+    }
+}
+
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -227,28 +361,61 @@ fn training_sets(args: &TrainArgs, tokenizer: &Tokenizer, config: &TrainConfig) 
 }
 
 /// Runs `tritter train`; prints progress and a summary.
-pub fn run(args: TrainArgs) -> tritter::Result<()> {
-    let config = args.train_config()?;
+pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
+    let point = args.resume.as_deref().map(tritter::train::read_resume_point).transpose()?;
+    let config = args.train_config(point.as_ref().map(|p| &p.state.train_config))?;
     let tokenizer = match &args.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
         None => Tokenizer::bytes(),
     };
-    let mut model_config = match &args.model_config {
-        Some(path) => TritterConfig::from_json_file(path)?,
-        None => TritterConfig::from_preset(&args.preset)?,
+    let with_pad = |mut c: TritterConfig| {
+        c.pad_token_id = Some(tokenizer.special_ids().pad as usize);
+        c
     };
-    model_config.pad_token_id = Some(tokenizer.special_ids().pad as usize);
+    let requested = args.requested_model()?.map(with_pad);
+    let out = run_dir(&args, point.as_ref())?;
+    let model_config = match &point {
+        Some(point) => {
+            check_resumed_model(&args, point, requested)?;
+            let changes = resume_changes(point, &config)?;
+            eprintln!(
+                "Resuming {} at step {} of {} from {}",
+                out.display(),
+                point.state.step,
+                config.steps,
+                point.dir.display()
+            );
+            if !changes.is_empty() {
+                eprintln!("Changed for the rest of the run: {}", changes.join(", "));
+            }
+            point.model_config.clone()
+        }
+        None => requested.unwrap_or_else(|| with_pad(TritterConfig::test())),
+    };
     tokenizer.check_fits(model_config.vocab_size)?;
-    if args.resume.is_none() {
-        // Before data preparation, so a refusal comes at once.
-        tritter::train::prepare_fresh_run_dir(&args.out, args.overwrite)?;
+    // A model directory, or a run directory's newest weights.
+    let init = args.init.as_deref().map(crate::infer::model_dir).transpose()?;
+    let max_seq_len = match &init {
+        Some(dir) => TritterConfig::from_json_file(dir.join("config.json"))?.max_seq_len,
+        None => model_config.max_seq_len,
+    };
+    if config.seq_len >= max_seq_len {
+        // Before data preparation, as the library would refuse it after.
+        return Err(TritterError::InvalidConfig {
+            field: "seq_len",
+            reason: format!("--seq {} + 1 exceeds the model's max_seq_len = {max_seq_len}", config.seq_len),
+        });
     }
-    std::fs::create_dir_all(&args.out).map_err(|source| TritterError::Io {
+    if point.is_none() {
+        // Before data preparation, so a refusal comes at once.
+        tritter::train::prepare_fresh_run_dir(&out, args.overwrite)?;
+    }
+    std::fs::create_dir_all(&out).map_err(|source| TritterError::Io {
         action: "cannot create run directory",
-        path: args.out.clone(),
+        path: out.clone(),
         source,
     })?;
-    config.to_json_file(args.out.join("train_config.json"))?;
+    config.to_json_file(out.join("train_config.json"))?;
 
     let generated = args.data.is_empty();
     let sets = training_sets(&args, &tokenizer, &config)?;
@@ -258,12 +425,12 @@ pub fn run(args: TrainArgs) -> tritter::Result<()> {
     let params = model_config.parameter_count();
     eprintln!(
         "Model: {} ({} parameters, ternary weights, int8 activations) on {BACKEND}{}",
-        args.model_config.as_ref().map_or(args.preset.clone(), |p| p.display().to_string()),
+        if point.is_some() { "the checkpoint's model".to_string() } else { args.model_name() },
         params,
         if config.grad_checkpointing { ", gradient checkpointing" } else { "" }
     );
     eprintln!(
-        "Training: {} steps × {} tokens, lr {:.1e} (warmup {}, cosine to {:.0}%), AdamW β=({}, {}) wd {}, clip {:?}{}",
+        "Training: {} steps × {} tokens, lr {:.1e} (warmup {}, cosine to {:.0}%), AdamW β=({}, {}) wd {}, clip {}{}",
         config.steps,
         config.tokens_per_step(),
         config.learning_rate,
@@ -272,10 +439,16 @@ pub fn run(args: TrainArgs) -> tritter::Result<()> {
         config.beta1,
         config.beta2,
         config.weight_decay,
-        config.grad_clip,
+        config.grad_clip.map_or("off".to_string(), |c| c.to_string()),
         if config.hybrid.is_some() { ", hybrid predictive trainer" } else { "" }
     );
     let sink = || -> tritter::train::render::LineSink { Box::new(|line: &str| eprintln!("{line}")) };
+    let tui = match args.dashboard {
+        DashboardArg::Tui => true,
+        DashboardArg::Auto => std::io::stdout().is_terminal(),
+        DashboardArg::Lines | DashboardArg::Quiet => false,
+    };
+    let interrupts = interrupt::watch(tui);
     let dashboard = match args.dashboard {
         DashboardArg::Auto => Dashboard::Auto(sink()),
         DashboardArg::Tui => Dashboard::Tui,
@@ -284,11 +457,11 @@ pub fn run(args: TrainArgs) -> tritter::Result<()> {
     };
     let data = TrainData { train: sets.train, valid: sets.valid, tasks };
     let options = TrainOptions {
-        run_dir: args.out.clone(),
+        run_dir: out.clone(),
         resume: args.resume.clone(),
-        init: args.init.clone(),
+        init,
         dashboard,
-        interrupter: None,
+        interrupter: Some(interrupts.interrupter.clone()),
         overwrite: args.overwrite,
     };
     let device = Default::default();
@@ -297,22 +470,30 @@ pub fn run(args: TrainArgs) -> tritter::Result<()> {
     } else {
         train::<Autodiff<Inner>>(&model_config, &config, data, options, &device)?
     };
-    summarize(&args, &config, &outcome)
+    summarize(&out, &config, &outcome)?;
+    // An interrupted run is not a finished one: 128 + the signal, as a shell reports it.
+    Ok(match (outcome.interrupted, interrupts.exit_code()) {
+        (false, _) => ExitCode::SUCCESS,
+        (true, code) => ExitCode::from(code.unwrap_or(130)),
+    })
 }
 
 fn summarize<B: tritter::TritterBackend>(
-    args: &TrainArgs,
+    out: &Path,
     config: &TrainConfig,
     outcome: &TrainOutcome<B>,
 ) -> tritter::Result<()> {
-    let final_dir = args.out.join("model");
-    outcome.model.save_checkpoint(&final_dir)?;
+    // An interrupted run's weights are in its checkpoint; `model/` is the finished run's.
+    let final_dir = (!outcome.interrupted).then(|| out.join("model"));
+    if let Some(dir) = &final_dir {
+        outcome.model.save_checkpoint(dir)?;
+    }
     let steps = outcome.state.step - outcome.resumed_from;
     let tokens = steps * config.tokens_per_step();
     let secs = outcome.elapsed.as_secs_f64();
     println!();
     if outcome.interrupted {
-        println!("Interrupted at step {}.", outcome.state.step);
+        println!("Interrupted at step {} of {}.", outcome.state.step, config.steps);
     }
     println!(
         "Trained {steps} steps{} in {secs:.1} s ({:.0} tokens/s), {} backward passes.",
@@ -344,8 +525,14 @@ fn summarize<B: tritter::TritterBackend>(
         }
     }
     if let Some(checkpoint) = &outcome.checkpoint {
-        println!("Resumable checkpoint: {} (continue with --resume {})", checkpoint.display(), args.out.display());
+        println!(
+            "Resumable checkpoint: {} (continue with: tritter train --resume {})",
+            checkpoint.display(),
+            out.display()
+        );
     }
-    println!("Model: {}/ (config.json + model.safetensors)", final_dir.display());
+    if let Some(dir) = final_dir {
+        println!("Model: {}/ (config.json + model.safetensors)", dir.display());
+    }
     Ok(())
 }
