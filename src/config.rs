@@ -398,6 +398,11 @@ impl TritterConfig {
         specs
     }
 
+    /// Each spec tensor's shape by name.
+    pub fn expected_shapes(&self) -> std::collections::HashMap<String, Vec<usize>> {
+        self.tensor_specs().into_iter().map(|spec| (spec.name, spec.shape)).collect()
+    }
+
     /// Reads and validates a JSON config.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
         let config: Self = read_json(path.as_ref(), "cannot read config")?;

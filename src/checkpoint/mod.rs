@@ -4,6 +4,7 @@
 pub(crate) mod format;
 mod native;
 pub mod packed;
+pub(crate) mod read;
 pub(crate) mod write;
 
 pub use format::{CONFIG_FILE, WEIGHTS_FILE};

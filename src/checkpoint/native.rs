@@ -7,6 +7,7 @@ use burn_store::{ModuleSnapshot, SafetensorsStore};
 
 use super::format::{check_apply, store_error, CONFIG_FILE, WEIGHTS_FILE};
 use super::packed::{is_packed_file, load_packed};
+use super::read::{float_snapshots, map_weights, parse};
 use crate::backend::{with_owned_params, TritterBackend};
 use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
@@ -37,8 +38,9 @@ impl<B: TritterBackend> TritterModel<B> {
     }
 
     /// Loads a checkpoint directory written by [`Self::save_checkpoint`] (or any file with the
-    /// spec's tensor names). Every tensor the config implies must be present with its shape, and
-    /// no other tensor may be.
+    /// spec's tensor names). Every tensor the config implies must be present with its shape and a
+    /// float dtype (F32, F16 or BF16), and no other tensor may be; all of it is checked before
+    /// a tensor is read, so a damaged file is an error, never a panic.
     pub fn load_checkpoint(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -57,43 +59,18 @@ impl<B: TritterBackend> TritterModel<B> {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "file does not exist"),
             });
         }
-        if let Some(model) = load_if_packed(&config, &weights, device)? {
+        let map = std::rc::Rc::new(map_weights(&weights)?);
+        let file = parse(&weights, &map)?;
+        if is_packed_file(&file) {
+            let model = load_packed(&config, &weights, &map, &file, device)?;
             tracing::debug!(dir = %dir.display(), "loaded packed checkpoint");
             return Ok(model);
         }
         let mut model = Self::new(&config, device)?;
-        let mut store =
-            SafetensorsStore::from_file(&weights).validate(false).allow_partial(true).skip_enum_variants(true);
-        let result = model.load_from(&mut store).map_err(|e| store_error(&weights, e))?;
-        check_apply(&weights, result)?;
+        let snapshots = float_snapshots(&weights, &map, &file, &config.expected_shapes(), |_| false)?;
+        check_apply(&weights, model.apply(snapshots, None, None, true))?;
         let model = with_owned_params(model);
         tracing::debug!(dir = %dir.display(), "loaded checkpoint");
         Ok(model)
     }
-}
-
-/// The packed model if `weights` is a packed file (it has `...weight_packed` tensors).
-fn load_if_packed<B: TritterBackend>(
-    config: &TritterConfig,
-    weights: &Path,
-    device: &B::Device,
-) -> Result<Option<TritterModel<B>>> {
-    let file = std::fs::File::open(weights).map_err(|source| TritterError::Io {
-        action: "cannot open weights",
-        path: weights.to_path_buf(),
-        source,
-    })?;
-    // SAFETY: the map is read-only and dropped before this function returns; a file changed
-    // underneath would give wrong values, not unsoundness in safe code reading bytes.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TritterError::Io {
-        action: "cannot map weights",
-        path: weights.to_path_buf(),
-        source,
-    })?;
-    let tensors = safetensors::SafeTensors::deserialize(&map)
-        .map_err(|e| TritterError::CorruptCheckpoint { path: weights.to_path_buf(), reason: e.to_string() })?;
-    if !is_packed_file(&tensors) {
-        return Ok(None);
-    }
-    load_packed(config, weights, &tensors, device).map(Some)
 }

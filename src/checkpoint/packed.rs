@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 
-use burn::module::ParamId;
-use burn::tensor::TensorData;
-use burn_store::{ModuleSnapshot, TensorSnapshot};
+use burn_store::ModuleSnapshot;
+use memmap2::Mmap;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::format::{check_apply, check_shape, floats_of, snapshot_f32, CONFIG_FILE, WEIGHTS_FILE};
+use super::read::{float_snapshots, wrong_dtype};
 use super::write::{encode, write_tensors, Planned};
 use crate::backend::TritterBackend;
 use crate::config::TritterConfig;
@@ -115,6 +116,7 @@ pub(crate) fn is_packed_file(tensors: &SafeTensors) -> bool {
 pub(crate) fn load_packed<B: TritterBackend>(
     config: &TritterConfig,
     path: &Path,
+    map: &Rc<Mmap>,
     file: &SafeTensors,
     device: &B::Device,
 ) -> Result<TritterModel<B>> {
@@ -130,20 +132,12 @@ pub(crate) fn load_packed<B: TritterBackend>(
             let reason = format!("word {bad} holds code 3 (codes are 0, 1, 2)");
             return Err(TritterError::TensorLoad { path: path.to_path_buf(), tensor: code_name, reason });
         }
-        packed.scales = read_floats(path, file, &format!("{name}{SCALE_SUFFIX}"), Some(&packed.scale_shape()))?.0;
+        packed.scales = read_floats(path, file, &format!("{name}{SCALE_SUFFIX}"), &packed.scale_shape())?;
         Ok(Projection::Packed(PackedLinear::new(packed, linear.quant.activation_bits, device)))
     })?;
 
-    let mut snapshots = Vec::new();
-    for name in file.names() {
-        if name.ends_with(PACKED_SUFFIX) || name.ends_with(SCALE_SUFFIX) {
-            continue;
-        }
-        let (values, shape) = read_floats(path, file, name, None)?;
-        let stack = name.split('.').map(str::to_string).collect::<Vec<_>>();
-        let containers = vec![String::new(); stack.len()];
-        snapshots.push(TensorSnapshot::from_data(TensorData::new(values, shape), stack, containers, ParamId::new()));
-    }
+    let is_packed = |name: &str| name.ends_with(PACKED_SUFFIX) || name.ends_with(SCALE_SUFFIX);
+    let snapshots = float_snapshots(path, map, file, &config.expected_shapes(), is_packed)?;
     let result = model.apply(snapshots, None, None, true);
     check_apply(path, result)?;
     Ok(crate::backend::with_owned_params(model))
@@ -151,14 +145,6 @@ pub(crate) fn load_packed<B: TritterBackend>(
 
 fn tensor<'a>(path: &Path, file: &'a SafeTensors, name: &str) -> Result<TensorView<'a>> {
     file.tensor(name).map_err(|_| TritterError::MissingTensor { path: path.to_path_buf(), tensor: name.to_string() })
-}
-
-fn wrong_dtype(path: &Path, name: &str, view: &TensorView, expected: &str) -> TritterError {
-    TritterError::TensorLoad {
-        path: path.to_path_buf(),
-        tensor: name.to_string(),
-        reason: format!("dtype {:?}, expected {expected}", view.dtype()),
-    }
 }
 
 fn read_words(path: &Path, file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<u32>> {
@@ -170,12 +156,9 @@ fn read_words(path: &Path, file: &SafeTensors, name: &str, shape: &[usize]) -> R
     Ok(view.data().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
-/// An f32, f16 or bf16 tensor as f32 values and its shape (checked against `shape` when given).
-fn read_floats(path: &Path, file: &SafeTensors, name: &str, shape: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+/// An f32, f16 or bf16 tensor of shape `shape` as f32 values.
+fn read_floats(path: &Path, file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
     let view = tensor(path, file, name)?;
-    if let Some(shape) = shape {
-        check_shape(path, name, &view, shape)?;
-    }
-    let values = floats_of(&view).ok_or_else(|| wrong_dtype(path, name, &view, "F32, F16 or BF16"))?;
-    Ok((values, view.shape().to_vec()))
+    check_shape(path, name, &view, shape)?;
+    floats_of(&view).ok_or_else(|| wrong_dtype(path, name, &view, "F32, F16 or BF16"))
 }

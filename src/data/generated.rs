@@ -98,15 +98,14 @@ fn random_example(rng: &mut StdRng) -> TaskExample {
 
 /// `count` examples of the given split, deterministic for `seed`.
 pub fn generate_tasks(seed: u64, count: usize, held_out: bool) -> Vec<TaskExample> {
+    task_stream(seed, held_out).take(count).collect()
+}
+
+/// The endless sequence whose first `count` items are [`generate_tasks`]`(seed, count, held_out)`,
+/// for counts too large to hold in memory.
+pub fn task_stream(seed: u64, held_out: bool) -> impl Iterator<Item = TaskExample> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(count);
-    while out.len() < count {
-        let example = random_example(&mut rng);
-        if is_held_out(&example.prompt) == held_out {
-            out.push(example);
-        }
-    }
-    out
+    std::iter::repeat_with(move || random_example(&mut rng)).filter(move |e| is_held_out(&e.prompt) == held_out)
 }
 
 /// Writes `count` training examples as JSONL (`{"text": ...}` per line), atomically.

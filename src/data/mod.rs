@@ -16,7 +16,7 @@ pub use corpus::{
     TokenStream,
 };
 pub use dataset::{DataSpec, TokenBatch, TokenBatcher, TokenWindows, WeightedMixture};
-pub use generated::{generate_tasks, write_task_corpus, Task, TaskExample};
+pub use generated::{generate_tasks, task_stream, write_task_corpus, Task, TaskExample};
 pub use source::{for_each_document, list_files, SourceOptions, SourceStats, TextSplit};
 pub use tokenizer::{SpecialIds, Tokenizer};
 pub use training_sets::{training_sets, PreparedSource, SharedDataset, TrainingSets};

@@ -93,18 +93,7 @@ impl HfWeights {
         };
         let mut weights = Self { shards: Vec::new(), index: BTreeMap::new() };
         for path in files {
-            let file = std::fs::File::open(&path).map_err(|source| TritterError::Io {
-                action: "cannot open weights",
-                path: path.clone(),
-                source,
-            })?;
-            // SAFETY: read-only map of a file we do not write; a file changed underneath gives
-            // wrong values, which safetensors' header checks bound, not unsound reads.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TritterError::Io {
-                action: "cannot map weights",
-                path: path.clone(),
-                source,
-            })?;
+            let map = crate::checkpoint::read::map_weights(&path)?;
             let names = SafeTensors::deserialize(&map)
                 .map_err(|e| corrupt(&path, e))?
                 .names()

@@ -6,6 +6,7 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::TritterBackend;
+use crate::config::TritterConfig;
 use crate::error::{Result, TritterError};
 use crate::infer::sampling::{Sampler, SamplingConfig};
 use crate::model::{KvCache, TritterModel};
@@ -26,6 +27,36 @@ pub struct GenerateOptions {
 impl Default for GenerateOptions {
     fn default() -> Self {
         Self { max_new_tokens: 64, sampling: SamplingConfig::default(), stop_tokens: Vec::new(), slide_window: false }
+    }
+}
+
+impl GenerateOptions {
+    /// Checks these options and `prompts` against `config` before anything is generated (so a
+    /// caller can refuse bad input before it prints anything); returns the token used to pad
+    /// prompts of different lengths.
+    pub fn check(&self, config: &TritterConfig, prompts: &[Vec<u32>]) -> Result<u32> {
+        self.sampling.validate()?;
+        if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
+            return Err(TritterError::InvalidInput("every prompt needs at least one token".into()));
+        }
+        for (batch, prompt) in prompts.iter().enumerate() {
+            if let Some((position, &id)) = prompt.iter().enumerate().find(|(_, &id)| id as usize >= config.vocab_size) {
+                let vocab_size = config.vocab_size;
+                return Err(TritterError::TokenOutOfRange { id: id as i64, batch, position, vocab_size });
+            }
+        }
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let total = longest.saturating_add(self.max_new_tokens);
+        if !self.slide_window && total > config.max_seq_len {
+            return Err(TritterError::SequenceTooLong { len: total, max_seq_len: config.max_seq_len });
+        }
+        match config.pad_token_id {
+            Some(pad) => Ok(pad as u32),
+            None if prompts.iter().any(|p| p.len() != prompts[0].len()) => {
+                Err(TritterError::InvalidInput("prompts of different lengths need a model with pad_token_id".into()))
+            }
+            None => Ok(0),
+        }
     }
 }
 
@@ -59,36 +90,9 @@ pub fn generate<B: TritterBackend>(
 ) -> Result<Vec<Vec<u32>>> {
     let config = model.config();
     let device = model.devices().into_iter().next().unwrap_or_default();
+    let pad = options.check(config, prompts)?;
     let mut sampler = Sampler::new(options.sampling)?;
-    if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
-        return Err(TritterError::InvalidInput("every prompt needs at least one token".into()));
-    }
-    for (batch, prompt) in prompts.iter().enumerate() {
-        if let Some((position, &id)) = prompt.iter().enumerate().find(|(_, &id)| id as usize >= config.vocab_size) {
-            return Err(TritterError::TokenOutOfRange {
-                id: id as i64,
-                batch,
-                position,
-                vocab_size: config.vocab_size,
-            });
-        }
-    }
-    let lengths_differ = prompts.iter().any(|p| p.len() != prompts[0].len());
-    let pad = match config.pad_token_id {
-        Some(pad) => pad as u32,
-        None if lengths_differ => {
-            return Err(TritterError::InvalidInput(
-                "prompts of different lengths need a model with pad_token_id".into(),
-            ))
-        }
-        None => 0,
-    };
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let max_len = config.max_seq_len;
-    let total = longest.saturating_add(options.max_new_tokens);
-    if !options.slide_window && total > max_len {
-        return Err(TritterError::SequenceTooLong { len: total, max_seq_len: max_len });
-    }
 
     let mut sequences: Vec<Vec<u32>> = prompts.to_vec();
     let mut new: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];

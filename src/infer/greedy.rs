@@ -57,18 +57,16 @@ impl TaskAccuracy {
             self.correct as f64 / self.total as f64
         }
     }
-}
 
-/// Prompts the model with `EOS + prompt` (how a document starts in a packed stream) and counts
-/// the answers it completes exactly, ending with EOS.
-pub fn task_accuracy<B: TritterBackend>(
-    model: &TritterModel<B>,
-    tokenizer: &Tokenizer,
-    examples: &[TaskExample],
-) -> Result<TaskAccuracy> {
-    let eos = tokenizer.special_ids().eos;
-    let mut result = TaskAccuracy::default();
-    for example in examples {
+    /// Prompts the model with `EOS + prompt` (how a document starts in a packed stream) and
+    /// counts whether it completes the answer exactly, ending with EOS.
+    pub fn score<B: TritterBackend>(
+        &mut self,
+        model: &TritterModel<B>,
+        tokenizer: &Tokenizer,
+        example: &TaskExample,
+    ) -> Result<bool> {
+        let eos = tokenizer.special_ids().eos;
         let mut prompt = vec![eos];
         prompt.extend(tokenizer.encode(&example.prompt)?);
         // Room for the answer at one token per byte (the most any tokenizer needs) plus EOS;
@@ -76,13 +74,26 @@ pub fn task_accuracy<B: TritterBackend>(
         let max_new = example.answer.len() + 1;
         let out = generate_greedy(model, &prompt, max_new, &[eos])?;
         let correct = out.len() < max_new && tokenizer.decode(&out)? == example.answer;
-        let entry = result.per_task.entry(example.task).or_default();
+        let entry = self.per_task.entry(example.task).or_default();
         entry.1 += 1;
-        result.total += 1;
+        self.total += 1;
         if correct {
             entry.0 += 1;
-            result.correct += 1;
+            self.correct += 1;
         }
+        Ok(correct)
+    }
+}
+
+/// Scores every example (as [`TaskAccuracy::score`]).
+pub fn task_accuracy<B: TritterBackend>(
+    model: &TritterModel<B>,
+    tokenizer: &Tokenizer,
+    examples: &[TaskExample],
+) -> Result<TaskAccuracy> {
+    let mut result = TaskAccuracy::default();
+    for example in examples {
+        result.score(model, tokenizer, example)?;
     }
     Ok(result)
 }

@@ -116,6 +116,18 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Refuses windows (`seq_len + 1` tokens) longer than `model` takes.
+    pub fn check_fits(&self, model: &crate::config::TritterConfig) -> Result<()> {
+        let window = self.seq_len.saturating_add(1);
+        if window > model.max_seq_len {
+            return Err(TritterError::InvalidConfig {
+                field: "seq_len",
+                reason: format!("seq_len + 1 = {window} exceeds the model's max_seq_len = {}", model.max_seq_len),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks every field, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &'static str, reason: String| Err(TritterError::InvalidConfig { field, reason });

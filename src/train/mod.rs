@@ -15,6 +15,7 @@ pub mod schedule;
 pub mod state;
 pub mod step;
 pub mod strategy;
+pub mod summary;
 mod terminal;
 
 pub use burn::train::Interrupter;
@@ -27,3 +28,4 @@ pub use state::{
 };
 pub use step::LmOutput;
 pub use strategy::TaskEval;
+pub use summary::{RunSummary, SUMMARY_FILE};

@@ -132,6 +132,7 @@ pub fn train<B: TritterAutodiffBackend>(
     let (loader_train, loader_valid) = loaders::<B>(&data, config, device);
     let report = Arc::new(Mutex::new(RunReport::default()));
     let resumed_from = start.step;
+    let scores_tasks = data.tasks.is_some();
     let strategy = TritterStrategy::<B> {
         device: device.clone(),
         config: config.clone(),
@@ -141,11 +142,14 @@ pub fn train<B: TritterAutodiffBackend>(
         tasks: data.tasks,
         report: report.clone(),
     };
-    let training = SupervisedTraining::new(&options.run_dir, loader_train, loader_valid)
+    let mut training = SupervisedTraining::new(&options.run_dir, loader_train, loader_valid)
         .metrics((LossMetric::new(), PerplexityFromLoss::default()))
         .metric_train_numeric(LearningRateMetric::new())
-        .metric_train_numeric(TokensPerSecond::default())
-        .metric_valid_numeric(TaskAccuracyMetric::default())
+        .metric_train_numeric(TokensPerSecond::default());
+    if scores_tasks {
+        training = training.metric_valid_numeric(TaskAccuracyMetric::default());
+    }
+    let training = training
         .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)))
         .with_application_logger(None)
         .num_epochs(config.eval_periods());
@@ -207,13 +211,8 @@ fn initial_model<B: TritterAutodiffBackend>(
 
 /// The training windows are there and hold `seq_len + 1` tokens, which the model can take.
 fn check_windows(data: &TrainData, config: &TrainConfig, model: &TritterConfig) -> Result<()> {
+    config.check_fits(model)?;
     let window = config.seq_len + 1;
-    if window > model.max_seq_len {
-        return Err(TritterError::InvalidConfig {
-            field: "seq_len",
-            reason: format!("seq_len + 1 = {window} exceeds the model's max_seq_len = {}", model.max_seq_len),
-        });
-    }
     match data.train.get(0) {
         None => Err(TritterError::InvalidInput("the training data has no windows".into())),
         Some(first) if first.len() != window => Err(TritterError::InvalidInput(format!(

@@ -1,6 +1,7 @@
 //! The `tritter` command line as a user runs it.
 
 mod export;
+mod faults;
 mod pipes;
 mod refusals;
 mod runs;

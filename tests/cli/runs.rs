@@ -24,6 +24,13 @@ fn a_resume_alone_continues_its_run_in_its_directory_and_refuses_changes() {
     first.extend(SMALL);
     let out = tritter(dir.path(), &first);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/summary.json")).unwrap()).unwrap()
+    };
+    let first_summary = summary();
+    assert_eq!((first_summary["step"].as_u64(), first_summary["tokens"].as_u64()), (Some(6), Some(6 * 2 * 16)));
+    assert!(first_summary["final_train_loss"].as_f64().is_some_and(f64::is_finite), "{first_summary}");
+    assert!(first_summary["model"].as_str().is_some_and(|m| m.ends_with("model")), "{first_summary}");
 
     let out = tritter(
         dir.path(),
@@ -33,6 +40,7 @@ fn a_resume_alone_continues_its_run_in_its_directory_and_refuses_changes() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("resumed at step 6"), "{stdout}");
     assert!(stderr.contains("steps 6 → 9"), "the change is not reported: {stderr}");
+    assert_eq!((summary()["resumed_from"].as_u64(), summary()["step"].as_u64()), (Some(6), Some(9)));
     assert!(!dir.path().join("runs").exists(), "the resume wrote into the default run directory");
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/train_config.json")).unwrap()).unwrap();
@@ -98,4 +106,134 @@ fn an_interrupted_run_saves_a_checkpoint_and_exits_non_zero() {
         assert!(stdout.contains("tritter train --resume run"), "{stdout}");
         assert!(!dir.path().join("run/model").exists(), "an interrupted run wrote a final model");
     }
+}
+
+/// Spawns a long run and waits for its first checkpoint.
+#[cfg(unix)]
+fn running(dir: &Path) -> std::process::Child {
+    let mut args = vec!["train", "--steps", "1000000", "--checkpoint-every", "2", "--out", "run"];
+    args.extend(SMALL);
+    let child = Command::new(env!("CARGO_BIN_EXE_tritter"))
+        .current_dir(dir)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !dir.join("run/checkpoints/latest").exists() {
+        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint after 300 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// A second SIGINT while the first one's checkpoint is being saved ends the process at once,
+/// and the latest checkpoint still loads.
+#[cfg(unix)]
+#[test]
+fn a_second_interrupt_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = running(dir.path());
+    for _ in 0..2 {
+        // SAFETY: signals a child this test started and has not waited for yet.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("Stopped at once"), "{stderr}");
+    let latest = tritter::train::resolve_run_checkpoint(&dir.path().join("run")).unwrap();
+    tritter::TritterModel::<burn::backend::NdArray>::load_checkpoint(latest.join("model"), &Default::default())
+        .unwrap();
+}
+
+/// A checkpoint that cannot be written (here: the file-size limit, as a full disk would) ends
+/// the run with the OS's reason, and leaves no partial checkpoint behind.
+#[cfg(unix)]
+#[test]
+fn a_failed_checkpoint_write_reports_the_os_error_and_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut warm = vec!["train", "--steps", "1", "--out", "warm"]; // tokenizes into the cache
+    warm.extend(SMALL);
+    assert!(tritter(dir.path(), &warm).status.success());
+    let mut args = vec!["train", "--steps", "4", "--checkpoint-every", "1", "--out", "run"];
+    args.extend(SMALL);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tritter"));
+    command.current_dir(dir.path()).args(&args);
+    // SAFETY: only async-signal-safe calls between fork and exec. 256 KiB is below the test
+    // model's weights file (~0.5 MB); SIGXFSZ ignored, so a write past it fails with EFBIG.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 256 << 10, rlim_max: 256 << 10 };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        })
+    };
+    let out = command.output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("File too large"), "the OS error is not reported: {stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("run/checkpoints"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "a failed save left {left:?}");
+}
+
+/// A run directory given as --model loads its newest weights (here a checkpoint written after
+/// `model/`, as a crashed resume leaves it) and says which.
+#[test]
+fn a_run_directory_as_model_loads_its_newest_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["train", "--steps", "2", "--checkpoint-every", "1", "--out", "run"];
+    args.extend(SMALL);
+    assert!(tritter(dir.path(), &args).status.success());
+    let step1 = dir.path().join("run/checkpoints/step-00000001");
+    std::fs::write(dir.path().join("run/checkpoints/latest"), "step-00000001").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let weights = step1.join("model/model.safetensors");
+    std::fs::write(&weights, std::fs::read(&weights).unwrap()).unwrap(); // written after model/
+    let logits = |model: &str| {
+        let out = tritter(dir.path(), &["logits", "--model", model, "--ids", "1,2,3"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let (from_run, said) = logits("run");
+    assert!(said.contains("step-00000001"), "which weights were loaded is not said: {said}");
+    assert_eq!(from_run, logits("run/checkpoints/step-00000001/model").0);
+    assert_ne!(from_run, logits("run/model").0);
+}
+
+/// A run stopped between its last checkpoint and its final model: the resume writes the model
+/// from that checkpoint; resuming again is refused (the run is finished).
+#[test]
+fn resuming_a_finished_run_writes_its_missing_model_then_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["train", "--steps", "2", "--out", "run"];
+    args.extend(SMALL);
+    assert!(tritter(dir.path(), &args).status.success());
+    let model = dir.path().join("run/model");
+    let tensors = |dir: &Path| {
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: Vec<(String, Vec<u8>)> =
+            file.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec())).collect();
+        tensors.sort();
+        tensors
+    };
+    let expected = tensors(&model);
+    std::fs::remove_dir_all(&model).unwrap();
+    let resume = ["train", "--resume", "run", "--dashboard", "quiet", "--cache-dir", "cache"];
+    let out = tritter(dir.path(), &resume);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(tensors(&model) == expected, "the written model is not the last checkpoint's");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["step"].as_u64(), Some(2));
+    let out = tritter(dir.path(), &resume);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("finished"), "{}", text(&out.stderr));
 }

@@ -212,3 +212,154 @@ fn a_config_that_does_not_fit_the_weights_is_refused() {
     std::fs::write(&path, text).unwrap();
     assert!(matches!(load_err(dir.path()), TritterError::InvalidConfig { field: "num_kv_heads", .. }));
 }
+
+/// A weights file as its header (JSON) and its data bytes.
+fn split_safetensors(bytes: &[u8]) -> (serde_json::Map<String, serde_json::Value>, Vec<u8>) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    (header.as_object().unwrap().clone(), bytes[8 + n..].to_vec())
+}
+
+fn join_safetensors(header: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+/// One random edit of one header field (or of the header's bytes), always one that makes the
+/// file wrong for its config; returns the new file and what was done.
+fn mutate_header(rng: &mut impl rand::Rng, bytes: &[u8]) -> (Vec<u8>, String) {
+    use rand::seq::IndexedRandom;
+    use serde_json::{json, Value};
+    let (mut header, data) = split_safetensors(bytes);
+    header.remove("__metadata__");
+    let names: Vec<String> = header.keys().cloned().collect();
+    let name = names.choose(rng).unwrap().clone();
+    let entry = header[&name].clone();
+    let shape: Vec<u64> = entry["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+    let offsets: Vec<u64> = entry["data_offsets"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+    let field = |header: &mut serde_json::Map<String, Value>, key: &str, value: Value| {
+        header.get_mut(&name).unwrap()[key] = value;
+    };
+    let what = match rng.random_range(0..7) {
+        0 => {
+            let dtypes =
+                ["I32", "U32", "I64", "U64", "F64", "I16", "U16", "I8", "U8", "BOOL", "F16", "BF16", "F8_E4M3"];
+            let old = entry["dtype"].as_str().unwrap().to_string();
+            let dtype = *dtypes.iter().filter(|d| **d != old).collect::<Vec<_>>().choose(rng).unwrap();
+            field(&mut header, "dtype", json!(dtype));
+            format!("dtype of {name}: {old} -> {dtype}")
+        }
+        1 => {
+            let mut new = shape.clone();
+            match rng.random_range(0..4) {
+                0 if new.len() == 2 && new[0] != new[1] => new.swap(0, 1),
+                1 => new.push(1),
+                2 if new.len() > 1 => {
+                    let last = new.pop().unwrap();
+                    new[0] *= last;
+                }
+                _ => {
+                    let i = rng.random_range(0..new.len());
+                    new[i] = *[0, new[i] + 1, new[i].saturating_sub(1).max(2), 1 << 40].choose(rng).unwrap();
+                    if new == shape {
+                        new[i] += 7;
+                    }
+                }
+            }
+            field(&mut header, "shape", json!(new));
+            format!("shape of {name}: {shape:?} -> {new:?}")
+        }
+        2 => {
+            let (begin, end) = (offsets[0], offsets[1]);
+            let new = match rng.random_range(0..4) {
+                0 => [end, begin],
+                1 => [begin + 4, end + 4],
+                2 => [begin, end + rng.random_range(1..64)],
+                _ => [begin + (1 << 40), end + (1 << 40)],
+            };
+            field(&mut header, "data_offsets", json!(new));
+            format!("offsets of {name}: {offsets:?} -> {new:?}")
+        }
+        3 => {
+            let other = names.choose(rng).unwrap().clone();
+            let new =
+                if other != name && rng.random_bool(0.5) { other } else { format!("{name}.x{}", rng.random::<u16>()) };
+            header.remove(&name);
+            header.insert(new.clone(), entry);
+            format!("name {name} -> {new}")
+        }
+        4 => {
+            header.remove(&name);
+            format!("entry {name} removed")
+        }
+        5 => {
+            let mut text = serde_json::to_vec(&header).unwrap();
+            let at = rng.random_range(0..text.len());
+            let old = text[at];
+            text[at] = loop {
+                let b = rng.random_range(0x20u8..0x7f);
+                if b != old {
+                    break b;
+                }
+            };
+            return (
+                join_safetensors(&text, &data),
+                format!("header byte {at}: {:?} -> {:?}", old as char, text[at] as char),
+            );
+        }
+        _ => {
+            let text = serde_json::to_vec(&header).unwrap();
+            let mut bytes = join_safetensors(&text, &data);
+            let n = *[text.len() as u64 - 1, text.len() as u64 + 1, rng.random_range(0..1u64 << 50), 0]
+                .choose(rng)
+                .unwrap();
+            bytes[..8].copy_from_slice(&n.to_le_bytes());
+            return (bytes, format!("header length {} -> {n}", text.len()));
+        }
+    };
+    (join_safetensors(&serde_json::to_vec(&header).unwrap(), &data), what)
+}
+
+thread_local! {
+    /// Set when this thread panics, even where the panic is caught (burn-store turns a panic
+    /// while reading a tensor into an error, which would hide it).
+    static PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[test]
+fn any_header_edit_is_an_error_never_a_panic() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.with(|p| p.set(true));
+        previous(info)
+    }));
+    let mut rng = fresh_rng("any_header_edit_is_an_error_never_a_panic");
+    let device = Default::default();
+    let latent = saved();
+    let packed = temp_dir();
+    let model = TritterModel::<B>::load_checkpoint(latent.path(), &device).unwrap().into_packed().unwrap();
+    model.save_packed_checkpoint(packed.path(), tritter::export::FloatFormat::F32).unwrap();
+    for dir in [latent.path(), packed.path()] {
+        let path = dir.join("model.safetensors");
+        let original = std::fs::read(&path).unwrap();
+        for _ in 0..150 {
+            let (bytes, what) = mutate_header(&mut rng, &original);
+            std::fs::write(&path, &bytes).unwrap();
+            let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                TritterModel::<B>::load_checkpoint(dir, &device).map(|_| ())
+            }));
+            match loaded {
+                _ if PANICKED.with(|p| p.replace(false)) => panic!("{}: a panic (caught) after {what}", path.display()),
+                Err(_) => panic!("{}: loading panicked after {what}", path.display()),
+                Ok(Ok(())) => panic!("{}: loaded after {what}", path.display()),
+                Ok(Err(e)) => {
+                    assert!(e.to_string().contains("model.safetensors"), "{what}: `{e}` does not name the file")
+                }
+            }
+        }
+        std::fs::write(&path, &original).unwrap();
+        TritterModel::<B>::load_checkpoint(dir, &device).expect("the unedited file loads");
+    }
+}

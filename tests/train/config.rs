@@ -41,6 +41,7 @@ fn invalid_train_configs_name_the_field() {
         ("epsilon", TrainConfig { epsilon: f32::INFINITY, ..TrainConfig::default() }),
         ("weight_decay", TrainConfig { weight_decay: f32::NAN, ..TrainConfig::default() }),
         ("grad_clip", TrainConfig { grad_clip: Some(0.0), ..TrainConfig::default() }),
+        ("grad_clip", TrainConfig { grad_clip: Some(f32::NAN), ..TrainConfig::default() }),
         ("min_lr_ratio", TrainConfig { min_lr_ratio: 1.5, ..TrainConfig::default() }),
         ("grad_accum", TrainConfig { grad_accum: 2, hybrid: Some(HybridOptions::default()), ..TrainConfig::default() }),
         (

@@ -62,6 +62,14 @@ pub fn spinner(message: &str) -> ProgressBar {
     bar
 }
 
+/// A bar counting `len` items (`{message} ▕███ ▏ 12/250 eta 3s`).
+pub fn count_bar(message: &str, len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let template = format!("{message} {{bar:30}} {{pos}}/{{len}} eta {{eta}}");
+    bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+    bar
+}
+
 /// A bar counting tensors (`{verb} ▕███ ▏ 12/30 tensors`); its length comes with the first update.
 pub fn tensor_bar(verb: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);

@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use burn::data::dataset::Dataset;
 use clap::Args;
-use tritter::data::{generate_tasks, prepare_corpus, PrepareOptions, TokenBatcher, TokenWindows, Tokenizer};
+use tritter::data::{prepare_corpus, task_stream, PrepareOptions, TokenBatcher, TokenWindows, Tokenizer};
 use tritter::infer::{
-    generate, task_accuracy, ChatMessage, ChatTemplate, GenerateOptions, PromptFormat, SamplingConfig,
+    generate, ChatMessage, ChatTemplate, GenerateOptions, PromptFormat, SamplingConfig, TaskAccuracy,
 };
 use tritter::train::resolve_run_checkpoint;
 use tritter::{TritterError, TritterModel};
 
-use crate::common::{spinner, Inner, SourceArgs, BACKEND};
+use crate::common::{count_bar, spinner, Inner, SourceArgs, BACKEND};
 
 /// A model directory, or a run directory's newest weights: its final `model/` or its latest
 /// step checkpoint's, whichever was written last (a resumed run that stopped early leaves
@@ -134,15 +134,20 @@ pub fn stream_reply(loaded: &Loaded, prompt: Vec<u32>, options: &GenerateOptions
 /// The sampling options every generating command shares.
 #[derive(Args)]
 pub struct SamplingArgs {
+    /// Most tokens to generate per prompt.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
-    /// 0 = greedy.
+    /// Softmax temperature; 0 = greedy (always the most likely token).
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
+    /// Sample only among the k most likely tokens [default: all].
     #[arg(long)]
     pub top_k: Option<usize>,
+    /// Sample only among the most likely tokens whose probabilities sum to p, in (0, 1]
+    /// [default: 1].
     #[arg(long)]
     pub top_p: Option<f32>,
+    /// Seed of the sampler (the same seed gives the same text).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Keep going past max_seq_len by sliding the context window (else: an error).
@@ -219,6 +224,7 @@ pub fn run_generate(args: GenerateArgs) -> tritter::Result<()> {
         })
         .collect::<tritter::Result<_>>()?;
     let options = args.sampling.options(format.stop.clone());
+    options.check(loaded.model.config(), &prompts)?;
     let started = Instant::now();
     let tokens = if let [prompt] = prompts.as_slice() {
         if !args.chat {
@@ -245,6 +251,8 @@ pub struct EvalArgs {
     /// Model directory (config.json + model.safetensors) or a training run directory.
     #[arg(long)]
     pub model: PathBuf,
+    /// The tokenizer.json the model was trained with; default: the model directory's
+    /// tokenizer.json, else the byte-level tokenizer.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Data to measure perplexity on (a file or directory; all of it is used). Default: the
@@ -325,8 +333,13 @@ pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
         );
     }
     if args.tasks > 0 {
-        let examples = generate_tasks(1, args.tasks, true);
-        let accuracy = task_accuracy(&model, &tokenizer, &examples)?;
+        let bar = count_bar("scoring held-out tasks", args.tasks as u64);
+        let mut accuracy = TaskAccuracy::default();
+        for example in task_stream(1, true).take(args.tasks) {
+            accuracy.score(&model, &tokenizer, &example)?;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
         println!(
             "Held-out generated tasks (exact match, greedy): {:.1}% of {}",
             100.0 * accuracy.accuracy(),

@@ -134,7 +134,11 @@ fn run(cli: Cli) -> tritter::Result<ExitCode> {
         Command::Import(args) => import::run_import(args)?,
         Command::Info(args) => info::run_info(args)?,
         Command::Tokenizer(TokenizerCommand::Train { data, vocab_size, min_frequency, out, source }) => {
-            let options = BpeOptions { vocab_size, min_frequency, show_progress: true };
+            let options = BpeOptions {
+                vocab_size,
+                min_frequency,
+                show_progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
             let started = Instant::now();
             let (tokenizer, stats) = train_bpe_on(&data, &source.options(), &options)?;
             if stats.skipped_records > 0 {

@@ -12,10 +12,10 @@ use indicatif::HumanBytes;
 use tritter::backend::Autodiff;
 use tritter::data::{generate_tasks, DataSpec, PrepareOptions, Tokenizer, TrainingSets};
 use tritter::train::{
-    train, Dashboard, HybridOptions, NonFinitePolicy, ResumePoint, TaskEval, TrainConfig, TrainData, TrainOptions,
-    TrainOutcome,
+    train, Dashboard, HybridOptions, NonFinitePolicy, ResumePoint, RunSummary, TaskEval, TrainConfig, TrainData,
+    TrainOptions, TrainOutcome,
 };
-use tritter::{TritterConfig, TritterError};
+use tritter::{TritterConfig, TritterError, TritterModel};
 
 use crate::common::{json_differences, spinner, Inner, SourceArgs, BACKEND};
 use crate::interrupt;
@@ -374,6 +374,9 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
     };
     let requested = args.requested_model()?.map(with_pad);
     let out = run_dir(&args, point.as_ref())?;
+    if let Some(point) = point.as_ref().filter(|p| p.state.step >= config.steps) {
+        return finish_run(&out, point);
+    }
     let model_config = match &point {
         Some(point) => {
             check_resumed_model(&args, point, requested)?;
@@ -395,16 +398,10 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
     tokenizer.check_fits(model_config.vocab_size)?;
     // A model directory, or a run directory's newest weights.
     let init = args.init.as_deref().map(crate::infer::model_dir).transpose()?;
-    let max_seq_len = match &init {
-        Some(dir) => TritterConfig::from_json_file(dir.join("config.json"))?.max_seq_len,
-        None => model_config.max_seq_len,
-    };
-    if config.seq_len >= max_seq_len {
-        // Before data preparation, as the library would refuse it after.
-        return Err(TritterError::InvalidConfig {
-            field: "seq_len",
-            reason: format!("--seq {} + 1 exceeds the model's max_seq_len = {max_seq_len}", config.seq_len),
-        });
+    // Before data preparation, as the library would refuse it after.
+    match &init {
+        Some(dir) => config.check_fits(&TritterConfig::from_json_file(dir.join("config.json"))?)?,
+        None => config.check_fits(&model_config)?,
     }
     if point.is_none() {
         // Before data preparation, so a refusal comes at once.
@@ -470,7 +467,8 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
     } else {
         train::<Autodiff<Inner>>(&model_config, &config, data, options, &device)?
     };
-    summarize(&out, &config, &outcome)?;
+    let model_dir = summarize(&out, &config, &outcome)?;
+    outcome.summary(&config, model_dir.as_deref()).write(&out)?;
     // An interrupted run is not a finished one: 128 + the signal, as a shell reports it.
     Ok(match (outcome.interrupted, interrupts.exit_code()) {
         (false, _) => ExitCode::SUCCESS,
@@ -478,11 +476,12 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
     })
 }
 
+/// Saves the final model of a finished run and prints the summary; returns the model's directory.
 fn summarize<B: tritter::TritterBackend>(
     out: &Path,
     config: &TrainConfig,
     outcome: &TrainOutcome<B>,
-) -> tritter::Result<()> {
+) -> tritter::Result<Option<PathBuf>> {
     // An interrupted run's weights are in its checkpoint; `model/` is the finished run's.
     let final_dir = (!outcome.interrupted).then(|| out.join("model"));
     if let Some(dir) = &final_dir {
@@ -531,8 +530,49 @@ fn summarize<B: tritter::TritterBackend>(
             out.display()
         );
     }
-    if let Some(dir) = final_dir {
+    if let Some(dir) = &final_dir {
         println!("Model: {}/ (config.json + model.safetensors)", dir.display());
     }
-    Ok(())
+    Ok(final_dir)
+}
+
+/// A resume of a run that reached its last step: a process stopped between the last checkpoint
+/// and the final model leaves the model unwritten, so it is written from that checkpoint;
+/// a run whose model is there already is refused (train further with more --steps).
+fn finish_run(out: &Path, point: &ResumePoint) -> tritter::Result<ExitCode> {
+    let model = out.join("model");
+    let checkpoint_model = point.dir.join("model");
+    let written = |dir: &Path| std::fs::metadata(dir.join("config.json")).and_then(|m| m.modified()).ok();
+    if written(&model).is_some() && written(&model) >= written(&checkpoint_model) {
+        return Err(TritterError::ResumeMismatch {
+            path: point.dir.clone(),
+            reason: format!(
+                "the run is finished (step {} of {}) and its model is in {}; give --steps above {} to train further",
+                point.state.step,
+                point.state.train_config.steps,
+                model.display(),
+                point.state.step
+            ),
+        });
+    }
+    TritterModel::<Inner>::load_checkpoint(&checkpoint_model, &Default::default())?.save_checkpoint(&model)?;
+    println!(
+        "The run had finished at step {} but its final model was not written; wrote {}/ from {}.",
+        point.state.step,
+        model.display(),
+        point.dir.display()
+    );
+    let summary = RunSummary {
+        step: point.state.step,
+        steps: point.state.train_config.steps,
+        resumed_from: point.state.step,
+        backward_passes: point.state.backward_passes,
+        skipped_steps: point.state.skipped_steps,
+        final_train_loss: Some(point.state.last_loss).filter(|l| l.is_finite()),
+        checkpoint: Some(point.dir.clone()),
+        model: Some(model),
+        ..Default::default()
+    };
+    summary.write(out)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,82 @@
+//! `summary.json`: what a training run did, for scripts that should not parse the console.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use super::run::TrainOutcome;
+use crate::error::Result;
+
+/// File name of the summary inside a run directory.
+pub const SUMMARY_FILE: &str = "summary.json";
+
+/// One training call's results (a resumed call counts from where it resumed).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run's step count after this call, and the one it aims for.
+    pub step: usize,
+    pub steps: usize,
+    /// The step this call started from (0 unless resumed).
+    pub resumed_from: usize,
+    /// Stopped early by an interrupt (the checkpoint holds its weights).
+    pub interrupted: bool,
+    /// Training tokens this call processed (`(step - resumed_from) × tokens per step`).
+    pub tokens: usize,
+    pub wall_seconds: f64,
+    pub tokens_per_second: f64,
+    pub backward_passes: usize,
+    pub skipped_steps: usize,
+    /// Loss of the last step (of the run, also when this call trained none).
+    pub final_train_loss: Option<f32>,
+    pub final_validation_loss: Option<f32>,
+    pub validation_perplexity: Option<f32>,
+    /// Held-out exact-match accuracy on the generated tasks, overall and `task → [correct, total]`.
+    pub task_accuracy: Option<f64>,
+    pub per_task: BTreeMap<String, [usize; 2]>,
+    /// The newest step checkpoint and the final model directory.
+    pub checkpoint: Option<PathBuf>,
+    pub model: Option<PathBuf>,
+}
+
+impl<B: Backend> TrainOutcome<B> {
+    /// This outcome as a summary; `model` is where the caller saved the final model, if it did.
+    pub fn summary(&self, config: &TrainConfig, model: Option<&Path>) -> RunSummary {
+        let steps_run = self.state.step - self.resumed_from;
+        let tokens = steps_run * config.tokens_per_step();
+        let wall_seconds = self.elapsed.as_secs_f64();
+        let validation = self.validation.last().map(|(_, loss)| *loss);
+        RunSummary {
+            step: self.state.step,
+            steps: config.steps,
+            resumed_from: self.resumed_from,
+            interrupted: self.interrupted,
+            tokens,
+            wall_seconds,
+            tokens_per_second: tokens as f64 / wall_seconds.max(1e-9),
+            backward_passes: self.state.backward_passes,
+            skipped_steps: self.state.skipped_steps,
+            final_train_loss: Some(self.state.last_loss).filter(|l| l.is_finite()),
+            final_validation_loss: validation,
+            validation_perplexity: validation.map(f32::exp),
+            task_accuracy: self.tasks.as_ref().map(|t| t.accuracy()),
+            per_task: self
+                .tasks
+                .iter()
+                .flat_map(|t| &t.per_task)
+                .map(|(k, v)| (k.name().to_string(), [v.0, v.1]))
+                .collect(),
+            checkpoint: self.checkpoint.clone(),
+            model: model.map(Path::to_path_buf),
+        }
+    }
+}
+
+impl RunSummary {
+    /// Writes `run_dir/summary.json` atomically.
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
+        crate::io::write_json(&run_dir.join(SUMMARY_FILE), self)
+    }
+}
