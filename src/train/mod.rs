@@ -6,6 +6,7 @@ pub mod config;
 pub mod fused_adamw;
 pub mod grads;
 pub mod hybrid;
+pub mod main_job;
 pub mod metrics;
 pub mod optimizer;
 pub mod order;
@@ -21,6 +22,7 @@ mod terminal;
 pub use burn::train::Interrupter;
 pub use config::{HybridOptions, NonFinitePolicy, TrainConfig};
 pub use hybrid::{create_trainer_with_config, HybridStats};
+pub use main_job::MainJob;
 pub use run::{train, Dashboard, TrainData, TrainOptions, TrainOutcome};
 pub use schedule::WarmupCosine;
 pub use state::{

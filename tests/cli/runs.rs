@@ -5,8 +5,20 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const SMALL: [&str; 10] =
-    ["--seq", "16", "--batch", "2", "--dashboard", "quiet", "--task-examples", "0", "--cache-dir", "cache"];
+const SMALL: [&str; 12] = [
+    "--preset",
+    "test",
+    "--seq",
+    "16",
+    "--batch",
+    "2",
+    "--dashboard",
+    "quiet",
+    "--task-examples",
+    "0",
+    "--cache-dir",
+    "cache",
+];
 
 fn tritter(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tritter")).current_dir(dir).args(args).output().unwrap()

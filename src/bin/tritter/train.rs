@@ -12,8 +12,8 @@ use indicatif::HumanBytes;
 use tritter::backend::Autodiff;
 use tritter::data::{generate_tasks, DataSpec, PrepareOptions, Tokenizer, TrainingSets};
 use tritter::train::{
-    train, Dashboard, HybridOptions, NonFinitePolicy, ResumePoint, RunSummary, TaskEval, TrainConfig, TrainData,
-    TrainOptions, TrainOutcome,
+    train, Dashboard, HybridOptions, MainJob, NonFinitePolicy, ResumePoint, RunSummary, TaskEval, TrainConfig,
+    TrainData, TrainOptions, TrainOutcome,
 };
 use tritter::{TritterConfig, TritterError, TritterModel};
 
@@ -40,12 +40,17 @@ pub enum NonFiniteArg {
 #[derive(Args)]
 pub struct TrainArgs {
     /// Model preset (test, small_100m, medium_500m, large_1b, xlarge_3b, huge_7b, bitnet_2b4t)
-    /// [default: test; a resumed run: the checkpoint's model].
+    /// [default: the main job's model (the test preset at H 96, 4 layers); a resumed run: the
+    /// checkpoint's model].
     #[arg(long, conflicts_with = "model_config")]
     pub preset: Option<String>,
     /// A model config JSON instead of a preset.
     #[arg(long)]
     pub model_config: Option<PathBuf>,
+    /// The ~40 s demo instead of the ~5 min main job: the test preset for 1500 steps (learns
+    /// counting and sorting, not yet copying, reversing or addition).
+    #[arg(long, conflicts_with_all = ["preset", "model_config", "resume", "config"])]
+    pub quick: bool,
     /// A training config JSON (see TrainConfig); flags given here override its fields.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -153,7 +158,10 @@ impl TrainArgs {
         let mut c = match (&self.config, saved) {
             (Some(path), _) => TrainConfig::from_json_file(path)?,
             (None, Some(saved)) => saved.clone(),
-            (None, None) => TrainConfig::main_job(if self.is_test_preset() { 1e-2 } else { 1e-3 }),
+            (None, None) => match self.main_job() {
+                Some(job) => job.train,
+                None => TrainConfig::main_job(if self.preset.as_deref() == Some("test") { 1e-2 } else { 1e-3 }),
+            },
         };
         if let Some(v) = self.steps {
             c.steps = v;
@@ -209,8 +217,10 @@ impl TrainArgs {
         }
     }
 
-    fn is_test_preset(&self) -> bool {
-        self.model_config.is_none() && self.preset.as_deref().unwrap_or("test") == "test"
+    /// The main job (or with `--quick` the demo) when no model is named.
+    fn main_job(&self) -> Option<MainJob> {
+        let named = self.model_config.is_some() || self.preset.is_some();
+        (!named).then(|| if self.quick { MainJob::quick() } else { MainJob::standard() })
     }
 
     /// The model config asked for by `--model-config` or `--preset` (`None`: neither given).
@@ -225,7 +235,9 @@ impl TrainArgs {
     fn model_name(&self) -> String {
         match (&self.model_config, &self.preset) {
             (Some(path), _) => path.display().to_string(),
-            (None, preset) => preset.clone().unwrap_or_else(|| "test".into()),
+            (None, Some(preset)) => preset.clone(),
+            (None, None) if self.quick => "test (--quick)".into(),
+            (None, None) => "main job: test preset at H 96, 4 layers".into(),
         }
     }
 }
@@ -393,7 +405,10 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
             }
             point.model_config.clone()
         }
-        None => requested.unwrap_or_else(|| with_pad(TritterConfig::test())),
+        None => match requested {
+            Some(model) => model,
+            None => with_pad(args.main_job().map_or_else(TritterConfig::test, |job| job.model)),
+        },
     };
     tokenizer.check_fits(model_config.vocab_size)?;
     // A model directory, or a run directory's newest weights.
