@@ -49,7 +49,7 @@ fn main() -> tritter::Result<()> {
     );
     let outcome = train::<Autodiff<Inner>>(&model_config, &config, data, options, &Default::default())?;
     outcome.model.save_checkpoint(run_dir.join("model"))?;
-    outcome.summary(&config, Some(&run_dir.join("model"))).write(&run_dir)?; // summary.json, for scripts
+    outcome.summary(Some(&run_dir.join("model"))).write(&run_dir)?; // summary.json, for scripts
     if let Some((_, loss)) = outcome.validation.last() {
         println!("Validation loss {loss:.3} after {:.1} s", outcome.elapsed.as_secs_f64());
     }

@@ -67,15 +67,14 @@ fn float_snapshot(
     }
     let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
     let bytes = start..start + view.data().len();
-    let (map, shape) = (map.clone(), shape.to_vec());
-    let data_shape = shape.clone();
+    let (map, data_shape) = (map.clone(), shape.to_vec());
     let read = move || -> std::result::Result<TensorData, TensorSnapshotError> {
         let values = decode_floats(&map[bytes.clone()], dtype).expect("dtype checked when the snapshot was made");
         Ok(TensorData::new(values, data_shape.clone()))
     };
     let stack: Vec<String> = name.split('.').map(str::to_string).collect();
     let containers = vec![String::new(); stack.len()];
-    Ok(TensorSnapshot::from_closure(Rc::new(read), DType::F32, shape, stack, containers, ParamId::new()))
+    Ok(TensorSnapshot::from_closure(Rc::new(read), DType::F32, shape.to_vec(), stack, containers, ParamId::new()))
 }
 
 /// A tensor whose dtype is not one this file may hold there.

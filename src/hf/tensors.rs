@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, TensorView};
 
 use crate::checkpoint::format::{check_shape, corrupt, decode_floats, floats_of};
 use crate::checkpoint::write::encode;
@@ -94,12 +94,8 @@ impl HfWeights {
         let mut weights = Self { shards: Vec::new(), index: BTreeMap::new() };
         for path in files {
             let map = crate::checkpoint::read::map_weights(&path)?;
-            let names = SafeTensors::deserialize(&map)
-                .map_err(|e| corrupt(&path, e))?
-                .names()
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>();
+            let names =
+                crate::checkpoint::read::parse(&path, &map)?.names().into_iter().map(String::from).collect::<Vec<_>>();
             for name in names {
                 if weights.index.insert(name.clone(), weights.shards.len()).is_some() {
                     return Err(corrupt(&path, format!("tensor `{name}` is in two shards")));
@@ -119,7 +115,7 @@ impl HfWeights {
     pub fn get(&self, name: &str) -> Result<Option<StoredTensor<'_>>> {
         let Some((name, &shard)) = self.index.get_key_value(name) else { return Ok(None) };
         let shard = &self.shards[shard];
-        let file = SafeTensors::deserialize(&shard.map).map_err(|e| corrupt(&shard.path, e))?;
+        let file = crate::checkpoint::read::parse(&shard.path, &shard.map)?;
         let view = file.tensor(name).map_err(|e| corrupt(&shard.path, e))?;
         Ok(Some(StoredTensor { path: &shard.path, name, view }))
     }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use super::config::TrainConfig;
 use super::run::TrainOutcome;
+use super::state::RunState;
 use crate::error::Result;
 
 /// File name of the summary inside a run directory.
@@ -43,22 +43,16 @@ pub struct RunSummary {
 
 impl<B: Backend> TrainOutcome<B> {
     /// This outcome as a summary; `model` is where the caller saved the final model, if it did.
-    pub fn summary(&self, config: &TrainConfig, model: Option<&Path>) -> RunSummary {
-        let steps_run = self.state.step - self.resumed_from;
-        let tokens = steps_run * config.tokens_per_step();
+    pub fn summary(&self, model: Option<&Path>) -> RunSummary {
+        let tokens = (self.state.step - self.resumed_from) * self.state.train_config.tokens_per_step();
         let wall_seconds = self.elapsed.as_secs_f64();
         let validation = self.validation.last().map(|(_, loss)| *loss);
         RunSummary {
-            step: self.state.step,
-            steps: config.steps,
             resumed_from: self.resumed_from,
             interrupted: self.interrupted,
             tokens,
             wall_seconds,
             tokens_per_second: tokens as f64 / wall_seconds.max(1e-9),
-            backward_passes: self.state.backward_passes,
-            skipped_steps: self.state.skipped_steps,
-            final_train_loss: Some(self.state.last_loss).filter(|l| l.is_finite()),
             final_validation_loss: validation,
             validation_perplexity: validation.map(f32::exp),
             task_accuracy: self.tasks.as_ref().map(|t| t.accuracy()),
@@ -68,13 +62,28 @@ impl<B: Backend> TrainOutcome<B> {
                 .flat_map(|t| &t.per_task)
                 .map(|(k, v)| (k.name().to_string(), [v.0, v.1]))
                 .collect(),
-            checkpoint: self.checkpoint.clone(),
-            model: model.map(Path::to_path_buf),
+            ..RunSummary::of_state(&self.state, self.checkpoint.clone(), model)
         }
     }
 }
 
 impl RunSummary {
+    /// What a run's state alone tells (no step trained by this call, nothing evaluated): its
+    /// step, counters and last loss, with the newest checkpoint and final model's paths.
+    pub fn of_state(state: &RunState, checkpoint: Option<PathBuf>, model: Option<&Path>) -> Self {
+        Self {
+            step: state.step,
+            steps: state.train_config.steps,
+            resumed_from: state.step,
+            backward_passes: state.backward_passes,
+            skipped_steps: state.skipped_steps,
+            final_train_loss: Some(state.last_loss).filter(|l| l.is_finite()),
+            checkpoint,
+            model: model.map(Path::to_path_buf),
+            ..Self::default()
+        }
+    }
+
     /// Writes `run_dir/summary.json` atomically.
     pub fn write(&self, run_dir: &Path) -> Result<()> {
         crate::io::write_json(&run_dir.join(SUMMARY_FILE), self)

@@ -62,7 +62,7 @@ pub fn model_dir(path: &Path) -> tritter::Result<PathBuf> {
 }
 
 /// When a model directory's weights were written (`None` if unreadable).
-fn written_at(dir: &Path) -> Option<std::time::SystemTime> {
+pub fn written_at(dir: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(dir.join("model.safetensors")).and_then(|m| m.modified()).ok()
 }
 

@@ -18,6 +18,7 @@ use tritter::train::{
 use tritter::{TritterConfig, TritterError, TritterModel};
 
 use crate::common::{json_differences, spinner, Inner, SourceArgs, BACKEND};
+use crate::infer::written_at;
 use crate::interrupt;
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -483,7 +484,7 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
         train::<Autodiff<Inner>>(&model_config, &config, data, options, &device)?
     };
     let model_dir = summarize(&out, &config, &outcome)?;
-    outcome.summary(&config, model_dir.as_deref()).write(&out)?;
+    outcome.summary(model_dir.as_deref()).write(&out)?;
     // An interrupted run is not a finished one: 128 + the signal, as a shell reports it.
     Ok(match (outcome.interrupted, interrupts.exit_code()) {
         (false, _) => ExitCode::SUCCESS,
@@ -557,8 +558,7 @@ fn summarize<B: tritter::TritterBackend>(
 fn finish_run(out: &Path, point: &ResumePoint) -> tritter::Result<ExitCode> {
     let model = out.join("model");
     let checkpoint_model = point.dir.join("model");
-    let written = |dir: &Path| std::fs::metadata(dir.join("config.json")).and_then(|m| m.modified()).ok();
-    if written(&model).is_some() && written(&model) >= written(&checkpoint_model) {
+    if model.join("config.json").is_file() && written_at(&model) >= written_at(&checkpoint_model) {
         return Err(TritterError::ResumeMismatch {
             path: point.dir.clone(),
             reason: format!(
@@ -577,17 +577,7 @@ fn finish_run(out: &Path, point: &ResumePoint) -> tritter::Result<ExitCode> {
         model.display(),
         point.dir.display()
     );
-    let summary = RunSummary {
-        step: point.state.step,
-        steps: point.state.train_config.steps,
-        resumed_from: point.state.step,
-        backward_passes: point.state.backward_passes,
-        skipped_steps: point.state.skipped_steps,
-        final_train_loss: Some(point.state.last_loss).filter(|l| l.is_finite()),
-        checkpoint: Some(point.dir.clone()),
-        model: Some(model),
-        ..Default::default()
-    };
+    let summary = RunSummary::of_state(&point.state, Some(point.dir.clone()), Some(&model));
     summary.write(out)?;
     Ok(ExitCode::SUCCESS)
 }
