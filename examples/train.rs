@@ -31,7 +31,7 @@ fn main() -> tritter::Result<()> {
     let options = PrepareOptions { val_fraction: 0.02, ..PrepareOptions::default() };
     let sets = training_sets(&[], &tokenizer, &options, config.seq_len, config.seed, &mut |_, _| {})?;
     let tasks = TaskEval { tokenizer: tokenizer.clone(), examples: generate_tasks(1, 200, true) };
-    let data = TrainData { train: sets.train, valid: sets.valid, tasks: Some(tasks) };
+    let data = TrainData { train: sets.train, valid: sets.valid, tasks: Some(tasks), answers: sets.answers };
     let run_dir = PathBuf::from("runs/example-train");
     let dashboard = Dashboard::Auto(Box::new(|line: &str| eprintln!("{line}")));
     let options = TrainOptions {
@@ -50,8 +50,8 @@ fn main() -> tritter::Result<()> {
     let outcome = train::<Autodiff<Inner>>(&model_config, &config, data, options, &Default::default())?;
     outcome.model.save_checkpoint(run_dir.join("model"))?;
     outcome.summary(Some(&run_dir.join("model"))).write(&run_dir)?; // summary.json, for scripts
-    if let Some((_, loss)) = outcome.validation.last() {
-        println!("Validation loss {loss:.3} after {:.1} s", outcome.elapsed.as_secs_f64());
+    if let Some(validation) = outcome.validation.last() {
+        println!("Validation loss {:.3} after {:.1} s", validation.loss, outcome.elapsed.as_secs_f64());
     }
     if let Some(tasks) = &outcome.tasks {
         println!("Held-out task accuracy (exact match, greedy): {:.1}% of {}", 100.0 * tasks.accuracy(), tasks.total);

@@ -2,11 +2,11 @@
 # Runs on a lent GPU machine (no cargo, no internet there) in one call: the CUDA correctness
 # tests (ndarray vs CUDA logits; the packed ternary kernels and the quantizer kernels against
 # f64 with poisoned outputs; packed checkpoints on CUDA), the CUDA benchmarks (packed GEMV at 1
-# to 512 tokens, hot paths, packed generation) and the training example. Build here first with
+# to 512 tokens, hot paths, packed generation), a task-corpus run and the real-text run. Build here first with
 # `bash scripts/device_check.sh --build`, which compiles with `--features cuda` and packs the
-# binaries into device-bin/bins.tar.xz (git-ignored; 29 MB, where the five binaries take
+# binaries and the real-text corpus into device-bin/bins.tar.xz (git-ignored; about 32 MB, where the binaries take
 # 160 MB and a call carries at most 64 MiB; 23-40 minutes on 2 cores); then run it there with
-# device-bin/ carried (about 9 minutes). Output goes to $OUT (or ./device-out). Before spending
+# device-bin/ carried (about 13 minutes). Output goes to $OUT (or ./device-out). Before spending
 # device time, `scripts/cuda_compile_check.sh` checks here that the CubeCL kernels compile for CUDA.
 set -uo pipefail
 if [ "${1:-}" = "--build" ]; then
@@ -20,9 +20,13 @@ if [ "${1:-}" = "--build" ]; then
     cp "$(exe generation bench --no-run --features cuda --bench generation)" device-bin/generation
     cp "$(exe hot_paths bench --no-run --features cuda --bench hot_paths)" device-bin/hot_paths
     cp "$(exe gpu_gemv bench --no-run --features cuda --bench gpu_gemv)" device-bin/gpu_gemv
-    cargo build --release --features cuda --example train && cp target/release/examples/train device-bin/
-    strip device-bin/* || true
-    names="model-test generation hot_paths gpu_gemv train"
+    cargo build --release --features cuda --bin tritter && cp target/release/tritter device-bin/
+    # The real-text corpus and its tokenizer (the machine there has no cargo registry).
+    device-bin/tritter data rust-sources --out device-bin/rust.jsonl
+    device-bin/tritter data rust-sources --crates data/rust-crates-valid.txt --out device-bin/rust-valid.jsonl
+    device-bin/tritter tokenizer train --data device-bin/rust.jsonl --vocab-size 4096 --out device-bin/rust-tokenizer.json
+    strip device-bin/tritter device-bin/model-test device-bin/generation device-bin/hot_paths device-bin/gpu_gemv || true
+    names="model-test generation hot_paths gpu_gemv tritter rust.jsonl rust-valid.jsonl rust-tokenizer.json"
     tar -C device-bin -cJf device-bin/bins.tar.xz $names
     (cd device-bin && rm $names)
     ls -la device-bin
@@ -78,5 +82,14 @@ step() {
     # Linear layer forward + backward (fused vs reference) and training steps, CPU and CUDA rows.
     step hot_paths 150 "^\| (CPU|CUDA)|panicked" $bins/hot_paths --bench --warm-up-time 1 --measurement-time 2
     step generation 90 "^\| |panicked" $bins/generation
-    step train 75 "." $bins/train --batch 128 --steps 600 --out /tmp/run-tasks
+    step train 75 "." $bins/tritter train --batch 128 --steps 600 --out /tmp/run-tasks --dashboard lines
+    # The real-text run (docs/training.md#real-text-rust-sources) at GPU scale: held-out crates'
+    # bits per byte, then greedy and sampled Rust continuations.
+    step rust-text 200 "validation after|Trained|tokens/s|Loss" $bins/tritter train --data $bins/rust.jsonl \
+        --tokenizer $bins/rust-tokenizer.json --model-config data/rust-model.json --steps 2000 --batch 64 --seq 256 \
+        --lr 3e-3 --warmup 150 --eval-every 500 --out /tmp/run-rust --dashboard lines
+    step rust-eval 60 "bits per byte" $bins/tritter eval --model /tmp/run-rust --tokenizer $bins/rust-tokenizer.json \
+        --data $bins/rust-valid.jsonl --seq 256
+    step rust-generate 60 "." $bins/tritter generate --model /tmp/run-rust --tokenizer $bins/rust-tokenizer.json \
+        --prompt "impl<T: Clone> Vec<T> {" --max-new-tokens 96
 } 2>&1 | tee "$log"

@@ -25,6 +25,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     rename_into_place(&tmp, path)
 }
 
+/// Creates the directory `path` will be written to, if it has one that is missing.
+pub(crate) fn create_parent(path: &Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|source| TritterError::Io {
+            action: "cannot create",
+            path: parent.to_path_buf(),
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Renames a finished temporary file over its final name.
 pub(crate) fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
     std::fs::rename(tmp, path).map_err(|source| {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
-use rand::{seq::SliceRandom, SeedableRng};
 
 use crate::data::corpus::TokenStream;
+use crate::train::order::{mix, permute};
 use crate::error::{Result, TritterError};
 
 /// A token stream cut into consecutive, non-overlapping windows of `seq_len + 1` tokens, so
@@ -75,7 +75,8 @@ impl std::str::FromStr for DataSpec {
 
 /// Several window datasets mixed by weight: an epoch has as many windows as all parts together,
 /// and part `i` contributes `total · wᵢ / Σw` of them (largest-remainder rounding), drawn without repetition from a
-/// seeded permutation of its windows and cycled when it is upsampled. Deterministic for a seed.
+/// seeded permutation of its windows ([`permute`] keyed by `mix(mix(seed) ^ i)`) and cycled when it is upsampled.
+/// Deterministic for a seed.
 pub struct WeightedMixture<D> {
     parts: Vec<D>,
     /// `(part, window)` for every position of the epoch, in part order (shuffle with burn's
@@ -91,7 +92,6 @@ impl<D: Dataset<Vec<u32>>> WeightedMixture<D> {
             return Err(TritterError::InvalidInput("a mixture needs at least one non-empty part".into()));
         }
         let counts = apportion(total, &parts.iter().map(|(_, w)| *w / weight_sum).collect::<Vec<_>>());
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut order = Vec::with_capacity(total);
         for (i, ((dataset, weight), count)) in parts.iter().zip(counts).enumerate() {
             if dataset.is_empty() {
@@ -102,9 +102,8 @@ impl<D: Dataset<Vec<u32>>> WeightedMixture<D> {
                 }
                 continue;
             }
-            let mut permutation: Vec<u32> = (0..dataset.len() as u32).collect();
-            permutation.shuffle(&mut rng);
-            order.extend((0..count).map(|k| (i as u32, permutation[k % permutation.len()])));
+            let (n, key) = (dataset.len(), mix(mix(seed) ^ i as u64));
+            order.extend((0..count).map(|k| (i as u32, permute(k % n, n, key) as u32)));
         }
         Ok(Self { parts: parts.into_iter().map(|(d, _)| d).collect(), order })
     }
@@ -135,15 +134,56 @@ impl<D: Dataset<Vec<u32>>> Dataset<Vec<u32>> for WeightedMixture<D> {
     }
 }
 
-/// A batch of token windows `[batch, seq_len + 1]`.
+/// A batch of token windows `[batch, seq_len + 1]` and, when the loss covers only some tokens,
+/// the targets `[batch, seq_len]`: `input_ids[:, 1:]` with the skipped ones set to the pad id.
 #[derive(Debug, Clone)]
 pub struct TokenBatch<B: Backend> {
     pub input_ids: Tensor<B, 2, Int>,
+    pub targets: Option<Tensor<B, 2, Int>>,
 }
 
-/// Stacks equal-length windows into a [`TokenBatch`].
+impl<B: Backend> TokenBatch<B> {
+    /// Every next token is a target.
+    pub fn new(input_ids: Tensor<B, 2, Int>) -> Self {
+        Self { input_ids, targets: None }
+    }
+}
+
+/// Which tokens of a generated-task window the loss covers: the answers and the EOS after
+/// each, not the prompts (random letters and digits no model can predict, which otherwise
+/// make up most of the loss). A document is `prompt separator answer EOS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerTargets {
+    /// The token that ends a prompt (`=`).
+    pub separator: u32,
+    pub eos: u32,
+    pub pad: u32,
+}
+
+impl AnswerTargets {
+    /// `window[1..]` with every token that is not part of an answer (or its EOS) set to `pad`.
+    /// A window that starts inside an answer skips it (its prompt is not in the window).
+    pub fn targets(&self, window: &[u32]) -> Vec<u32> {
+        let mut in_answer = false;
+        window
+            .windows(2)
+            .map(|pair| {
+                if pair[0] == self.separator {
+                    in_answer = true;
+                } else if pair[0] == self.eos {
+                    in_answer = false;
+                }
+                if in_answer { pair[1] } else { self.pad }
+            })
+            .collect()
+    }
+}
+
+/// Stacks equal-length windows into a [`TokenBatch`], with answer-only targets when asked.
 #[derive(Debug, Clone, Default)]
-pub struct TokenBatcher;
+pub struct TokenBatcher {
+    pub answers: Option<AnswerTargets>,
+}
 
 impl TokenBatcher {
     /// The first `count` windows of `dataset` (fewer if it is smaller) as one batch, e.g. a
@@ -159,11 +199,20 @@ impl TokenBatcher {
     }
 }
 
+fn id_tensor<B: Backend>(rows: &[Vec<u32>], device: &B::Device) -> Tensor<B, 2, Int> {
+    let width = rows.first().map_or(0, Vec::len);
+    let ids: Vec<i64> = rows.iter().flatten().map(|&id| id as i64).collect();
+    Tensor::from_data(TensorData::new(ids, [rows.len(), width]), device)
+}
+
 impl<B: Backend> Batcher<B, Vec<u32>, TokenBatch<B>> for TokenBatcher {
     fn batch(&self, items: Vec<Vec<u32>>, device: &B::Device) -> TokenBatch<B> {
         let window = items.first().map_or(0, Vec::len);
         assert!(items.iter().all(|w| w.len() == window), "windows of a batch must have equal length");
-        let ids: Vec<i64> = items.iter().flatten().map(|&id| id as i64).collect();
-        TokenBatch { input_ids: Tensor::from_data(TensorData::new(ids, [items.len(), window]), device) }
+        let targets = self.answers.map(|answers| {
+            let rows: Vec<Vec<u32>> = items.iter().map(|w| answers.targets(w)).collect();
+            id_tensor(&rows, device)
+        });
+        TokenBatch { input_ids: id_tensor(&items, device), targets }
     }
 }

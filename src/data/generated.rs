@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::error::{Result, TritterError};
+use crate::error::Result;
 
 /// The kinds of task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -115,12 +115,6 @@ pub fn write_task_corpus(path: &Path, seed: u64, count: usize) -> Result<()> {
         serde_json::to_writer(&mut bytes, &serde_json::json!({ "text": example.text() })).expect("json");
         bytes.write_all(b"\n").expect("vec write");
     }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| TritterError::Io {
-            action: "cannot create",
-            path: parent.to_path_buf(),
-            source,
-        })?;
-    }
+    crate::io::create_parent(path)?;
     crate::io::write_atomic(path, &bytes)
 }

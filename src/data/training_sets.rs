@@ -7,7 +7,7 @@ use std::sync::Arc;
 use burn::data::dataset::{Dataset, InMemDataset};
 
 use crate::data::{
-    prepare_corpus, write_task_corpus, DataSpec, PrepareOptions, PrepareProgress, TokenWindows, Tokenizer,
+    prepare_corpus, AnswerTargets, write_task_corpus, DataSpec, PrepareOptions, PrepareProgress, TokenWindows, Tokenizer,
     WeightedMixture,
 };
 use crate::error::{Result, TritterError};
@@ -23,6 +23,8 @@ pub struct TrainingSets {
     pub train: SharedDataset,
     pub valid: SharedDataset,
     pub sources: Vec<PreparedSource>,
+    /// For the generated tasks: the loss covers the answers only (see [`AnswerTargets`]).
+    pub answers: Option<AnswerTargets>,
 }
 
 /// One tokenized source.
@@ -51,7 +53,8 @@ pub fn training_sets(
             write_task_corpus(&path, 1, 50_000)?;
         }
         let (train, valid, source) = windows_of(&path, tokenizer, options, seq_len, progress)?;
-        return Ok(TrainingSets { train: Arc::new(train), valid: Arc::new(valid), sources: vec![source] });
+        let answers = answer_targets(tokenizer)?;
+        return Ok(TrainingSets { train: Arc::new(train), valid: Arc::new(valid), sources: vec![source], answers });
     }
     let (mut train_parts, mut valid_parts, mut sources) = (Vec::new(), Vec::new(), Vec::new());
     for spec in specs {
@@ -67,7 +70,17 @@ pub fn training_sets(
     } else {
         Arc::new(WeightedMixture::new(valid_parts, seed)?)
     };
-    Ok(TrainingSets { train: Arc::new(WeightedMixture::new(train_parts, seed)?), valid, sources })
+    Ok(TrainingSets { train: Arc::new(WeightedMixture::new(train_parts, seed)?), valid, sources, answers: None })
+}
+
+/// The generated tasks' answer targets under `tokenizer`, when it encodes the prompt separator
+/// `=` as one token.
+fn answer_targets(tokenizer: &Tokenizer) -> Result<Option<AnswerTargets>> {
+    let special = tokenizer.special_ids();
+    Ok(match tokenizer.encode("=")?.as_slice() {
+        &[separator] => Some(AnswerTargets { separator, eos: special.eos, pad: special.pad }),
+        _ => None,
+    })
 }
 
 /// One source's training and validation windows.

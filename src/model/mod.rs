@@ -142,13 +142,18 @@ impl<B: TritterBackend> TritterModel<B> {
     /// Mean cross-entropy of `logits[:, :-1]` against `input_ids[:, 1:]`, skipping targets equal
     /// to `pad_token_id`; shape `[1]`. Sequences need at least 2 tokens (see [`Self::loss_checked`]).
     pub fn loss(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+        let seq = input_ids.dims()[1];
+        // The last position predicts no target: it is not fed.
+        self.loss_on(input_ids.clone().narrow(1, 0, seq - 1), input_ids.narrow(1, 1, seq - 1))
+    }
+
+    /// Mean cross-entropy of the logits of `input_ids` `[B, T]` against `targets` `[B, T]`,
+    /// skipping targets equal to `pad_token_id` (e.g. to train on answers only).
+    pub fn loss_on(&self, input_ids: Tensor<B, 2, Int>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
         let [batch, seq] = input_ids.dims();
-        // The last position predicts no target: its logits are never computed.
-        let hidden = self.hidden_states(input_ids.clone()).narrow(1, 0, seq - 1);
-        let n = batch * (seq - 1);
-        let logits = B::reshape(self.head(hidden), [n, self.config.vocab_size]);
-        let targets = input_ids.narrow(1, 1, seq - 1).reshape([n]);
-        B::cross_entropy(logits, targets, self.config.pad_token_id)
+        let n = batch * seq;
+        let logits = B::reshape(self.head(self.hidden_states(input_ids)), [n, self.config.vocab_size]);
+        B::cross_entropy(logits, targets.reshape([n]), self.config.pad_token_id)
     }
 
     /// [`Self::forward`] after [`Self::check_input_ids`].

@@ -40,6 +40,23 @@ impl Default for HybridOptions {
     }
 }
 
+/// BitNet b1.58's two-stage schedule (the 2B4T report): after a high-learning-rate stage, at
+/// `start` (a fraction of the run's steps) the learning rate drops to `lr_ratio` times the
+/// cosine schedule's value and weight decay stops for the rest of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cooldown {
+    pub start: f64,
+    pub lr_ratio: f64,
+}
+
+impl Cooldown {
+    /// The last step of the first stage.
+    pub fn first_stage_steps(&self, steps: usize) -> usize {
+        (self.start * steps as f64).round() as usize
+    }
+}
+
 /// A training run: optimizer, schedule, batching, checkpoints, failure handling.
 ///
 /// Defaults follow common LLM practice: AdamW β = (0.9, 0.95), weight decay 0.1, linear warmup
@@ -66,6 +83,8 @@ pub struct TrainConfig {
     pub epsilon: f32,
     /// Decoupled weight decay (AdamW).
     pub weight_decay: f32,
+    /// A second, low-learning-rate stage without weight decay (BitNet b1.58's schedule).
+    pub cooldown: Option<Cooldown>,
     /// Clip gradients to this global L2 norm (over all parameters together); `None` disables.
     pub grad_clip: Option<f32>,
     /// Seeds the model initialisation and the data order.
@@ -101,6 +120,7 @@ impl Default for TrainConfig {
             beta2: 0.95,
             epsilon: 1e-8,
             weight_decay: 0.1,
+            cooldown: None,
             grad_clip: Some(1.0),
             seed: 42,
             checkpoint_every: 0,
@@ -161,6 +181,14 @@ impl TrainConfig {
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             return bad("weight_decay", format!("must be >= 0, got {}", self.weight_decay));
+        }
+        if let Some(cooldown) = self.cooldown {
+            if !(cooldown.start > 0.0 && cooldown.start < 1.0) {
+                return bad("cooldown.start", format!("must be in (0, 1), got {}", cooldown.start));
+            }
+            if !(cooldown.lr_ratio > 0.0 && cooldown.lr_ratio <= 1.0) {
+                return bad("cooldown.lr_ratio", format!("must be in (0, 1], got {}", cooldown.lr_ratio));
+            }
         }
         if let Some(clip) = self.grad_clip {
             if !(clip > 0.0 && clip.is_finite()) {

@@ -18,12 +18,21 @@ pub struct FusedAdamW {
     pub beta_2: f32,
     pub epsilon: f32,
     pub weight_decay: f32,
+    /// Weight decay applies to a parameter's first `decay_steps` updates only (BitNet's
+    /// cooldown stage turns it off); `None`: always.
+    pub decay_steps: Option<usize>,
 }
 
 impl FusedAdamW {
     /// The run's β, ε and weight decay.
     pub fn new(config: &TrainConfig) -> Self {
-        Self { beta_1: config.beta1, beta_2: config.beta2, epsilon: config.epsilon, weight_decay: config.weight_decay }
+        Self {
+            beta_1: config.beta1,
+            beta_2: config.beta2,
+            epsilon: config.epsilon,
+            weight_decay: config.weight_decay,
+            decay_steps: config.cooldown.map(|c| c.first_stage_steps(config.steps)),
+        }
     }
 
     /// The optimizer for a module (Burn's adaptor: gradients by parameter id, state records).
@@ -37,7 +46,8 @@ impl FusedAdamW {
     /// The constants of step `time` at `lr`: `1 − β1^t`, `1 − β2^t`, the weight's multiplier
     /// `1 − lr · λ` (None without decay) and `lr`, rounded to f32 as Burn rounds them.
     fn step_at(&self, lr: LearningRate, time: usize) -> AdamWStep {
-        let decay_rate = lr * self.weight_decay as f64;
+        let decaying = self.decay_steps.is_none_or(|steps| time <= steps);
+        let decay_rate = if decaying { lr * self.weight_decay as f64 } else { 0.0 };
         AdamWStep {
             beta_1: self.beta_1,
             beta_2: self.beta_2,

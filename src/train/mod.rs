@@ -20,7 +20,7 @@ pub mod summary;
 mod terminal;
 
 pub use burn::train::Interrupter;
-pub use config::{HybridOptions, NonFinitePolicy, TrainConfig};
+pub use config::{Cooldown, HybridOptions, NonFinitePolicy, TrainConfig};
 pub use hybrid::{create_trainer_with_config, HybridStats};
 pub use main_job::MainJob;
 pub use run::{train, Dashboard, TrainData, TrainOptions, TrainOutcome};
@@ -29,5 +29,5 @@ pub use state::{
     load_run_checkpoint, prepare_fresh_run_dir, read_resume_point, resolve_run_checkpoint, ResumePoint, RunState,
 };
 pub use step::LmOutput;
-pub use strategy::TaskEval;
+pub use strategy::{TaskEval, Validation};
 pub use summary::{RunSummary, SUMMARY_FILE};

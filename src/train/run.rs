@@ -15,7 +15,7 @@ use burn::train::{Interrupter, Learner, SupervisedTraining, TrainingStrategy};
 
 use crate::backend::TritterAutodiffBackend;
 use crate::config::TritterConfig;
-use crate::data::TokenBatcher;
+use crate::data::{AnswerTargets, TokenBatcher};
 use crate::error::{Result, TritterError};
 use crate::infer::TaskAccuracy;
 use crate::model::TritterModel;
@@ -27,7 +27,7 @@ use crate::train::order::EpochOrder;
 use crate::train::render::{LineRenderer, LineSink};
 use crate::train::schedule::WarmupCosine;
 use crate::train::state::{load_run_checkpoint, prepare_fresh_run_dir, remove_stale_temporaries, RunState};
-use crate::train::strategy::{Components, RunReport, TaskEval, TritterStrategy};
+use crate::train::strategy::{Components, RunReport, TaskEval, TritterStrategy, Validation};
 use crate::train::terminal::interruptible_tui;
 
 /// Token windows of `seq_len + 1` ids for training and validation.
@@ -36,6 +36,8 @@ pub struct TrainData {
     pub valid: Arc<dyn Dataset<Vec<u32>>>,
     /// Held-out generated tasks to score at each evaluation.
     pub tasks: Option<TaskEval>,
+    /// Train (and validate) on these answer tokens only; `None`: every next token.
+    pub answers: Option<AnswerTargets>,
 }
 
 /// How progress is shown.
@@ -78,7 +80,7 @@ pub struct TrainOutcome<B: Backend> {
     /// Training loss per step run by this call.
     pub losses: Vec<(usize, f32)>,
     /// Validation loss after each evaluation.
-    pub validation: Vec<(usize, f32)>,
+    pub validation: Vec<Validation>,
     pub tasks: Option<TaskAccuracy>,
     /// The newest step checkpoint (resume from it, or load `…/model` as a model).
     pub checkpoint: Option<PathBuf>,
@@ -141,6 +143,7 @@ pub fn train<B: TritterAutodiffBackend>(
         optimizer: optimizer.clone(),
         tasks: data.tasks,
         report: report.clone(),
+        started,
     };
     let mut training = SupervisedTraining::new(&options.run_dir, loader_train, loader_valid)
         .metrics((LossMetric::new(), PerplexityFromLoss::default()))
@@ -154,7 +157,7 @@ pub fn train<B: TritterAutodiffBackend>(
         .with_application_logger(None)
         .num_epochs(config.eval_periods());
     let training = with_display(training, options.interrupter, options.dashboard);
-    let schedule = WarmupCosine::new(config.learning_rate, config.min_lr_ratio, config.warmup_steps, config.steps);
+    let schedule = WarmupCosine::of(config);
     let result = training.launch(Learner::new(model, optimizer, schedule));
     drop(result.renderer); // restores the terminal after the dashboard
     let report = std::mem::take(&mut *report.lock().unwrap_or_else(|p| p.into_inner()));
@@ -212,6 +215,15 @@ fn initial_model<B: TritterAutodiffBackend>(
 /// The training windows are there and hold `seq_len + 1` tokens, which the model can take.
 fn check_windows(data: &TrainData, config: &TrainConfig, model: &TritterConfig) -> Result<()> {
     config.check_fits(model)?;
+    if let Some(answers) = data.answers.filter(|a| model.pad_token_id != Some(a.pad as usize)) {
+        return Err(TritterError::InvalidConfig {
+            field: "pad_token_id",
+            reason: format!(
+                "answer-only training marks skipped targets with pad id {}, but the model's pad_token_id is {:?}",
+                answers.pad, model.pad_token_id
+            ),
+        });
+    }
     let window = config.seq_len + 1;
     match data.train.get(0) {
         None => Err(TritterError::InvalidInput("the training data has no windows".into())),
@@ -232,11 +244,12 @@ fn loaders<B: TritterAutodiffBackend>(
     device: &B::Device,
 ) -> (Loader<B>, Loader<B::InnerBackend>) {
     let order = EpochOrder::new(data.train.clone(), config.total_samples(), config.seed);
-    let train = DataLoaderBuilder::<B, _, _>::new(TokenBatcher)
+    let batcher = TokenBatcher { answers: data.answers };
+    let train = DataLoaderBuilder::<B, _, _>::new(batcher.clone())
         .batch_size(config.batch_size)
         .set_device(device.clone())
         .build(order);
-    let valid = DataLoaderBuilder::<B::InnerBackend, _, _>::new(TokenBatcher)
+    let valid = DataLoaderBuilder::<B::InnerBackend, _, _>::new(batcher)
         .batch_size(config.batch_size)
         .set_device(device.clone())
         .build(data.valid.clone());

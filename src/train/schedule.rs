@@ -1,24 +1,33 @@
-//! Linear warmup then cosine decay: the usual LLM learning-rate schedule, as a Burn `LrScheduler`.
+//! Linear warmup then cosine decay: the usual LLM learning-rate schedule, as a Burn `LrScheduler`,
+//! with BitNet b1.58's optional cooldown stage.
 
 use burn::lr_scheduler::LrScheduler;
 use burn::optim::LearningRate;
 use burn::tensor::backend::Backend;
 
 /// `lr(t)` for optimizer step `t = 1, 2, …`: `peak · t / warmup` during warmup, then a cosine
-/// from `peak` down to `peak · min_ratio` at `t = total`, constant after.
+/// from `peak` down to `peak · min_ratio` at `t = total`, constant after; times `ratio` after
+/// step `cooldown = Some((step, ratio))`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WarmupCosine {
     pub peak: f64,
     pub min_ratio: f64,
     pub warmup: usize,
     pub total: usize,
+    pub cooldown: Option<(usize, f64)>,
     /// Steps taken so far (the scheduler's whole state).
     pub step: usize,
 }
 
 impl WarmupCosine {
     pub fn new(peak: f64, min_ratio: f64, warmup: usize, total: usize) -> Self {
-        Self { peak, min_ratio, warmup, total, step: 0 }
+        Self { peak, min_ratio, warmup, total, cooldown: None, step: 0 }
+    }
+
+    /// The schedule of a run: its warmup, cosine and cooldown.
+    pub fn of(config: &crate::train::TrainConfig) -> Self {
+        let cooldown = config.cooldown.map(|c| (c.first_stage_steps(config.steps), c.lr_ratio));
+        Self { cooldown, ..Self::new(config.learning_rate, config.min_lr_ratio, config.warmup_steps, config.steps) }
     }
 
     /// The learning rate of step `t` (1-based), without changing the state.
@@ -29,7 +38,11 @@ impl WarmupCosine {
         let span = self.total.saturating_sub(self.warmup).max(1) as f64;
         let progress = ((t - self.warmup) as f64 / span).min(1.0);
         let floor = self.peak * self.min_ratio;
-        floor + (self.peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        let lr = floor + (self.peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        match self.cooldown {
+            Some((start, ratio)) if t > start => lr * ratio,
+            _ => lr,
+        }
     }
 }
 

@@ -47,13 +47,24 @@ pub(crate) fn batch_tokens<B: Backend>(batch: &TokenBatch<B>) -> usize {
     b * t.saturating_sub(1)
 }
 
+/// The batch's loss: over its targets when it has them, else over every next token.
+pub(crate) fn batch_loss<B: TritterBackend>(model: &TritterModel<B>, batch: TokenBatch<B>) -> Tensor<B, 1> {
+    match batch.targets {
+        Some(targets) => {
+            let seq = batch.input_ids.dims()[1];
+            model.loss_on(batch.input_ids.narrow(1, 0, seq - 1), targets)
+        }
+        None => model.loss(batch.input_ids),
+    }
+}
+
 impl<B: TritterAutodiffBackend> TrainStep for TritterModel<B> {
     type Input = TokenBatch<B>;
     type Output = LmOutput<B::InnerBackend>;
 
     fn step(&self, batch: TokenBatch<B>) -> TrainOutput<LmOutput<B::InnerBackend>> {
         let tokens = batch_tokens(&batch);
-        let loss = self.loss(batch.input_ids);
+        let loss = batch_loss(self, batch);
         let grads = loss.backward();
         TrainOutput::new(self, grads, LmOutput::new(loss.inner(), tokens))
     }
@@ -65,6 +76,6 @@ impl<B: TritterBackend> InferenceStep for TritterModel<B> {
 
     fn step(&self, batch: TokenBatch<B>) -> LmOutput<B> {
         let tokens = batch_tokens(&batch);
-        LmOutput::new(self.loss(batch.input_ids), tokens)
+        LmOutput::new(batch_loss(self, batch), tokens)
     }
 }

@@ -5,11 +5,13 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use burn::data::dataloader::Progress;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsAccumulator, Optimizer};
 use burn::tensor::{ElementConversion, Tensor};
+use serde::{Deserialize, Serialize};
 use burn::train::{
     EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent, LearnerItem, LearningComponentsMarker,
     SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents, ValidLoader,
@@ -38,6 +40,15 @@ pub struct TaskEval {
     pub examples: Vec<TaskExample>,
 }
 
+/// One evaluation: the step after which it ran, the seconds since the training call started
+/// (evaluations included) and the mean validation loss.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    pub step: usize,
+    pub seconds: f64,
+    pub loss: f32,
+}
+
 /// What the loop leaves behind for the caller of `launch`.
 #[derive(Default)]
 pub struct RunReport {
@@ -46,7 +57,7 @@ pub struct RunReport {
     /// Training loss of every step of this process (resumed runs start at the resume step).
     pub losses: Vec<(usize, f32)>,
     /// Validation loss after each evaluation period.
-    pub validation: Vec<(usize, f32)>,
+    pub validation: Vec<Validation>,
     pub tasks: Option<TaskAccuracy>,
     pub last_checkpoint: Option<PathBuf>,
     pub interrupted: bool,
@@ -61,6 +72,8 @@ pub(crate) struct TritterStrategy<B: TritterAutodiffBackend> {
     pub optimizer: SharedOptimizer<TritterAdamW<B>>,
     pub tasks: Option<TaskEval>,
     pub report: Arc<Mutex<RunReport>>,
+    /// When the training call started (for [`Validation::seconds`]).
+    pub started: Instant,
 }
 
 type EventProcessor<B> = SupervisedTrainingEventProcessor<Components<B>>;
@@ -278,7 +291,8 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
             mean += out.loss.clone().into_scalar().elem::<f64>() / outputs.len() as f64;
         }
         if !outputs.is_empty() {
-            self.report().validation.push((step, mean as f32));
+            let seconds = self.started.elapsed().as_secs_f64();
+            self.report().validation.push(Validation { step, seconds, loss: mean as f32 });
         }
         if let (Some((_, last)), Some(tasks)) = (outputs.last_mut(), tasks) {
             last.tasks = Some(tasks);

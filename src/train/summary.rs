@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::run::TrainOutcome;
 use super::state::RunState;
+use super::strategy::Validation;
 use crate::error::Result;
 
 /// File name of the summary inside a run directory.
@@ -32,6 +33,8 @@ pub struct RunSummary {
     /// Loss of the last step (of the run, also when this call trained none).
     pub final_train_loss: Option<f32>,
     pub final_validation_loss: Option<f32>,
+    /// Every evaluation of this call: step, seconds since it started, validation loss.
+    pub validation: Vec<Validation>,
     pub validation_perplexity: Option<f32>,
     /// Held-out exact-match accuracy on the generated tasks, overall and `task → [correct, total]`.
     pub task_accuracy: Option<f64>,
@@ -46,7 +49,7 @@ impl<B: Backend> TrainOutcome<B> {
     pub fn summary(&self, model: Option<&Path>) -> RunSummary {
         let tokens = (self.state.step - self.resumed_from) * self.state.train_config.tokens_per_step();
         let wall_seconds = self.elapsed.as_secs_f64();
-        let validation = self.validation.last().map(|(_, loss)| *loss);
+        let validation = self.validation.last().map(|v| v.loss);
         RunSummary {
             resumed_from: self.resumed_from,
             interrupted: self.interrupted,
@@ -55,6 +58,7 @@ impl<B: Backend> TrainOutcome<B> {
             tokens_per_second: tokens as f64 / wall_seconds.max(1e-9),
             final_validation_loss: validation,
             validation_perplexity: validation.map(f32::exp),
+            validation: self.validation.clone(),
             task_accuracy: self.tasks.as_ref().map(|t| t.accuracy()),
             per_task: self
                 .tasks

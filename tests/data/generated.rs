@@ -46,6 +46,40 @@ fn answers_are_correct_and_splits_are_disjoint() {
     assert_ne!(generate_tasks(seed ^ 1, 50, false), train[..50].to_vec());
 }
 
+/// Answer-only targets keep exactly the tokens of each answer and the EOS after it whose
+/// prompt is in the window, worked out here from the examples' prompt and answer lengths.
+#[test]
+fn answer_targets_keep_each_answer_and_its_eos_only() {
+    use rand::Rng;
+    use tritter::data::{AnswerTargets, Tokenizer};
+    let mut rng = fresh_rng("answer_targets_keep_each_answer_and_its_eos_only");
+    let tokenizer = Tokenizer::bytes();
+    let special = tokenizer.special_ids();
+    let separator = tokenizer.encode("=").unwrap()[0];
+    let answers = AnswerTargets { separator, eos: special.eos, pad: special.pad };
+    // The corpus's token stream and, for each token that is part of an answer (or its EOS),
+    // the position of its prompt's last token.
+    let (mut stream, mut prompt_end) = (Vec::new(), Vec::new());
+    for example in generate_tasks(rng.random(), 300, false) {
+        let (prompt, answer) = (tokenizer.encode(&example.prompt).unwrap(), tokenizer.encode(&example.answer).unwrap());
+        let end = stream.len() + prompt.len() - 1;
+        prompt_end.extend(std::iter::repeat_n(None, prompt.len()));
+        prompt_end.extend(std::iter::repeat_n(Some(end), answer.len() + 1));
+        stream.extend(prompt.into_iter().chain(answer).chain([special.eos]));
+    }
+    for _ in 0..300 {
+        let start = rng.random_range(0..stream.len() - 65);
+        let window = &stream[start..start + 65];
+        let expected: Vec<u32> = (1..65)
+            .map(|i| match prompt_end[start + i] {
+                Some(end) if end >= start => window[i],
+                _ => special.pad,
+            })
+            .collect();
+        assert_eq!(answers.targets(window), expected, "window at {start}");
+    }
+}
+
 /// The end-to-end promise of the generated corpus: JSONL on disk → token cache → windows →
 /// batches → a `test`-preset model whose held-out loss falls far below the uniform guess.
 #[test]
@@ -71,8 +105,8 @@ fn a_small_model_learns_the_generated_tasks() {
     let corpus = prepare_corpus(&path, &tokenizer, &options, &mut |_| {}).unwrap();
     let pad = tokenizer.special_ids().pad;
     let val =
-        TokenBatcher.batch_of::<B>(&TokenWindows::new(Arc::new(corpus.validation), 64, pad), 32, &Default::default());
-    let loader = DataLoaderBuilder::<AD, _, _>::new(TokenBatcher)
+        TokenBatcher::default().batch_of::<B>(&TokenWindows::new(Arc::new(corpus.validation), 64, pad), 32, &Default::default());
+    let loader = DataLoaderBuilder::<AD, _, _>::new(TokenBatcher::default())
         .batch_size(16)
         .shuffle(seed)
         .build(TokenWindows::new(Arc::new(corpus.train), 64, pad));
@@ -82,7 +116,7 @@ fn a_small_model_learns_the_generated_tasks() {
     let mut model = TritterModel::<AD>::new(&config, &Default::default()).unwrap();
     let before: f32 = burn::module::AutodiffModule::valid(&model).loss(val.input_ids.clone()).into_scalar();
     let mut optim = AdamWConfig::new().with_beta_2(0.95).init();
-    for (step, TokenBatch { input_ids }) in loader.iter().take(250).enumerate() {
+    for (step, TokenBatch { input_ids, .. }) in loader.iter().take(250).enumerate() {
         let loss = model.loss(input_ids);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = 1e-2 * ((step + 1) as f64 / 20.0).min(1.0);

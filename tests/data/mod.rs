@@ -4,5 +4,6 @@ mod common;
 
 mod corpus;
 mod generated;
+mod rust_sources;
 mod sources;
 mod tokenizers;

@@ -94,3 +94,43 @@ fn overfits_a_fixed_batch() {
     }
     panic!("loss went from {start} to {last} in 400 steps; expected below {}", 0.1 * start);
 }
+
+/// `loss_on` against an f64 cross-entropy of the model's own logits over the kept targets, and
+/// `loss(ids)` equal to `loss_on(ids[:, :-1], ids[:, 1:])`.
+#[test]
+fn the_loss_on_chosen_targets_skips_the_others() {
+    use rand::Rng;
+    let mut rng = fresh_rng("the_loss_on_chosen_targets_skips_the_others");
+    let device = Default::default();
+    let config = TritterConfig { pad_token_id: Some(0), ..TritterConfig::test() };
+    let model = TritterModel::<AD>::new(&config, &device).unwrap();
+    let (batch, seq, vocab) = (3, 12, config.vocab_size);
+    let ids: Vec<Vec<usize>> = random_ids(&mut rng, batch, seq + 1, vocab)
+        .into_iter()
+        .map(|row| row.into_iter().map(|id| id.max(1)).collect())
+        .collect();
+    let inputs: Vec<Vec<usize>> = ids.iter().map(|row| row[..seq].to_vec()).collect();
+    // About half of the targets skipped (set to the pad id 0).
+    let targets: Vec<Vec<usize>> =
+        ids.iter().map(|row| row[1..].iter().map(|&t| if rng.random_bool(0.5) { 0 } else { t }).collect()).collect();
+    let logits = crate::model::common::to_vec(model.forward(ids_tensor::<AD>(&inputs, &device)));
+    let (mut total, mut kept) = (0.0f64, 0usize);
+    for (row, targets) in targets.iter().enumerate() {
+        for (pos, &target) in targets.iter().enumerate().filter(|(_, &t)| t != 0) {
+            let x: Vec<f64> = logits[(row * seq + pos) * vocab..][..vocab].iter().map(|&v| v as f64).collect();
+            let max = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            total += lse - x[target];
+            kept += 1;
+        }
+    }
+    let expected = total / kept as f64;
+    let loss: f32 =
+        model.loss_on(ids_tensor::<AD>(&inputs, &device), ids_tensor::<AD>(&targets, &device)).into_scalar();
+    assert!((loss as f64 - expected).abs() < 1e-5 * expected, "loss_on {loss} vs f64 {expected}");
+
+    let shifted: Vec<Vec<usize>> = ids.iter().map(|row| row[1..].to_vec()).collect();
+    let full: f32 = model.loss(ids_tensor::<AD>(&ids, &device)).into_scalar();
+    let on: f32 = model.loss_on(ids_tensor::<AD>(&inputs, &device), ids_tensor::<AD>(&shifted, &device)).into_scalar();
+    assert!((full - on).abs() <= 1e-6 * full.abs(), "loss {full} vs loss_on of the shifted ids {on}");
+}

@@ -48,6 +48,7 @@ pub fn data(rng: &mut StdRng, train: usize, valid: usize, seq_len: usize) -> Tra
         train: Arc::new(InMemDataset::new(arithmetic_windows(rng, train, seq_len))),
         valid: Arc::new(InMemDataset::new(arithmetic_windows(rng, valid, seq_len))),
         tasks: None,
+        answers: None,
     }
 }
 

@@ -87,6 +87,60 @@ fn warmup_cosine_matches_hand_computed_values() {
     }
 }
 
+/// BitNet's two-stage schedule: the learning rate drops by the ratio after the first stage
+/// (hand-computed cosine values) and weight decay stops there, while a zero gradient leaves
+/// AdamW's update at exactly the decay.
+#[test]
+fn the_cooldown_stage_lowers_the_rate_and_stops_weight_decay() {
+    use burn::optim::SimpleOptimizer;
+    use burn::tensor::{Tensor, TensorData};
+    use tritter::train::fused_adamw::FusedAdamW;
+    use tritter::train::Cooldown;
+    let config = TrainConfig {
+        learning_rate: 1.0,
+        min_lr_ratio: 0.1,
+        warmup_steps: 10,
+        steps: 110,
+        weight_decay: 0.25,
+        cooldown: Some(Cooldown { start: 0.5, lr_ratio: 0.3 }),
+        ..TrainConfig::default()
+    };
+    config.validate().unwrap();
+    let mut schedule = WarmupCosine::of(&config);
+    let lrs: Vec<f64> = (0..110).map(|_| schedule.step()).collect();
+    let cosine = |t: f64| 0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * (t - 10.0) / 100.0).cos());
+    assert!((lrs[54] - cosine(55.0)).abs() < 1e-12, "step 55 is the first stage's last");
+    assert!((lrs[55] - 0.3 * cosine(56.0)).abs() < 1e-12, "step 56 is the cooldown's first");
+    assert!((lrs[109] - 0.03).abs() < 1e-12);
+
+    let optimizer = FusedAdamW::new(&config);
+    let (mut weight, mut state) = (Tensor::<B, 1>::from_data(TensorData::from([2.0f32, -3.0]), &Default::default()), None);
+    let mut expected = [2.0f32, -3.0];
+    for (t, &lr) in lrs.iter().enumerate().take(60) {
+        let zero = Tensor::<B, 1>::zeros([2], &Default::default());
+        (weight, state) = optimizer.step(lr, weight, zero, state);
+        if t + 1 <= 55 {
+            let keep = (1.0 - lr * 0.25) as f32;
+            expected = expected.map(|w| w * keep);
+        }
+    }
+    assert_eq!(weight.into_data().to_vec::<f32>().unwrap(), expected.to_vec());
+
+    let bad = TrainConfig { cooldown: Some(Cooldown { start: 1.0, lr_ratio: 0.3 }), ..TrainConfig::default() };
+    assert!(bad.validate().unwrap_err().to_string().contains("cooldown.start"));
+}
+
+/// The data order's hash and permutation equal bench/pytorch/time_to_loss.py's replica (which
+/// trains PyTorch on the same windows in the same order); `mix(0)` is splitmix64's first
+/// output for seed 0.
+#[test]
+fn the_data_order_matches_its_python_replica() {
+    use tritter::train::order::mix;
+    assert_eq!(mix(0), 0xE220_A839_7B1D_CDAF);
+    let first: Vec<usize> = (0..5).map(|i| permute(i, 1000, mix(42))).collect();
+    assert_eq!(first, [515, 632, 372, 621, 279]);
+}
+
 #[test]
 fn permutations_visit_every_index_once() {
     let (mut rng, _) = fresh_rng("permutations_visit_every_index_once");

@@ -16,12 +16,10 @@ use crate::train::common::{
 
 fn batch(windows: &[Vec<u32>]) -> TokenBatch<AD> {
     let ids: Vec<i64> = windows.iter().flatten().map(|&i| i as i64).collect();
-    TokenBatch {
-        input_ids: Tensor::<AD, 2, Int>::from_data(
-            TensorData::new(ids, [windows.len(), windows[0].len()]),
-            &Default::default(),
-        ),
-    }
+    TokenBatch::new(Tensor::<AD, 2, Int>::from_data(
+        TensorData::new(ids, [windows.len(), windows[0].len()]),
+        &Default::default(),
+    ))
 }
 
 /// `sqrt(Σ g²)` in f64 over every parameter's gradient.
@@ -96,6 +94,7 @@ fn accumulated_micro_batches_equal_one_big_batch() {
             train: std::sync::Arc::new(InMemDataset::new(windows.clone())),
             valid: std::sync::Arc::new(InMemDataset::new(valid.clone())),
             tasks: None,
+            answers: None,
         };
         let options =
             tritter::train::TrainOptions { init: Some(init.path().to_path_buf()), ..options(dir.path(), None) };

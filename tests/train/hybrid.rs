@@ -26,9 +26,8 @@ fn predict_steps_change_the_weights_and_the_loss_keeps_falling() {
     let (mut losses, mut predicted, mut backward) = (Vec::new(), 0, 0);
     for chunk in windows.chunks(4) {
         let ids: Vec<i64> = chunk.iter().flatten().map(|&i| i as i64).collect();
-        let batch = TokenBatch::<AD> {
-            input_ids: Tensor::<AD, 2, Int>::from_data(TensorData::new(ids, [4, 17]), &Default::default()),
-        };
+        let batch =
+            TokenBatch::<AD>::new(Tensor::<AD, 2, Int>::from_data(TensorData::new(ids, [4, 17]), &Default::default()));
         let before = parameters(trainer.model().model());
         let result = trainer.step(&batch).unwrap();
         assert!(result.loss.is_finite());

@@ -315,7 +315,7 @@ pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
             let pad = tokenizer.special_ids().pad;
             let targets = items.iter().flat_map(|w| &w[1..]).filter(|&&t| t != pad).count();
             let batch = burn::data::dataloader::batcher::Batcher::<Inner, _, _>::batch(
-                &TokenBatcher,
+                &TokenBatcher::default(),
                 items,
                 &Default::default(),
             );
@@ -324,8 +324,12 @@ pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
             tokens += targets;
         }
         let mean = weighted / tokens.max(1) as f64;
+        // Bits per byte: the loss per token over the bytes of text per token, comparable
+        // across tokenizers.
+        let index = &corpus.index;
+        let bits_per_byte = mean / std::f64::consts::LN_2 * index.train_tokens as f64 / index.stats.text_bytes.max(1) as f64;
         println!(
-            "{}: {tokens} tokens in {count} windows of {}: loss {mean:.4}, perplexity {:.3} ({:.1} s)",
+            "{}: {tokens} tokens in {count} windows of {}: loss {mean:.4}, perplexity {:.3}, {bits_per_byte:.3} bits per byte ({:.1} s)",
             path.display(),
             args.seq + 1,
             mean.exp(),

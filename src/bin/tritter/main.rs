@@ -10,7 +10,11 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use indicatif::HumanBytes;
-use tritter::data::{prepare_corpus, train_bpe_on, write_task_corpus, BpeOptions, DataSpec, PrepareOptions, Tokenizer};
+use tritter::data::{
+    prepare_corpus, read_crate_list, rust_sources, train_bpe_on, write_rust_corpus, write_task_corpus, BpeOptions, DataSpec,
+    PrepareOptions, Tokenizer,
+};
+use tritter::TritterError;
 
 mod chat;
 mod common;
@@ -116,6 +120,17 @@ enum DataCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Write the Rust-text corpus as JSONL: the .rs files of the crates a list names (`NAME
+    /// VERSION` per line), read from cargo's registry; no download.
+    RustSources {
+        #[arg(long, default_value = "data/rust-crates.txt")]
+        crates: PathBuf,
+        #[arg(long, default_value = "data/rust.jsonl")]
+        out: PathBuf,
+        /// Cargo's home (`$CARGO_HOME`, else ~/.cargo).
+        #[arg(long)]
+        cargo_home: Option<PathBuf>,
+    },
 }
 
 /// The tokenizer.json at `path`, or the byte-level tokenizer.
@@ -191,6 +206,20 @@ fn run(cli: Cli) -> tritter::Result<ExitCode> {
         Command::Data(DataCommand::Generate { out, count, seed }) => {
             write_task_corpus(&out, seed, count)?;
             println!("Wrote {count} generated task examples to {}", out.display());
+        }
+        Command::Data(DataCommand::RustSources { crates, out, cargo_home }) => {
+            let cargo_home = cargo_home.or_else(rust_sources::default_cargo_home).ok_or_else(|| {
+                TritterError::InvalidInput("cannot find cargo's home: set CARGO_HOME or pass --cargo-home".into())
+            })?;
+            let list = read_crate_list(&crates)?;
+            let stats = write_rust_corpus(&list, &cargo_home, &out)?;
+            println!(
+                "Wrote {} .rs files of {} crates ({}) to {}",
+                stats.files,
+                stats.crates,
+                HumanBytes(stats.bytes),
+                out.display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,7 +12,7 @@ use indicatif::HumanBytes;
 use tritter::backend::Autodiff;
 use tritter::data::{generate_tasks, DataSpec, PrepareOptions, Tokenizer, TrainingSets};
 use tritter::train::{
-    train, Dashboard, HybridOptions, MainJob, NonFinitePolicy, ResumePoint, RunSummary, TaskEval, TrainConfig,
+    train, Cooldown, Dashboard, HybridOptions, MainJob, NonFinitePolicy, ResumePoint, RunSummary, TaskEval, TrainConfig,
     TrainData, TrainOptions, TrainOutcome,
 };
 use tritter::{TritterConfig, TritterError, TritterModel};
@@ -103,6 +103,10 @@ pub struct TrainArgs {
     /// AdamW's decoupled weight decay [default: 0.1].
     #[arg(long)]
     pub weight_decay: Option<f32>,
+    /// BitNet b1.58's two-stage schedule: `START:LR_RATIO`, e.g. `0.5:0.3` drops the learning
+    /// rate to 30% and stops weight decay after half the steps.
+    #[arg(long, value_parser = parse_cooldown)]
+    pub cooldown: Option<Cooldown>,
     /// Seeds the initialisation and the data order [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -175,6 +179,9 @@ impl TrainArgs {
         }
         set!(batch => batch_size, seq => seq_len, lr => learning_rate, warmup => warmup_steps, grad_accum => grad_accum,
              weight_decay => weight_decay, seed => seed, eval_every => eval_every, checkpoint_every => checkpoint_every);
+        if let Some(cooldown) = self.cooldown {
+            c.cooldown = Some(cooldown);
+        }
         if let Some(clip) = self.grad_clip {
             // 0 turns clipping off; anything else (NaN, negative, infinite) is checked by the config.
             c.grad_clip = (clip != 0.0).then_some(clip);
@@ -256,6 +263,13 @@ const ADJUSTABLE_ON_RESUME: [&str; 8] = [
     "grad_checkpointing",
 ];
 
+/// `START:LR_RATIO` (ranges are checked with the rest of the config).
+fn parse_cooldown(text: &str) -> Result<Cooldown, String> {
+    let parse = |part: &str| part.trim().parse::<f64>().map_err(|e| format!("`{part}`: {e}"));
+    let (start, ratio) = text.split_once(':').ok_or("expected START:LR_RATIO, e.g. 0.5:0.3")?;
+    Ok(Cooldown { start: parse(start)?, lr_ratio: parse(ratio)? })
+}
+
 /// The flag that sets training-config field `field`.
 fn flag_of(field: &str) -> &'static str {
     match field {
@@ -266,6 +280,7 @@ fn flag_of(field: &str) -> &'static str {
         "grad_accum" => "--grad-accum",
         "grad_clip" => "--grad-clip",
         "weight_decay" => "--weight-decay",
+        "cooldown" => "--cooldown",
         "seed" => "--seed",
         "hybrid" => "--hybrid*",
         _ => "--config",
@@ -443,12 +458,17 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
         if config.grad_checkpointing { ", gradient checkpointing" } else { "" }
     );
     eprintln!(
-        "Training: {} steps × {} tokens, lr {:.1e} (warmup {}, cosine to {:.0}%), AdamW β=({}, {}) wd {}, clip {}{}",
+        "Training: {} steps × {} tokens, lr {:.1e} (warmup {}, cosine to {:.0}%{}), AdamW β=({}, {}) wd {}, clip {}{}",
         config.steps,
         config.tokens_per_step(),
         config.learning_rate,
         config.warmup_steps,
         config.min_lr_ratio * 100.0,
+        config.cooldown.map_or(String::new(), |c| format!(
+            "; after {:.0}% of steps ×{} and no weight decay",
+            c.start * 100.0,
+            c.lr_ratio
+        )),
         config.beta1,
         config.beta2,
         config.weight_decay,
@@ -468,7 +488,9 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
         DashboardArg::Lines => Dashboard::Lines { every: 50, sink: sink() },
         DashboardArg::Quiet => Dashboard::Quiet,
     };
-    let data = TrainData { train: sets.train, valid: sets.valid, tasks };
+    // Answer-only loss needs the pad id to mark the skipped targets.
+    let answers = sets.answers.filter(|a| model_config.pad_token_id == Some(a.pad as usize));
+    let data = TrainData { train: sets.train, valid: sets.valid, tasks, answers };
     let options = TrainOptions {
         run_dir: out.clone(),
         resume: args.resume.clone(),
@@ -519,7 +541,7 @@ fn summarize<B: tritter::TritterBackend>(
     if let (Some((_, first)), Some((_, last))) = (outcome.losses.first(), outcome.losses.last()) {
         print!("Loss: {first:.3} -> {last:.3}");
         match outcome.validation.last() {
-            Some((_, val)) => println!(", validation {val:.3} (perplexity {:.2})", val.exp()),
+            Some(v) => println!(", validation {:.3} (perplexity {:.2})", v.loss, v.loss.exp()),
             None => println!(),
         }
     }

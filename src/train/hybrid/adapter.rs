@@ -19,6 +19,7 @@ use crate::data::TokenBatch;
 use crate::model::TritterModel;
 use crate::train::grads::clip_global_norm;
 use crate::train::optimizer::{SharedOptimizer, TritterAdamW};
+use crate::train::step::batch_loss;
 use crate::train::state::param_ids;
 
 fn hybrid_error(detail: impl ToString) -> (HybridTrainingError, Option<hpt::RecoveryAction>) {
@@ -72,12 +73,16 @@ impl<B: TritterAutodiffBackend> HybridModel<B> {
 impl<B: TritterAutodiffBackend> hpt::Model<TokenBatch<B>> for HybridModel<B> {
     fn forward(&mut self, batch: &TokenBatch<B>) -> HybridResult<f32> {
         let loss = if self.shared.train_next.swap(false, Ordering::SeqCst) {
-            let loss = self.model.loss(batch.input_ids.clone());
+            let loss = batch_loss(&self.model, batch.clone());
             let value = loss.clone().into_scalar().elem::<f32>();
             self.pending = Some(loss);
             value
         } else {
-            self.model.valid().loss(batch.input_ids.clone().inner()).into_scalar().elem::<f32>()
+            let inner = TokenBatch {
+                input_ids: batch.input_ids.clone().inner(),
+                targets: batch.targets.clone().map(|t| t.inner()),
+            };
+            batch_loss(&self.model.valid(), inner).into_scalar().elem::<f32>()
         };
         self.last_loss = loss;
         self.shared.stats().forward_passes += 1;
