@@ -9,8 +9,8 @@ use burn::data::dataset::Dataset;
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::data::corpus::TokenStream;
-use crate::train::order::{mix, permute};
 use crate::error::{Result, TritterError};
+use crate::train::order::{mix, permute};
 
 /// A token stream cut into consecutive, non-overlapping windows of `seq_len + 1` tokens, so
 /// every token appears in exactly one window per epoch. The last window, if partial, is padded
@@ -173,7 +173,11 @@ impl AnswerTargets {
                 } else if pair[0] == self.eos {
                     in_answer = false;
                 }
-                if in_answer { pair[1] } else { self.pad }
+                if in_answer {
+                    pair[1]
+                } else {
+                    self.pad
+                }
             })
             .collect()
     }

@@ -95,7 +95,8 @@ fn rust_files(dir: &Path) -> Result<Vec<PathBuf>> {
             source,
         })?;
         for entry in entries {
-            let entry = entry.map_err(|source| TritterError::Io { action: "cannot list", path: dir.clone(), source })?;
+            let entry =
+                entry.map_err(|source| TritterError::Io { action: "cannot list", path: dir.clone(), source })?;
             let path = entry.path();
             let kind = entry.file_type().map_err(|source| TritterError::Io {
                 action: "cannot stat",

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use burn::data::dataset::{Dataset, InMemDataset};
 
 use crate::data::{
-    prepare_corpus, AnswerTargets, write_task_corpus, DataSpec, PrepareOptions, PrepareProgress, TokenWindows, Tokenizer,
-    WeightedMixture,
+    prepare_corpus, write_task_corpus, AnswerTargets, DataSpec, PrepareOptions, PrepareProgress, TokenWindows,
+    Tokenizer, WeightedMixture,
 };
 use crate::error::{Result, TritterError};
 

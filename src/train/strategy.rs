@@ -11,11 +11,11 @@ use burn::data::dataloader::Progress;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsAccumulator, Optimizer};
 use burn::tensor::{ElementConversion, Tensor};
-use serde::{Deserialize, Serialize};
 use burn::train::{
     EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent, LearnerItem, LearningComponentsMarker,
     SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents, ValidLoader,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::backend::TritterAutodiffBackend;
 use crate::data::{TaskExample, TokenBatch, Tokenizer};

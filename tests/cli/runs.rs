@@ -249,3 +249,41 @@ fn resuming_a_finished_run_writes_its_missing_model_then_refuses() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("finished"), "{}", text(&out.stderr));
 }
+
+/// summary.json holds every evaluation (step, seconds, loss), and `eval --data` reports bits
+/// per byte: the loss per token in bits times the tokens per byte of text (the byte tokenizer:
+/// one token per byte plus the document's EOS), and no generated tasks unless asked.
+#[test]
+fn the_summary_has_the_validation_curve_and_eval_reports_bits_per_byte() {
+    use rand::Rng;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["train", "--steps", "4", "--eval-every", "2", "--out", "run"];
+    args.extend(SMALL);
+    let out = tritter(dir.path(), &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/summary.json")).unwrap()).unwrap();
+    let curve = summary["validation"].as_array().unwrap();
+    let steps: Vec<u64> = curve.iter().map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [2, 4]);
+    let seconds: Vec<f64> = curve.iter().map(|v| v["seconds"].as_f64().unwrap()).collect();
+    assert!(seconds[0] > 0.0 && seconds[1] > seconds[0], "{seconds:?}");
+    assert_eq!(curve[1]["loss"].as_f64(), summary["final_validation_loss"].as_f64());
+
+    let mut rng = rand::rng();
+    let bytes = rng.random_range(200..400);
+    let body: String = (0..bytes).map(|_| rng.random_range(b'a'..=b'z') as char).collect();
+    std::fs::write(dir.path().join("held-out.txt"), &body).unwrap();
+    let out = tritter(dir.path(), &["eval", "--model", "run", "--data", "held-out.txt", "--seq", "16"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let number = |after: &str| -> f64 {
+        let rest = &stdout[stdout.find(after).unwrap_or_else(|| panic!("no `{after}` in {stdout}")) + after.len()..];
+        rest.split(|c: char| c == ',' || c == ' ').find(|s| !s.is_empty()).unwrap().parse().unwrap()
+    };
+    let (loss, bits) = (number("loss "), stdout.split(" bits per byte").next().unwrap());
+    let bits: f64 = bits.rsplit(' ').next().unwrap().parse().unwrap();
+    let expected = loss / std::f64::consts::LN_2 * (bytes + 1) as f64 / bytes as f64;
+    assert!((bits - expected).abs() < 2e-3, "{bits} bits per byte, expected {expected}: {stdout}");
+    assert!(!stdout.contains("generated tasks"), "tasks scored without being asked: {stdout}");
+}

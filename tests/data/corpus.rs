@@ -186,7 +186,11 @@ fn batches_flow_through_burns_data_loader() {
     let seq_len = 16;
     let windows = TokenWindows::new(Arc::new(corpus.train), seq_len, tokenizer.special_ids().pad);
     let total = windows.len();
-    let loader = DataLoaderBuilder::<B, _, _>::new(TokenBatcher::default()).batch_size(4).shuffle(3).num_workers(2).build(windows);
+    let loader = DataLoaderBuilder::<B, _, _>::new(TokenBatcher::default())
+        .batch_size(4)
+        .shuffle(3)
+        .num_workers(2)
+        .build(windows);
     let mut seen = 0;
     for batch in loader.iter() {
         let [b, t] = batch.input_ids.dims();

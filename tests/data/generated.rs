@@ -104,8 +104,11 @@ fn a_small_model_learns_the_generated_tasks() {
     let options = PrepareOptions { val_fraction: 0.05, cache_dir: dir.path().join("cache"), ..Default::default() };
     let corpus = prepare_corpus(&path, &tokenizer, &options, &mut |_| {}).unwrap();
     let pad = tokenizer.special_ids().pad;
-    let val =
-        TokenBatcher::default().batch_of::<B>(&TokenWindows::new(Arc::new(corpus.validation), 64, pad), 32, &Default::default());
+    let val = TokenBatcher::default().batch_of::<B>(
+        &TokenWindows::new(Arc::new(corpus.validation), 64, pad),
+        32,
+        &Default::default(),
+    );
     let loader = DataLoaderBuilder::<AD, _, _>::new(TokenBatcher::default())
         .batch_size(16)
         .shuffle(seed)

@@ -62,18 +62,22 @@ fn the_rust_crate_lists_pin_cargo_lock_versions() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
     let value = |block: &str, key: &str| {
-        block.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_prefix('=')?.trim().strip_prefix('"')?.strip_suffix('"').map(String::from))
+        block.lines().find_map(|l| {
+            l.strip_prefix(key)?.trim().strip_prefix('=')?.trim().strip_prefix('"')?.strip_suffix('"').map(String::from)
+        })
     };
-    let locked: std::collections::HashSet<(String, String)> = lock
-        .split("[[package]]")
-        .filter_map(|block| Some((value(block, "name")?, value(block, "version")?)))
-        .collect();
+    let locked: std::collections::HashSet<(String, String)> =
+        lock.split("[[package]]").filter_map(|block| Some((value(block, "name")?, value(block, "version")?))).collect();
     assert!(locked.len() > 100, "Cargo.lock parsed");
     let train = read_crate_list(&root.join("data/rust-crates.txt")).unwrap();
     let valid = read_crate_list(&root.join("data/rust-crates-valid.txt")).unwrap();
     assert!(train.len() >= 10 && !valid.is_empty());
     for krate in train.iter().chain(&valid) {
-        assert!(locked.contains(&(krate.name.clone(), krate.version.clone())), "{} is not in Cargo.lock", krate.dir_name());
+        assert!(
+            locked.contains(&(krate.name.clone(), krate.version.clone())),
+            "{} is not in Cargo.lock",
+            krate.dir_name()
+        );
     }
     assert!(valid.iter().all(|v| train.iter().all(|t| t.name != v.name)), "a held-out crate is also trained on");
 }

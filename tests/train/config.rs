@@ -114,7 +114,8 @@ fn the_cooldown_stage_lowers_the_rate_and_stops_weight_decay() {
     assert!((lrs[109] - 0.03).abs() < 1e-12);
 
     let optimizer = FusedAdamW::new(&config);
-    let (mut weight, mut state) = (Tensor::<B, 1>::from_data(TensorData::from([2.0f32, -3.0]), &Default::default()), None);
+    let (mut weight, mut state) =
+        (Tensor::<B, 1>::from_data(TensorData::from([2.0f32, -3.0]), &Default::default()), None);
     let mut expected = [2.0f32, -3.0];
     for (t, &lr) in lrs.iter().enumerate().take(60) {
         let zero = Tensor::<B, 1>::zeros([2], &Default::default());

@@ -54,7 +54,12 @@ fn skip_policy_skips_updates_and_gives_up_after_too_many() {
     let first_bad = match train::<AD>(
         &model_config(),
         &exploding(seed, NonFinitePolicy::Stop),
-        tritter::train::TrainData { train: windows.train.clone(), valid: windows.valid.clone(), tasks: None, answers: None },
+        tritter::train::TrainData {
+            train: windows.train.clone(),
+            valid: windows.valid.clone(),
+            tasks: None,
+            answers: None,
+        },
         options(stop_dir.path(), None),
         &Default::default(),
     ) {

@@ -259,9 +259,10 @@ pub struct EvalArgs {
     /// held-out generated tasks only.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Held-out generated tasks to score by exact match (0: none).
-    #[arg(long, default_value_t = 250)]
-    pub tasks: usize,
+    /// Held-out generated tasks to score by exact match (0: none) [default: 250 without
+    /// --data, 0 with it].
+    #[arg(long)]
+    pub tasks: Option<usize>,
     /// Tokens per evaluation window.
     #[arg(long, default_value_t = 64, value_parser = at_least_one())]
     pub seq: usize,
@@ -286,7 +287,8 @@ fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
 }
 
 pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
-    if args.data.is_none() && args.tasks == 0 {
+    let tasks = args.tasks.unwrap_or(if args.data.is_some() { 0 } else { 250 });
+    if args.data.is_none() && tasks == 0 {
         return Err(TritterError::InvalidInput("nothing to evaluate: give --data, or --tasks above 0".into()));
     }
     let Loaded { model, tokenizer, .. } = load(&args.model, &args.tokenizer, args.packed)?;
@@ -327,7 +329,8 @@ pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
         // Bits per byte: the loss per token over the bytes of text per token, comparable
         // across tokenizers.
         let index = &corpus.index;
-        let bits_per_byte = mean / std::f64::consts::LN_2 * index.train_tokens as f64 / index.stats.text_bytes.max(1) as f64;
+        let bits_per_byte =
+            mean / std::f64::consts::LN_2 * index.train_tokens as f64 / index.stats.text_bytes.max(1) as f64;
         println!(
             "{}: {tokens} tokens in {count} windows of {}: loss {mean:.4}, perplexity {:.3}, {bits_per_byte:.3} bits per byte ({:.1} s)",
             path.display(),
@@ -336,10 +339,10 @@ pub fn run_eval(args: EvalArgs) -> tritter::Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
-    if args.tasks > 0 {
-        let bar = count_bar("scoring held-out tasks", args.tasks as u64);
+    if tasks > 0 {
+        let bar = count_bar("scoring held-out tasks", tasks as u64);
         let mut accuracy = TaskAccuracy::default();
-        for example in task_stream(1, true).take(args.tasks) {
+        for example in task_stream(1, true).take(tasks) {
             accuracy.score(&model, &tokenizer, &example)?;
             bar.inc(1);
         }

@@ -11,8 +11,8 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::HumanBytes;
 use tritter::data::{
-    prepare_corpus, read_crate_list, rust_sources, train_bpe_on, write_rust_corpus, write_task_corpus, BpeOptions, DataSpec,
-    PrepareOptions, Tokenizer,
+    prepare_corpus, read_crate_list, rust_sources, train_bpe_on, write_rust_corpus, write_task_corpus, BpeOptions,
+    DataSpec, PrepareOptions, Tokenizer,
 };
 use tritter::TritterError;
 

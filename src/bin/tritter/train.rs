@@ -12,8 +12,8 @@ use indicatif::HumanBytes;
 use tritter::backend::Autodiff;
 use tritter::data::{generate_tasks, DataSpec, PrepareOptions, Tokenizer, TrainingSets};
 use tritter::train::{
-    train, Cooldown, Dashboard, HybridOptions, MainJob, NonFinitePolicy, ResumePoint, RunSummary, TaskEval, TrainConfig,
-    TrainData, TrainOptions, TrainOutcome,
+    train, Cooldown, Dashboard, HybridOptions, MainJob, NonFinitePolicy, ResumePoint, RunSummary, TaskEval,
+    TrainConfig, TrainData, TrainOptions, TrainOutcome,
 };
 use tritter::{TritterConfig, TritterError, TritterModel};
 
@@ -41,8 +41,8 @@ pub enum NonFiniteArg {
 #[derive(Args)]
 pub struct TrainArgs {
     /// Model preset (test, small_100m, medium_500m, large_1b, xlarge_3b, huge_7b, bitnet_2b4t)
-    /// [default: the main job's model (the test preset at H 96, 4 layers); a resumed run: the
-    /// checkpoint's model].
+    /// [default: the main job's model (the test preset at H 96, 4 layers, RoPE base 10,000); a
+    /// resumed run: the checkpoint's model].
     #[arg(long, conflicts_with = "model_config")]
     pub preset: Option<String>,
     /// A model config JSON instead of a preset.
@@ -245,7 +245,7 @@ impl TrainArgs {
             (Some(path), _) => path.display().to_string(),
             (None, Some(preset)) => preset.clone(),
             (None, None) if self.quick => "test (--quick)".into(),
-            (None, None) => "main job: test preset at H 96, 4 layers".into(),
+            (None, None) => "main job: test preset at H 96, 4 layers, RoPE base 10,000".into(),
         }
     }
 }
@@ -376,10 +376,11 @@ fn training_sets(args: &TrainArgs, tokenizer: &Tokenizer, config: &TrainConfig) 
         });
     bar.finish_and_clear();
     let sets = sets?;
+    let answers = if sets.answers.is_some() { ", loss on the answers only" } else { "" };
     for source in &sets.sources {
         let cached = if source.reused { " (cached)" } else { "" };
         eprintln!(
-            "Data: {} — {} train / {} validation tokens{cached}",
+            "Data: {} — {} train / {} validation tokens{cached}{answers}",
             source.path.display(),
             source.train_tokens,
             source.val_tokens

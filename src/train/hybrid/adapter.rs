@@ -19,8 +19,8 @@ use crate::data::TokenBatch;
 use crate::model::TritterModel;
 use crate::train::grads::clip_global_norm;
 use crate::train::optimizer::{SharedOptimizer, TritterAdamW};
-use crate::train::step::batch_loss;
 use crate::train::state::param_ids;
+use crate::train::step::batch_loss;
 
 fn hybrid_error(detail: impl ToString) -> (HybridTrainingError, Option<hpt::RecoveryAction>) {
     (HybridTrainingError::IntegrationError { crate_name: "tritter".into(), detail: detail.to_string() }, None)
