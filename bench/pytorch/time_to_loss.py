@@ -97,7 +97,7 @@ def prepare(a):
         [a.tritter, "data", "prepare", "--data", a.data, "--tokenizer", a.tokenizer,
          "--val-fraction", str(a.val_fraction), "--cache-dir", a.cache_dir],
         check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    cache = Path(re.search(r"cached in (\S+)", out).group(1))
+    cache = Path(re.search(r"(?:cached in|reused cache) (\S+)", out).group(1))
     cache = cache if cache.is_absolute() else ROOT / cache
     index = json.loads((cache / "index.json").read_text())
     dtype = {"u16": np.uint16, "u32": np.uint32}[index["width"]]

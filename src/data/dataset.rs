@@ -8,6 +8,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
+use crate::data::answers::AnswerTargets;
 use crate::data::corpus::TokenStream;
 use crate::error::{Result, TritterError};
 use crate::train::order::{mix, permute};
@@ -146,40 +147,6 @@ impl<B: Backend> TokenBatch<B> {
     /// Every next token is a target.
     pub fn new(input_ids: Tensor<B, 2, Int>) -> Self {
         Self { input_ids, targets: None }
-    }
-}
-
-/// Which tokens of a generated-task window the loss covers: the answers and the EOS after
-/// each, not the prompts (random letters and digits no model can predict, which otherwise
-/// make up most of the loss). A document is `prompt separator answer EOS`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AnswerTargets {
-    /// The token that ends a prompt (`=`).
-    pub separator: u32,
-    pub eos: u32,
-    pub pad: u32,
-}
-
-impl AnswerTargets {
-    /// `window[1..]` with every token that is not part of an answer (or its EOS) set to `pad`.
-    /// A window that starts inside an answer skips it (its prompt is not in the window).
-    pub fn targets(&self, window: &[u32]) -> Vec<u32> {
-        let mut in_answer = false;
-        window
-            .windows(2)
-            .map(|pair| {
-                if pair[0] == self.separator {
-                    in_answer = true;
-                } else if pair[0] == self.eos {
-                    in_answer = false;
-                }
-                if in_answer {
-                    pair[1]
-                } else {
-                    self.pad
-                }
-            })
-            .collect()
     }
 }
 

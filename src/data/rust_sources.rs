@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::data::source::files_under;
 use crate::error::{Result, TritterError};
 
 /// One crate of the list.
@@ -84,36 +85,6 @@ pub fn locate_crate(cargo_home: &Path, krate: &CrateVersion) -> Result<PathBuf> 
     })
 }
 
-/// The `.rs` files under `dir`, sorted, so the corpus order is the same everywhere.
-fn rust_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|source| TritterError::Io {
-            action: "cannot list",
-            path: dir.clone(),
-            source,
-        })?;
-        for entry in entries {
-            let entry =
-                entry.map_err(|source| TritterError::Io { action: "cannot list", path: dir.clone(), source })?;
-            let path = entry.path();
-            let kind = entry.file_type().map_err(|source| TritterError::Io {
-                action: "cannot stat",
-                path: path.clone(),
-                source,
-            })?;
-            if kind.is_dir() {
-                pending.push(path);
-            } else if kind.is_file() && path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 /// Writes every `.rs` file of the listed crates as JSONL (`{"text", "path"}` per file, crate by
 /// crate in list order, files sorted), atomically. Files that are not UTF-8 are skipped.
 pub fn write_rust_corpus(crates: &[CrateVersion], cargo_home: &Path, out: &Path) -> Result<RustCorpusStats> {
@@ -121,7 +92,7 @@ pub fn write_rust_corpus(crates: &[CrateVersion], cargo_home: &Path, out: &Path)
     let mut stats = RustCorpusStats { crates: crates.len(), ..Default::default() };
     let mut bytes = Vec::new();
     for (krate, dir) in crates.iter().zip(&dirs) {
-        for file in rust_files(dir)? {
+        for file in files_under(dir, |p| p.extension().is_some_and(|e| e == "rs"))? {
             let raw = std::fs::read(&file).map_err(|source| TritterError::Io {
                 action: "cannot read",
                 path: file.clone(),

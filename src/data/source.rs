@@ -95,26 +95,7 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
         }
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut files = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|source| TritterError::Io {
-            action: "cannot list",
-            path: dir.clone(),
-            source,
-        })?;
-        for entry in entries {
-            let entry =
-                entry.map_err(|source| TritterError::Io { action: "cannot list", path: dir.clone(), source })?;
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if format_of(&p).is_some() {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    let files = files_under(path, |p| format_of(p).is_some())?;
     if files.is_empty() {
         return Err(TritterError::Data {
             path: path.to_path_buf(),
@@ -122,6 +103,25 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
             reason: "no data files (.jsonl, .txt, .parquet, ...) in this directory".into(),
         });
     }
+    Ok(files)
+}
+
+/// The files under directory `root` (recursively) that `keep` accepts, sorted.
+pub(crate) fn files_under(root: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let list_error = |source| TritterError::Io { action: "cannot list", path: dir.clone(), source };
+        for entry in std::fs::read_dir(&dir).map_err(list_error)? {
+            let path = entry.map_err(list_error)?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if keep(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
     Ok(files)
 }
 

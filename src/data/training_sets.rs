@@ -53,7 +53,7 @@ pub fn training_sets(
             write_task_corpus(&path, 1, 50_000)?;
         }
         let (train, valid, source) = windows_of(&path, tokenizer, options, seq_len, progress)?;
-        let answers = answer_targets(tokenizer)?;
+        let answers = AnswerTargets::for_tokenizer(tokenizer)?;
         return Ok(TrainingSets { train: Arc::new(train), valid: Arc::new(valid), sources: vec![source], answers });
     }
     let (mut train_parts, mut valid_parts, mut sources) = (Vec::new(), Vec::new(), Vec::new());
@@ -71,16 +71,6 @@ pub fn training_sets(
         Arc::new(WeightedMixture::new(valid_parts, seed)?)
     };
     Ok(TrainingSets { train: Arc::new(WeightedMixture::new(train_parts, seed)?), valid, sources, answers: None })
-}
-
-/// The generated tasks' answer targets under `tokenizer`, when it encodes the prompt separator
-/// `=` as one token.
-fn answer_targets(tokenizer: &Tokenizer) -> Result<Option<AnswerTargets>> {
-    let special = tokenizer.special_ids();
-    Ok(match tokenizer.encode("=")?.as_slice() {
-        &[separator] => Some(AnswerTargets { separator, eos: special.eos, pad: special.pad }),
-        _ => None,
-    })
 }
 
 /// One source's training and validation windows.
