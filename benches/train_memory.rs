@@ -40,8 +40,8 @@ fn child<B: tritter::backend::TritterAutodiffBackend>() {
     let mut model = TritterModel::<B>::new(&config, &device).unwrap();
     let mut optim = adamw::<B>(&TrainConfig::default());
     let ids: Vec<i64> = (0..BATCH * (SEQ + 1)).map(|i| (i * 7919 % config.vocab_size) as i64).collect();
-    let batch = || TokenBatch::<B> {
-        input_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [BATCH, SEQ + 1]), &device),
+    let batch = || {
+        TokenBatch::<B>::new(Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [BATCH, SEQ + 1]), &device))
     };
     // One step first so the optimizer state exists; the baseline is measured after it.
     let out = TrainStep::step(&model, batch());

@@ -279,7 +279,7 @@ fn the_summary_has_the_validation_curve_and_eval_reports_bits_per_byte() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let number = |after: &str| -> f64 {
         let rest = &stdout[stdout.find(after).unwrap_or_else(|| panic!("no `{after}` in {stdout}")) + after.len()..];
-        rest.split(|c: char| c == ',' || c == ' ').find(|s| !s.is_empty()).unwrap().parse().unwrap()
+        rest.split([',', ' ']).find(|s| !s.is_empty()).unwrap().parse().unwrap()
     };
     let (loss, bits) = (number("loss "), stdout.split(" bits per byte").next().unwrap());
     let bits: f64 = bits.rsplit(' ').next().unwrap().parse().unwrap();
