@@ -406,6 +406,9 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
     if let Some(point) = point.as_ref().filter(|p| p.state.step >= config.steps) {
         return finish_run(&out, point);
     }
+    // A model directory, or a run directory's newest weights.
+    let init = args.init.as_deref().map(crate::infer::model_dir).transpose()?;
+    let init_config = init.as_ref().map(|dir| TritterConfig::from_json_file(dir.join("config.json"))).transpose()?;
     let model_config = match &point {
         Some(point) => {
             check_resumed_model(&args, point, requested)?;
@@ -422,19 +425,16 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
             }
             point.model_config.clone()
         }
-        None => match requested {
-            Some(model) => model,
-            None => with_pad(args.main_job().map_or_else(TritterConfig::test, |job| job.model)),
+        None => match (requested, &init_config) {
+            (Some(model), _) => model,
+            // The model --init loads.
+            (None, Some(init)) => init.clone(),
+            (None, None) => with_pad(args.main_job().map_or_else(TritterConfig::test, |job| job.model)),
         },
     };
-    tokenizer.check_fits(model_config.vocab_size)?;
-    // A model directory, or a run directory's newest weights.
-    let init = args.init.as_deref().map(crate::infer::model_dir).transpose()?;
     // Before data preparation, as the library would refuse it after.
-    match &init {
-        Some(dir) => config.check_fits(&TritterConfig::from_json_file(dir.join("config.json"))?)?,
-        None => config.check_fits(&model_config)?,
-    }
+    tokenizer.check_fits(init_config.as_ref().unwrap_or(&model_config).vocab_size)?;
+    config.check_fits(init_config.as_ref().unwrap_or(&model_config))?;
     if point.is_none() {
         // Before data preparation, so a refusal comes at once.
         tritter::train::prepare_fresh_run_dir(&out, args.overwrite)?;
