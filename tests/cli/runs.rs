@@ -287,3 +287,18 @@ fn the_summary_has_the_validation_curve_and_eval_reports_bits_per_byte() {
     assert!((bits - expected).abs() < 2e-3, "{bits} bits per byte, expected {expected}: {stdout}");
     assert!(!stdout.contains("generated tasks"), "tasks scored without being asked: {stdout}");
 }
+
+/// `--init` without a model config: the tokenizer is checked against the model it loads (here
+/// 256 ids, fewer than the byte tokenizer's 260) before any data is prepared.
+#[test]
+fn an_init_model_too_small_for_the_tokenizer_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tritter::TritterConfig { vocab_size: 256, ..tritter::TritterConfig::test() };
+    let model = tritter::TritterModel::<tritter::backend::Cpu>::new(&config, &Default::default()).unwrap();
+    model.save_checkpoint(dir.path().join("init")).unwrap();
+    let out = tritter(dir.path(), &["train", "--init", "init", "--steps", "1", "--out", "run", "--dashboard", "quiet"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("256") && stderr.contains("260"), "{stderr}");
+    assert!(!dir.path().join("runs/cache").exists(), "data was prepared before the refusal");
+}
