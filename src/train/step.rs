@@ -49,13 +49,9 @@ pub(crate) fn batch_tokens<B: Backend>(batch: &TokenBatch<B>) -> usize {
 
 /// The batch's loss: over its targets when it has them, else over every next token.
 pub(crate) fn batch_loss<B: TritterBackend>(model: &TritterModel<B>, batch: TokenBatch<B>) -> Tensor<B, 1> {
-    match batch.targets {
-        Some(targets) => {
-            let seq = batch.input_ids.dims()[1];
-            model.loss_on(batch.input_ids.narrow(1, 0, seq - 1), targets)
-        }
-        None => model.loss(batch.input_ids),
-    }
+    let seq = batch.input_ids.dims()[1];
+    let targets = batch.targets.unwrap_or_else(|| batch.input_ids.clone().narrow(1, 1, seq - 1));
+    model.loss_on(batch.input_ids.narrow(1, 0, seq - 1), targets)
 }
 
 impl<B: TritterAutodiffBackend> TrainStep for TritterModel<B> {
