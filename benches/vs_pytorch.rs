@@ -13,7 +13,7 @@ use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tritter::infer::{generate, GenerateOptions};
-use tritter::train::{optimizer::adamw, TrainConfig};
+use tritter::train::FusedAdamWConfig;
 use tritter::{TritterConfig, TritterModel};
 
 type B = burn::backend::NdArray<f32>;
@@ -90,8 +90,9 @@ fn measure(a: &Args) -> f64 {
             rate(a.batch * a.seq, a.iters, || drop(model.forward(input.clone()).into_data()))
         }
         "train" => {
+            // As the README's library example trains: Burn's Optimizer API, the crate's AdamW.
             let mut model = Some(TritterModel::<AD>::new(&config, &device).unwrap());
-            let mut optimizer = adamw::<AD>(&TrainConfig::default());
+            let mut optimizer = FusedAdamWConfig::new().with_weight_decay(0.1).init();
             let input = ids::<AD>(&mut rng, &config, a.batch, a.seq);
             rate(a.batch * a.seq, a.iters, || {
                 let m = model.take().unwrap();
@@ -117,7 +118,6 @@ fn measure(a: &Args) -> f64 {
 }
 
 fn main() {
-    tritter::allocator::keep_freed_memory();
     let rows = match parse() {
         Some(args) => vec![args],
         None => ["forward", "train", "generate", "generate-packed"]

@@ -1,6 +1,6 @@
 //! A built-in generated corpus of small tasks with checkable answers (addition, copying,
 //! reversing, counting, sorting) that a small model learns in minutes on a CPU. Each document
-//! is `prompt + answer`, e.g. `"12+345=357"`; a held-out split (by hash of the prompt) never
+//! is `prompt + answer`, e.g. `"012+345=0357"`; a held-out split (by hash of the prompt) never
 //! appears in training, and [`crate::infer::task_accuracy`] scores exact-match answers.
 
 use std::io::Write;
@@ -13,7 +13,8 @@ use crate::error::Result;
 /// The kinds of task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Task {
-    /// `"12+345="` → `"357"`.
+    /// `"012+345="` → `"0357"`: operands of up to 3 digits written at width 3, the sum at
+    /// width 4, so that digits of equal place value sit at fixed offsets.
     Add,
     /// `"copy abc="` → `"abc"`.
     Copy,
@@ -71,7 +72,7 @@ fn random_example(rng: &mut StdRng) -> TaskExample {
             let digits = |rng: &mut StdRng| 10u32.pow(rng.random_range(1..=3));
             let (limit_a, limit_b) = (digits(rng), digits(rng));
             let (a, b) = (rng.random_range(0..limit_a), rng.random_range(0..limit_b));
-            (format!("{a}+{b}="), (a + b).to_string())
+            (format!("{a:03}+{b:03}="), format!("{:04}", a + b))
         }
         Task::Copy => {
             let s = letters(rng, 1, 8);
@@ -108,13 +109,18 @@ pub fn task_stream(seed: u64, held_out: bool) -> impl Iterator<Item = TaskExampl
     std::iter::repeat_with(move || random_example(&mut rng)).filter(move |e| is_held_out(&e.prompt) == held_out)
 }
 
-/// Writes `count` training examples as JSONL (`{"text": ...}` per line), atomically.
-pub fn write_task_corpus(path: &Path, seed: u64, count: usize) -> Result<()> {
+/// `count` training examples as JSONL (`{"text": ...}` per line).
+pub fn task_corpus(seed: u64, count: usize) -> Vec<u8> {
     let mut bytes = Vec::new();
     for example in generate_tasks(seed, count, false) {
         serde_json::to_writer(&mut bytes, &serde_json::json!({ "text": example.text() })).expect("json");
         bytes.write_all(b"\n").expect("vec write");
     }
+    bytes
+}
+
+/// Writes [`task_corpus`] to `path`, atomically.
+pub fn write_task_corpus(path: &Path, seed: u64, count: usize) -> Result<()> {
     crate::io::create_parent(path)?;
-    crate::io::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &task_corpus(seed, count))
 }

@@ -19,7 +19,7 @@ pub use corpus::{
     TokenStream,
 };
 pub use dataset::{DataSpec, TokenBatch, TokenBatcher, TokenWindows, WeightedMixture};
-pub use generated::{generate_tasks, task_stream, write_task_corpus, Task, TaskExample};
+pub use generated::{generate_tasks, task_corpus, task_stream, write_task_corpus, Task, TaskExample};
 pub use rust_sources::{read_crate_list, write_rust_corpus, CrateVersion, RustCorpusStats};
 pub use source::{for_each_document, list_files, SourceOptions, SourceStats, TextSplit};
 pub use tokenizer::{SpecialIds, Tokenizer};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use burn::data::dataset::{Dataset, InMemDataset};
 
 use crate::data::{
-    prepare_corpus, write_task_corpus, AnswerTargets, DataSpec, PrepareOptions, PrepareProgress, TokenWindows,
-    Tokenizer, WeightedMixture,
+    prepare_corpus, task_corpus, AnswerTargets, DataSpec, PrepareOptions, PrepareProgress, TokenWindows, Tokenizer,
+    WeightedMixture,
 };
 use crate::error::{Result, TritterError};
 
@@ -49,8 +49,12 @@ pub fn training_sets(
 ) -> Result<TrainingSets> {
     if specs.is_empty() {
         let path = options.cache_dir.join(GENERATED_TASKS_FILE);
-        if !path.exists() {
-            write_task_corpus(&path, 1, 50_000)?;
+        // Rewritten when this version generates other examples, so a cache made by an older
+        // version does not train on an old task format.
+        let corpus = task_corpus(1, 50_000);
+        if std::fs::read(&path).ok().as_deref() != Some(corpus.as_slice()) {
+            crate::io::create_parent(&path)?;
+            crate::io::write_atomic(&path, &corpus)?;
         }
         let (train, valid, source) = windows_of(&path, tokenizer, options, seq_len, progress)?;
         let answers = AnswerTargets::for_tokenizer(tokenizer)?;

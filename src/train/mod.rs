@@ -21,6 +21,7 @@ mod terminal;
 
 pub use burn::train::Interrupter;
 pub use config::{Cooldown, HybridOptions, NonFinitePolicy, TrainConfig};
+pub use fused_adamw::{FusedAdamW, FusedAdamWConfig};
 pub use hybrid::{create_trainer_with_config, HybridStats};
 pub use main_job::MainJob;
 pub use run::{train, Dashboard, TrainData, TrainOptions, TrainOutcome};

@@ -12,7 +12,7 @@ use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
 use crate::backend::TritterAutodiffBackend;
 use crate::model::TritterModel;
 use crate::train::config::TrainConfig;
-use crate::train::fused_adamw::FusedAdamW;
+use crate::train::fused_adamw::{FusedAdamW, FusedAdamWConfig};
 
 /// AdamW for a Tritter model: Burn's maths and state, one pass per parameter on the CPU
 /// ([`FusedAdamW`]).
@@ -21,7 +21,7 @@ pub type TritterAdamW<B> = OptimizerAdaptor<FusedAdamW, TritterModel<B>, B>;
 /// AdamW with the run's β, ε and weight decay. Clipping is global-norm and done by the
 /// training loop (Burn's own clipping is per tensor).
 pub fn adamw<B: TritterAutodiffBackend>(config: &TrainConfig) -> TritterAdamW<B> {
-    FusedAdamW::new(config).init()
+    FusedAdamWConfig::of(config).init()
 }
 
 /// An optimizer whose clones share one state.

@@ -13,7 +13,8 @@ fn solve(example: &TaskExample) -> String {
     match example.task {
         Task::Add => {
             let (a, b) = body.split_once('+').unwrap();
-            (a.parse::<u64>().unwrap() + b.parse::<u64>().unwrap()).to_string()
+            assert!(a.len() == 3 && b.len() == 3, "operands at width 3: {body}");
+            format!("{:04}", a.parse::<u64>().unwrap() + b.parse::<u64>().unwrap())
         }
         Task::Copy => body.strip_prefix("copy ").unwrap().to_string(),
         Task::Reverse => body.strip_prefix("rev ").unwrap().chars().rev().collect(),
@@ -138,4 +139,23 @@ fn a_small_model_learns_the_generated_tasks() {
     assert_eq!(accuracy.per_task.values().map(|(_, t)| t).sum::<usize>(), 40);
     assert!(accuracy.per_task.values().all(|(c, t)| c <= t));
     eprintln!("held-out accuracy after 250 steps: {:.1}%", 100.0 * accuracy.accuracy());
+}
+
+/// A generated corpus left in the cache by another version (another task format) is replaced
+/// by this version's examples before it is tokenized, and an up-to-date one is left untouched.
+#[test]
+fn a_stale_generated_corpus_in_the_cache_is_replaced() {
+    use burn::data::dataset::Dataset;
+    use tritter::data::training_sets::{training_sets, GENERATED_TASKS_FILE};
+    use tritter::data::{task_corpus, PrepareOptions, Tokenizer};
+    let dir = crate::data::common::temp_dir();
+    let options = PrepareOptions { cache_dir: dir.path().to_path_buf(), ..Default::default() };
+    let path = dir.path().join(GENERATED_TASKS_FILE);
+    std::fs::write(&path, "{\"text\": \"12+345=357\"}\n").unwrap();
+    let sets = training_sets(&[], &Tokenizer::bytes(), &options, 64, 1, &mut |_, _| {}).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), task_corpus(1, 50_000), "the old corpus was kept");
+    assert!(sets.train.len() > 1000, "{} windows", sets.train.len());
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    training_sets(&[], &Tokenizer::bytes(), &options, 64, 1, &mut |_, _| {}).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified, "rewritten needlessly");
 }

@@ -94,7 +94,7 @@ fn warmup_cosine_matches_hand_computed_values() {
 fn the_cooldown_stage_lowers_the_rate_and_stops_weight_decay() {
     use burn::optim::SimpleOptimizer;
     use burn::tensor::{Tensor, TensorData};
-    use tritter::train::fused_adamw::FusedAdamW;
+    use tritter::train::fused_adamw::FusedAdamWConfig;
     use tritter::train::Cooldown;
     let config = TrainConfig {
         learning_rate: 1.0,
@@ -113,7 +113,7 @@ fn the_cooldown_stage_lowers_the_rate_and_stops_weight_decay() {
     assert!((lrs[55] - 0.3 * cosine(56.0)).abs() < 1e-12, "step 56 is the cooldown's first");
     assert!((lrs[109] - 0.03).abs() < 1e-12);
 
-    let optimizer = FusedAdamW::new(&config);
+    let optimizer = FusedAdamWConfig::of(&config).optimizer();
     let (mut weight, mut state) =
         (Tensor::<B, 1>::from_data(TensorData::from([2.0f32, -3.0]), &Default::default()), None);
     let mut expected = [2.0f32, -3.0];

@@ -5,6 +5,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{Tensor, TensorData};
 use rand::{rngs::StdRng, Rng};
+use tritter::train::fused_adamw::FusedAdamWConfig;
 use tritter::train::optimizer::adamw;
 use tritter::TritterModel;
 
@@ -39,37 +40,43 @@ fn equal_to_burn<Bk: tritter::backend::TritterAutodiffBackend>(rng: &mut StdRng)
         let mut config = train_config(1, 1);
         config.weight_decay = weight_decay;
         config.beta2 = rng.random_range(0.9..0.999);
-        let mut ours_model = TritterModel::<Bk>::new(&model_config(), &Default::default()).unwrap();
-        let mut burn_model = ours_model.clone();
-        let mut ours = adamw::<Bk>(&config);
-        let mut burn = AdamWConfig::new()
+        let burn = AdamWConfig::new()
             .with_beta_1(config.beta1)
             .with_beta_2(config.beta2)
             .with_epsilon(config.epsilon)
             .with_weight_decay(config.weight_decay)
             .init::<Bk, TritterModel<Bk>>();
-        for step in 0..4 {
-            let mut visitor = RandomGrads {
-                rng,
-                scale: 10f32.powi(step - 2),
-                grads: [GradientsParams::new(), GradientsParams::new()],
-            };
-            ours_model.visit(&mut visitor);
-            let [g_ours, g_burn] = visitor.grads;
-            let lr = 1e-3 * (step + 1) as f64;
-            ours_model = ours.step(lr, ours_model, g_ours);
-            burn_model = burn.step(lr, burn_model, g_burn);
-            let bits = |m: &TritterModel<Bk>| {
-                parameters(m)
-                    .into_iter()
-                    .map(|(_, v)| v.into_iter().map(f32::to_bits).collect::<Vec<_>>())
-                    .collect::<Vec<_>>()
-            };
-            assert!(
-                bits(&ours_model) == bits(&burn_model),
-                "weight decay {weight_decay}, step {step}: parameters differ from Burn's AdamW"
-            );
-        }
+        same_steps(rng, adamw::<Bk>(&config), burn, &format!("weight decay {weight_decay}"));
+    }
+    // Both configs' defaults: the fused optimizer is a drop-in for Burn's.
+    let ours = FusedAdamWConfig::new().init::<Bk, TritterModel<Bk>>();
+    same_steps(rng, ours, AdamWConfig::new().init(), "default configs");
+}
+
+/// Four steps of both optimizers with the same random gradients of growing scale.
+fn same_steps<Bk: tritter::backend::TritterAutodiffBackend>(
+    rng: &mut StdRng,
+    mut ours: impl Optimizer<TritterModel<Bk>, Bk>,
+    mut burn: impl Optimizer<TritterModel<Bk>, Bk>,
+    case: &str,
+) {
+    let mut ours_model = TritterModel::<Bk>::new(&model_config(), &Default::default()).unwrap();
+    let mut burn_model = ours_model.clone();
+    for step in 0..4 {
+        let mut visitor =
+            RandomGrads { rng, scale: 10f32.powi(step - 2), grads: [GradientsParams::new(), GradientsParams::new()] };
+        ours_model.visit(&mut visitor);
+        let [g_ours, g_burn] = visitor.grads;
+        let lr = 1e-3 * (step + 1) as f64;
+        ours_model = ours.step(lr, ours_model, g_ours);
+        burn_model = burn.step(lr, burn_model, g_burn);
+        let bits = |m: &TritterModel<Bk>| {
+            parameters(m)
+                .into_iter()
+                .map(|(_, v)| v.into_iter().map(f32::to_bits).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        assert!(bits(&ours_model) == bits(&burn_model), "{case}, step {step}: parameters differ from Burn's AdamW");
     }
 }
 
