@@ -105,6 +105,10 @@ impl<B: TritterBackend, C: CheckpointStrategy> TritterBackend for Autodiff<B, C>
         B::autodiff_grouped_query_attention::<C>(q, k, v, mask)
     }
 
+    fn token_embedding(weight: Tensor<Self, 2>, ids: Tensor<Self, 2, Int>) -> Tensor<Self, 3> {
+        B::autodiff_token_embedding::<C>(weight, ids)
+    }
+
     fn cross_entropy(logits: Tensor<Self, 2>, targets: Tensor<Self, 1, Int>, ignore: Option<usize>) -> Tensor<Self, 1> {
         B::autodiff_cross_entropy::<C>(logits, targets, ignore)
     }

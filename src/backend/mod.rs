@@ -129,6 +129,11 @@ pub trait TritterBackend: Backend {
         reference::attention(q, k, v, mask)
     }
 
+    /// The rows of `weight: [vocab, hidden]` at `ids: [batch, seq]`: `[batch, seq, hidden]`.
+    fn token_embedding(weight: Tensor<Self, 2>, ids: Tensor<Self, 2, Int>) -> Tensor<Self, 3> {
+        burn::tensor::module::embedding(weight, ids)
+    }
+
     /// Mean cross-entropy over the rows whose target is not `ignore` (see
     /// [`reference::cross_entropy`]).
     fn cross_entropy(logits: Tensor<Self, 2>, targets: Tensor<Self, 1, Int>, ignore: Option<usize>) -> Tensor<Self, 1> {
@@ -189,6 +194,15 @@ pub trait TritterBackend: Backend {
         mask: Tensor<Autodiff<Self, C>, 4, Bool>,
     ) -> Tensor<Autodiff<Self, C>, 4> {
         reference::attention(q, k, v, mask)
+    }
+
+    /// [`Self::token_embedding`] under autodiff (default: Burn's op, whose backward builds the
+    /// gradient with tensor ops).
+    fn autodiff_token_embedding<C: CheckpointStrategy>(
+        weight: Tensor<Autodiff<Self, C>, 2>,
+        ids: Tensor<Autodiff<Self, C>, 2, Int>,
+    ) -> Tensor<Autodiff<Self, C>, 3> {
+        burn::tensor::module::embedding(weight, ids)
     }
 
     /// [`Self::cross_entropy`] under autodiff.

@@ -107,7 +107,7 @@ impl<B: crate::backend::TritterBackend> TritterModel<B> {
         // Without a pad id nothing is padding (ids are never negative).
         let new_pad = input_ids.clone().equal_elem(self.config.pad_token_id.map_or(-1, |p| p as i64));
         let (mask, key_pad) = cached_mask(new_pad, cache.key_pad.take(), cache.len);
-        let mut x = self.model.embed_tokens.forward(input_ids);
+        let mut x = B::token_embedding(self.model.embed_tokens.weight.val(), input_ids);
         for (layer, slot) in self.model.layers.iter().zip(cache.layers.iter_mut()) {
             x = layer.forward(x, cache.len, mask.clone(), Some(slot));
         }

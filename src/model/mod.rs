@@ -124,7 +124,7 @@ impl<B: TritterBackend> TritterModel<B> {
     /// The final norm's output `[B, T, H]`, the LM head's input.
     fn hidden_states(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let mask = attention_mask(&input_ids, self.config.pad_token_id);
-        let mut x = self.model.embed_tokens.forward(input_ids);
+        let mut x = B::token_embedding(self.model.embed_tokens.weight.val(), input_ids);
         for layer in &self.model.layers {
             x = layer.forward(x, 0, mask.clone(), None);
         }

@@ -17,9 +17,8 @@ impl MainJob {
     /// heads (I 288, ~0.5M parameters) and RoPE base 10,000, 4000 steps of 16 × 64 tokens at peak
     /// learning rate 1e-2; evaluation and a checkpoint every 1000 steps. The presets' base of
     /// 500,000 is for long contexts: over these 10-40-token documents most of its rotary
-    /// frequencies barely turn. With it addition, which has to line up digits by position,
-    /// stayed at 9-28% in the sweep; with 10,000 it reached 17-78% over three runs
-    /// (docs/training.md#the-main-job).
+    /// frequencies barely turn (addition stayed at 9-28% with it). 99.0-100% held-out exact
+    /// match over five seeds (docs/training.md#the-main-job).
     pub fn standard() -> Self {
         let model = TritterConfig {
             hidden_size: 96,

@@ -459,3 +459,62 @@ fn cpu_reshape_equals_burn_reshape_with_gradients() {
         to_vec(Tensor::<B, 3>::from_data(TensorData::new(x, [a, b, c]), &device).swap_dims(1, 2).reshape([a, b * c]))
     );
 }
+
+/// The table's gradient from `loss = Σ embedding(W, ids) ⊙ g (+ Σ W ⊙ h when tied)`, the head
+/// term built after the lookup as a tied LM head is (its gradient is registered first).
+fn embedding_gradient<Ad: tritter::backend::TritterAutodiffBackend>(
+    table: &[f32],
+    [vocab, hidden]: [usize; 2],
+    ids: &[i64],
+    [batch, seq]: [usize; 2],
+    g: &[f32],
+    head: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let device = Default::default();
+    let w = Tensor::<Ad, 2>::from_data(TensorData::new(table.to_vec(), [vocab, hidden]), &device).require_grad();
+    let ids = Tensor::<Ad, 2, Int>::from_data(TensorData::new(ids.to_vec(), [batch, seq]), &device);
+    let rows = Ad::token_embedding(w.clone(), ids);
+    let g = Tensor::<Ad, 3>::from_data(TensorData::new(g.to_vec(), [batch, seq, hidden]), &device);
+    let mut loss = (rows.clone() * g).sum();
+    if let Some(h) = head {
+        let h = Tensor::<Ad, 2>::from_data(TensorData::new(h.to_vec(), [vocab, hidden]), &device);
+        loss = loss + (w.clone() * h).sum();
+    }
+    let grads = loss.backward();
+    (to_vec(rows), to_vec(w.grad(&grads).expect("table gradient")))
+}
+
+fn check_embedding<Ad: tritter::backend::TritterAutodiffBackend>(rng: &mut StdRng) {
+    // Few rows, so that ids repeat; a batch of one; a table whose rows no token picks.
+    for (vocab, hidden, batch, seq) in [(5, 3, 2, 7), (1, 8, 1, 1), (40, 16, 3, 5), (7, 33, 1, 20)] {
+        let table: Vec<f32> = (0..vocab * hidden).map(|_| normal(rng)).collect();
+        let ids: Vec<i64> = (0..batch * seq).map(|_| rng.random_range(0..vocab) as i64).collect();
+        let g: Vec<f32> = (0..batch * seq * hidden).map(|_| normal(rng)).collect();
+        let h: Vec<f32> = (0..vocab * hidden).map(|_| normal(rng)).collect();
+        for head in [None, Some(h.as_slice())] {
+            let (rows, grad) = embedding_gradient::<Ad>(&table, [vocab, hidden], &ids, [batch, seq], &g, head);
+            let mut grad64: Vec<f64> =
+                head.map_or(vec![0.0; vocab * hidden], |h| h.iter().map(|&v| v as f64).collect());
+            let mut rows64 = Vec::new();
+            for (token, &id) in ids.iter().enumerate() {
+                for j in 0..hidden {
+                    grad64[id as usize * hidden + j] += g[token * hidden + j] as f64;
+                    rows64.push(table[id as usize * hidden + j] as f64);
+                }
+            }
+            let case = format!("{vocab}×{hidden}, {batch}×{seq}, tied {}", head.is_some());
+            assert_eq!(max_rel_diff(&rows, &rows64), 0.0, "{case}: looked-up rows");
+            let err = max_rel_diff(&grad, &grad64);
+            assert!(err < 1e-6, "{case}: table gradient vs f64: {err:e}");
+        }
+    }
+}
+
+#[test]
+fn fused_embedding_gradient_equals_f64_tied_or_not() {
+    let mut rng = fresh_rng("fused_embedding_gradient_equals_f64_tied_or_not");
+    assert!(tritter::backend::has_native_ops::<B>());
+    check_embedding::<AD>(&mut rng);
+    check_embedding::<burn::backend::Autodiff<B, BalancedCheckpointing>>(&mut rng);
+    check_embedding::<burn::backend::Autodiff<tritter::backend::Reference>>(&mut rng);
+}

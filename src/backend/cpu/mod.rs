@@ -4,6 +4,7 @@
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
+pub mod embedding;
 pub mod gated_activation;
 pub mod gemm;
 pub mod math;
@@ -128,6 +129,13 @@ impl TritterBackend for Cpu {
         mask: Tensor<Autodiff<Self, C>, 4, Bool>,
     ) -> Tensor<Autodiff<Self, C>, 4> {
         attention::fused_attention(q, k, v, mask)
+    }
+
+    fn autodiff_token_embedding<C: CheckpointStrategy>(
+        weight: Tensor<Autodiff<Self, C>, 2>,
+        ids: Tensor<Autodiff<Self, C>, 2, Int>,
+    ) -> Tensor<Autodiff<Self, C>, 3> {
+        embedding::fused_embedding(weight, ids)
     }
 
     fn autodiff_cross_entropy<C: CheckpointStrategy>(

@@ -81,3 +81,14 @@ pub(crate) fn reshape_primitive(t: FloatTensor<Cpu>, dims: &[usize]) -> FloatTen
 pub(crate) fn reshape<const D1: usize, const D2: usize>(t: Tensor<Cpu, D1>, dims: [usize; D2]) -> Tensor<Cpu, D2> {
     float(reshape_primitive(t.into_primitive().tensor(), &dims))
 }
+
+/// The elements of a CPU tensor as a uniquely owned row-major array: no copy when the tensor
+/// already is one.
+pub(crate) fn into_unique_rows(t: FloatTensor<Cpu>) -> ndarray::ArcArray<f32, ndarray::IxDyn> {
+    let NdArrayTensor::F32(storage) = t else { panic!("the CPU backend's float tensors are f32") };
+    let mut array = storage.into_owned();
+    if !array.is_standard_layout() {
+        array = array.as_standard_layout().into_owned().into_shared();
+    }
+    array
+}
