@@ -407,18 +407,23 @@ pub fn dense_matmul_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], out: &mu
     let tokens = x.len() / cols.max(1);
     assert_eq!(w.len(), rows * cols, "weight length");
     assert_eq!(out.len(), tokens * rows, "output length");
-    let main = cols - cols % DOT_LANES;
     for_each_row(rows, cols, tokens, out, |r, row_out| {
         let row = &w[r * cols..(r + 1) * cols];
         for (t, x) in x.chunks(cols.max(1)).enumerate() {
-            let mut acc = [0f32; DOT_LANES];
-            for (w, x) in row[..main].chunks_exact(DOT_LANES).zip(x.chunks_exact(DOT_LANES)) {
-                for j in 0..DOT_LANES {
-                    acc[j] += w[j] * x[j];
-                }
-            }
-            let tail: f32 = row[main..].iter().zip(&x[main..]).map(|(a, b)| a * b).sum();
-            row_out[t] = acc.iter().sum::<f32>() + tail;
+            row_out[t] = dot(row, x);
         }
     });
+}
+
+/// `Σ w_i · x_i` over [`DOT_LANES`] lanes, then the tail.
+fn dot(w: &[f32], x: &[f32]) -> f32 {
+    let main = w.len() - w.len() % DOT_LANES;
+    let mut acc = [0f32; DOT_LANES];
+    for (w, x) in w[..main].chunks_exact(DOT_LANES).zip(x.chunks_exact(DOT_LANES)) {
+        for j in 0..DOT_LANES {
+            acc[j] += w[j] * x[j];
+        }
+    }
+    let tail: f32 = w[main..].iter().zip(&x[main..]).map(|(a, b)| a * b).sum();
+    acc.iter().sum::<f32>() + tail
 }
