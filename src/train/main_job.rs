@@ -39,8 +39,8 @@ impl MainJob {
         Self { model, train }
     }
 
-    /// The ~40 s demo: the `test` preset for 1500 steps (it learns counting and sorting, not
-    /// yet copying, reversing or addition).
+    /// The ~40 s demo: the `test` preset for 1500 steps (it learns counting and sorting, some
+    /// copying and reversing, no addition).
     pub fn quick() -> Self {
         Self { model: TritterConfig::test(), train: TrainConfig::main_job(1e-2) }
     }
