@@ -25,7 +25,6 @@ writes its weights.
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -35,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pytorch"))
+from compare import ROOT, machine, record  # noqa: E402  (BENCHMARKS.md sections, the machine line)
+
 TRITTER = ROOT / "target/release/tritter"
 
 SHAPES = {
@@ -109,24 +110,6 @@ def bytes_per_token(shape):
     return ternary * 66 / 256 + v * h * 4  # TQ2_0 blocks, the f32 tied head
 
 
-def machine():
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = "unknown CPU"
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
-
-
-def record(body):
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start, end = "<!-- vs_llamacpp -->", "<!-- /vs_llamacpp -->"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--shape", choices=SHAPES, default="small_100m")
@@ -173,7 +156,7 @@ head); at the decode rates that is {gbs(ours):.1f} GB/s for Tritter and {gbs(the
 against a copy bandwidth of {bandwidth:.1f} GB/s (numpy, 256 MiB, read + write) measured in the same run.
 """
     print(body)
-    record(body)
+    record("vs_llamacpp", body)
 
 
 if __name__ == "__main__":
