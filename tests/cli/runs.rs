@@ -141,20 +141,30 @@ fn running(dir: &Path) -> std::process::Child {
 }
 
 /// A second SIGINT while the first one's checkpoint is being saved ends the process at once,
-/// and the latest checkpoint still loads.
+/// and the latest checkpoint still loads. The second is sent once the first is acknowledged:
+/// two signals sent before the process reads either arrive as one.
 #[cfg(unix)]
 #[test]
 fn a_second_interrupt_stops_at_once() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let child = running(dir.path());
-    for _ in 0..2 {
-        // SAFETY: signals a child this test started and has not waited for yet.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        std::thread::sleep(Duration::from_millis(2));
+    let mut child = running(dir.path());
+    let (lines, received) = std::sync::mpsc::channel();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        stderr.lines().map_while(Result::ok).inspect(|line| drop(lines.send(line.clone()))).collect::<Vec<_>>()
+    });
+    // SAFETY: signals a child this test started and has not waited for yet.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    while !received.recv_timeout(Duration::from_secs(60)).unwrap().contains("stopping after this step") {
+        assert!(started.elapsed() < Duration::from_secs(60), "the first SIGINT is not acknowledged");
     }
-    let out = child.wait_with_output().unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    // SAFETY: as above; the child is still saving, so it has not been waited for.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap().join("\n");
+    assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("Stopped at once"), "{stderr}");
     let latest = tritter::train::resolve_run_checkpoint(&dir.path().join("run")).unwrap();
     tritter::TritterModel::<burn::backend::NdArray>::load_checkpoint(latest.join("model"), &Default::default())
