@@ -78,6 +78,10 @@ pub enum TritterError {
     #[error("{}: {what}: {reason}", path.display())]
     Unsupported { path: PathBuf, what: String, reason: String },
 
+    /// A data-parallel worker failed or did not answer in time; the last checkpoint is intact.
+    #[error("data-parallel training stopped at step {step}: {worker} {reason}")]
+    Worker { worker: String, step: usize, reason: String },
+
     /// An input tensor is malformed in some other way (e.g. empty).
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -148,6 +148,18 @@ impl<B: Backend> TokenBatch<B> {
     pub fn new(input_ids: Tensor<B, 2, Int>) -> Self {
         Self { input_ids, targets: None }
     }
+
+    /// Rows `start..start + len` of the batch.
+    pub fn rows(&self, start: usize, len: usize) -> Self {
+        Self {
+            input_ids: self.input_ids.clone().narrow(0, start, len),
+            targets: self.targets.as_ref().map(|t| t.clone().narrow(0, start, len)),
+        }
+    }
+
+    pub fn to_device(self, device: &B::Device) -> Self {
+        Self { input_ids: self.input_ids.to_device(device), targets: self.targets.map(|t| t.to_device(device)) }
+    }
 }
 
 /// Stacks equal-length windows into a [`TokenBatch`], with answer-only targets when asked.

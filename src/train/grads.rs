@@ -77,3 +77,21 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
         _ => (grads, norm),
     }
 }
+
+struct Zeros<'a> {
+    grads: &'a mut GradientsParams,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Zeros<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.grads.register(param.id, param.val().inner().zeros_like());
+    }
+}
+
+/// A zero gradient for every parameter of `model`: a data-parallel worker's contribution when
+/// its share of a step has no target token (every worker must all-reduce the same parameters).
+pub fn zero_grads<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M) -> GradientsParams {
+    let mut grads = GradientsParams::new();
+    model.visit(&mut Zeros { grads: &mut grads });
+    grads
+}

@@ -10,6 +10,7 @@ pub mod main_job;
 pub mod metrics;
 pub mod optimizer;
 pub mod order;
+pub mod parallel;
 pub mod render;
 pub mod run;
 pub mod schedule;
@@ -18,13 +19,15 @@ pub mod step;
 pub mod strategy;
 pub mod summary;
 mod terminal;
+mod workers;
 
 pub use burn::train::Interrupter;
 pub use config::{Cooldown, HybridOptions, NonFinitePolicy, TrainConfig};
 pub use fused_adamw::{FusedAdamW, FusedAdamWConfig};
 pub use hybrid::{create_trainer_with_config, HybridStats};
 pub use main_job::MainJob;
-pub use run::{train, Dashboard, TrainData, TrainOptions, TrainOutcome};
+pub use parallel::{Nodes, Parallel};
+pub use run::{train, train_parallel, Dashboard, TrainData, TrainOptions, TrainOutcome};
 pub use schedule::WarmupCosine;
 pub use state::{
     load_run_checkpoint, prepare_fresh_run_dir, read_resume_point, resolve_run_checkpoint, ResumePoint, RunState,

@@ -24,6 +24,7 @@ use crate::train::hybrid::HybridStats;
 use crate::train::metrics::{PerplexityFromLoss, TaskAccuracy as TaskAccuracyMetric, TokensPerSecond};
 use crate::train::optimizer::{adamw, SharedOptimizer, TritterAdamW};
 use crate::train::order::EpochOrder;
+use crate::train::parallel::Parallel;
 use crate::train::render::{LineRenderer, LineSink};
 use crate::train::schedule::WarmupCosine;
 use crate::train::state::{load_run_checkpoint, prepare_fresh_run_dir, remove_stale_temporaries, RunState};
@@ -119,7 +120,27 @@ pub fn train<B: TritterAutodiffBackend>(
     options: TrainOptions,
     device: &B::Device,
 ) -> Result<TrainOutcome<B::InnerBackend>> {
+    train_parallel::<B>(model_config, config, data, options, &Parallel::single(device))
+}
+
+/// [`train`] with one replica per device of `parallel` (and per device of every other node it
+/// names): the same steps, batches and result as on one device, up to float rounding.
+pub fn train_parallel<B: TritterAutodiffBackend>(
+    model_config: &TritterConfig,
+    config: &TrainConfig,
+    data: TrainData,
+    options: TrainOptions,
+    parallel: &Parallel<B::Device>,
+) -> Result<TrainOutcome<B::InnerBackend>> {
     config.validate()?;
+    parallel.validate(config.batch_size)?;
+    if config.hybrid.is_some() && parallel.is_parallel() {
+        return Err(TritterError::InvalidConfig {
+            field: "hybrid",
+            reason: "the hybrid predictive trainer runs on one device; train on one device or without it".into(),
+        });
+    }
+    let device = &parallel.devices[0];
     if options.resume.is_none() {
         prepare_fresh_run_dir(&options.run_dir, options.overwrite)?;
     }
@@ -142,6 +163,7 @@ pub fn train<B: TritterAutodiffBackend>(
         start,
         optimizer: optimizer.clone(),
         tasks: data.tasks,
+        parallel: parallel.clone(),
         report: report.clone(),
         started,
     };

@@ -1,8 +1,10 @@
 //! burn-train glue: `TrainStep` / `InferenceStep` for [`TritterModel`] and the step output the
 //! metrics read.
 
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{ElementConversion, Int, Tensor};
 use burn::train::metric::{Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
@@ -52,6 +54,46 @@ pub(crate) fn batch_loss<B: TritterBackend>(model: &TritterModel<B>, batch: Toke
     let seq = batch.input_ids.dims()[1];
     let targets = batch.targets.unwrap_or_else(|| batch.input_ids.clone().narrow(1, 1, seq - 1));
     model.loss_on(batch.input_ids.narrow(1, 0, seq - 1), targets)
+}
+
+/// The tokens a batch's loss averages over: its targets other than the padding id `pad`.
+pub(crate) fn target_tokens<B: Backend>(batch: &TokenBatch<B>, pad: Option<usize>) -> usize {
+    let seq = batch.input_ids.dims()[1];
+    let targets: Tensor<B, 2, Int> = match &batch.targets {
+        Some(targets) => targets.clone(),
+        None => batch.input_ids.clone().narrow(1, 1, seq - 1),
+    };
+    match pad {
+        Some(pad) => targets.not_equal_elem(pad as i64).int().sum().into_scalar().elem::<i64>() as usize,
+        None => targets.dims().iter().product(),
+    }
+}
+
+/// Each micro-batch of a step with its weight: its share of the step's target tokens, so the
+/// weighted sum of the micro-batch losses is the mean loss over all of them (NaN weights when
+/// the step has no target at all, which the non-finite policy then handles).
+pub(crate) fn token_weighted<B: Backend>(batches: Vec<TokenBatch<B>>, pad: Option<usize>) -> Vec<(TokenBatch<B>, f64)> {
+    let counts: Vec<usize> = batches.iter().map(|batch| target_tokens(batch, pad)).collect();
+    let total = counts.iter().sum::<usize>() as f64;
+    batches.into_iter().zip(counts).map(|(batch, n)| (batch, n as f64 / total)).collect()
+}
+
+/// The gradients of `Σ weight · loss` over `batches` and that sum (detached). Batches of weight
+/// 0 are skipped; `None` when all are.
+pub(crate) fn weighted_grads<B: TritterAutodiffBackend>(
+    model: &TritterModel<B>,
+    batches: Vec<(TokenBatch<B>, f64)>,
+) -> (Option<GradientsParams>, Tensor<B::InnerBackend, 1>) {
+    let device = model.devices()[0].clone();
+    let (mut accumulator, mut any) = (GradientsAccumulator::new(), false);
+    let mut total = Tensor::<B::InnerBackend, 1>::zeros([1], &device);
+    for (batch, weight) in batches.into_iter().filter(|(_, weight)| *weight != 0.0) {
+        let loss = batch_loss(model, batch).mul_scalar(weight);
+        total = total + loss.clone().inner();
+        accumulator.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
+        any = true;
+    }
+    (any.then(|| accumulator.grads()), total)
 }
 
 impl<B: TritterAutodiffBackend> TrainStep for TritterModel<B> {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use burn::data::dataloader::Progress;
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{GradientsAccumulator, Optimizer};
+use burn::optim::Optimizer;
 use burn::tensor::{ElementConversion, Tensor};
 use burn::train::{
     EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent, LearnerItem, LearningComponentsMarker,
@@ -23,12 +23,14 @@ use crate::error::{Result, TritterError};
 use crate::infer::{task_accuracy, TaskAccuracy};
 use crate::model::TritterModel;
 use crate::train::config::{NonFinitePolicy, TrainConfig};
-use crate::train::grads::{clip_global_norm, scale_grads};
+use crate::train::grads::clip_global_norm;
 use crate::train::hybrid::{HybridRun, HybridStats};
 use crate::train::optimizer::{SharedOptimizer, TritterAdamW};
+use crate::train::parallel::Parallel;
 use crate::train::schedule::WarmupCosine;
 use crate::train::state::{param_ids, save_run_checkpoint, RunState};
-use crate::train::step::LmOutput;
+use crate::train::step::{batch_tokens, token_weighted, weighted_grads, LmOutput};
+use crate::train::workers::Workers;
 
 /// burn-train's component types for a Tritter run.
 pub type Components<B> = LearningComponentsMarker<B, WarmupCosine, TritterModel<B>, SharedOptimizer<TritterAdamW<B>>>;
@@ -71,6 +73,8 @@ pub(crate) struct TritterStrategy<B: TritterAutodiffBackend> {
     pub start: RunState,
     pub optimizer: SharedOptimizer<TritterAdamW<B>>,
     pub tasks: Option<TaskEval>,
+    /// The devices (and nodes) of a data-parallel run; one device: plain training.
+    pub parallel: Parallel<B::Device>,
     pub report: Arc<Mutex<RunReport>>,
     /// When the training call started (for [`Validation::seconds`]).
     pub started: Instant,
@@ -126,6 +130,10 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
             Some(options) => Some(HybridRun::new(learner.model(), self.optimizer.clone(), cfg, options)?),
             None => None,
         };
+        let mut workers = match self.parallel.is_parallel() {
+            true => Some(Workers::spawn(&learner.model(), &self.optimizer, cfg, &self.parallel)?),
+            false => None,
+        };
         let mut non_finite_in_row = 0;
         while state.step < cfg.steps {
             if interrupter.should_stop() {
@@ -141,9 +149,10 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
                     .next()
                     .ok_or_else(|| TritterError::InvalidInput(format!("training data ran out after {samples} samples")))
             };
-            let step = match hybrid.as_mut() {
-                Some(hybrid) => hybrid_step(hybrid, learner, next_batch()?, lr)?,
-                None => self.adamw_step(learner, &mut next_batch)?,
+            let step = match (hybrid.as_mut(), workers.as_mut()) {
+                (Some(hybrid), _) => hybrid_step(hybrid, learner, next_batch()?, lr)?,
+                (None, Some(workers)) => self.parallel_step(workers, learner, &mut next_batch, lr, state.step + 1)?,
+                (None, None) => self.adamw_step(learner, &mut next_batch)?,
             };
             state.backward_passes += step.backward_passes;
             state.samples += cfg.batch_size * if hybrid.is_some() { 1 } else { cfg.grad_accum };
@@ -155,16 +164,21 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
         if let Some(hybrid) = hybrid {
             self.report().hybrid = Some(hybrid.stats());
         }
-        if self.report().interrupted && state.step > 0 {
+        if let Some(mut workers) = workers {
+            learner.load_model(workers.model(state.step)?.into_record());
+            workers.finish();
+        }
+        if self.report().interrupted && state.step > 0 && self.is_lead() {
             self.checkpoint(learner, &state)?;
         }
         self.report().state = Some(state);
         Ok(())
     }
 
-    /// One optimizer step of plain training: `grad_accum` forward/backward passes, the mean of
-    /// their gradients clipped to the global norm, then AdamW unless the loss or the gradients
-    /// are not finite.
+    /// One optimizer step of plain training: `grad_accum` forward/backward passes, their
+    /// gradients weighted by each micro-batch's share of the step's target tokens (the gradient
+    /// of the mean loss over all of them), clipped to the global norm, then AdamW unless the
+    /// loss or the gradients are not finite.
     fn adamw_step(
         &self,
         learner: &mut Learner<Components<B>>,
@@ -172,25 +186,58 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
     ) -> Result<StepResult<B>> {
         let cfg = &self.config;
         let model = learner.model();
-        let mut accumulator = GradientsAccumulator::new();
-        let (mut losses, mut tokens) = (Vec::with_capacity(cfg.grad_accum), 0);
-        for _ in 0..cfg.grad_accum {
-            let out = learner.train_step(next_batch()?);
-            tokens += out.item.tokens;
-            losses.push(out.item.loss);
-            accumulator.accumulate(&model, out.grads);
-        }
-        let mut grads = accumulator.grads();
-        if cfg.grad_accum > 1 {
-            grads = scale_grads(&model, grads, 1.0 / cfg.grad_accum as f64);
-        }
-        let (grads, norm) = clip_global_norm(&model, grads, cfg.grad_clip);
-        let loss = Tensor::cat(losses, 0).mean();
+        let batches = (0..cfg.grad_accum).map(|_| next_batch()).collect::<Result<Vec<_>>>()?;
+        let tokens = batches.iter().map(batch_tokens).sum();
+        let (grads, loss) = weighted_grads(&model, token_weighted(batches, model.config().pad_token_id));
+        let (grads, norm) = match grads {
+            Some(grads) => clip_global_norm(&model, grads, cfg.grad_clip),
+            None => (Default::default(), f64::NAN),
+        };
         let value: f32 = loss.clone().into_scalar().elem();
         if value.is_finite() && norm.is_finite() {
             learner.optimizer_step(grads);
         }
         Ok(StepResult { loss, value, tokens, finite_grads: norm.is_finite(), backward_passes: cfg.grad_accum })
+    }
+
+    /// One optimizer step of a data-parallel run; the Learner's model (what evaluation and
+    /// checkpoints read) is brought up to date with worker 0's replica when one of them is due.
+    fn parallel_step(
+        &self,
+        workers: &mut Workers<B>,
+        learner: &mut Learner<Components<B>>,
+        next_batch: &mut impl FnMut() -> Result<TokenBatch<B>>,
+        lr: f64,
+        step: usize,
+    ) -> Result<StepResult<B>> {
+        let batches = (0..self.config.grad_accum).map(|_| next_batch()).collect::<Result<Vec<_>>>()?;
+        let done = workers.step(batches, lr, step)?;
+        if self.is_lead() && (self.evaluates_after(step) || self.checkpoints_after(step)) {
+            learner.load_model(workers.model(step)?.into_record());
+        }
+        let backward_passes = self.config.grad_accum;
+        Ok(StepResult {
+            loss: done.loss,
+            value: done.value,
+            tokens: done.tokens,
+            finite_grads: done.norm.is_finite(),
+            backward_passes,
+        })
+    }
+
+    /// Whether this process evaluates and writes checkpoints (the first node of a run over
+    /// several machines; always on one machine).
+    fn is_lead(&self) -> bool {
+        self.parallel.nodes.as_ref().is_none_or(|nodes| nodes.rank == 0)
+    }
+
+    fn evaluates_after(&self, step: usize) -> bool {
+        step == self.config.steps || (self.config.eval_every > 0 && step.is_multiple_of(self.config.eval_every))
+    }
+
+    fn checkpoints_after(&self, step: usize) -> bool {
+        step == self.config.steps
+            || (self.config.checkpoint_every > 0 && step.is_multiple_of(self.config.checkpoint_every))
     }
 
     /// Counts a step whose loss or gradients were not finite and stops the run as
@@ -232,12 +279,13 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
         let item =
             LearnerItem::new(LmOutput::new(step.loss, step.tokens), progress, period, periods, state.step, Some(lr));
         events.process_train(LearnerEvent::ProcessedItem(item));
-        let last = state.step == cfg.steps;
-        if last || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every)) {
+        if self.evaluates_after(state.step) {
             events.process_train(LearnerEvent::EndEpoch(period));
-            self.evaluate(learner, events, dataloader_valid, period, periods, state.step)?;
+            if self.is_lead() {
+                self.evaluate(learner, events, dataloader_valid, period, periods, state.step)?;
+            }
         }
-        if last || (cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every)) {
+        if self.checkpoints_after(state.step) && self.is_lead() {
             self.checkpoint(learner, state)?;
         }
         Ok(())

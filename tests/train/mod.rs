@@ -8,4 +8,5 @@ mod grads;
 mod hybrid;
 mod non_finite;
 mod optimizer;
+mod parallel;
 mod resume;

@@ -18,6 +18,22 @@ pub type Inner = tritter::backend::Cpu;
 #[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
 pub const BACKEND: &str = "the CPU (ndarray)";
 
+/// A device of [`Inner`].
+pub type Device = <Inner as burn::tensor::backend::Backend>::Device;
+
+/// `count` devices to train on: the GPUs in order, or the CPU `count` times.
+pub fn devices(count: usize) -> Vec<Device> {
+    #[cfg(feature = "cuda")]
+    return (0..count).map(burn::backend::cuda::CudaDevice::new).collect();
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    return match count {
+        1 => vec![Device::default()],
+        _ => (0..count).map(Device::DiscreteGpu).collect(),
+    };
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    vec![Device::default(); count]
+}
+
 #[derive(Copy, Clone, ValueEnum)]
 pub enum SplitArg {
     /// Each text file is one document.

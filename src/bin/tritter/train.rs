@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use clap::{Args, ValueEnum};
@@ -12,12 +12,12 @@ use indicatif::HumanBytes;
 use tritter::backend::Autodiff;
 use tritter::data::{generate_tasks, DataSpec, PrepareOptions, Tokenizer, TrainingSets};
 use tritter::train::{
-    train, Cooldown, Dashboard, HybridOptions, MainJob, NonFinitePolicy, ResumePoint, RunSummary, TaskEval,
-    TrainConfig, TrainData, TrainOptions, TrainOutcome,
+    train_parallel, Cooldown, Dashboard, HybridOptions, MainJob, Nodes, NonFinitePolicy, Parallel, ResumePoint,
+    RunSummary, TaskEval, TrainConfig, TrainData, TrainOptions, TrainOutcome,
 };
 use tritter::{TritterConfig, TritterError, TritterModel};
 
-use crate::common::{json_differences, spinner, Inner, SourceArgs, BACKEND};
+use crate::common::{devices, json_differences, spinner, Device, Inner, SourceArgs, BACKEND};
 use crate::infer::written_at;
 use crate::interrupt;
 
@@ -82,7 +82,7 @@ pub struct TrainArgs {
     /// Optimizer steps in the whole run [default: 1500].
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Sequences per micro-batch.
+    /// Sequences per micro-batch, over all devices together.
     #[arg(long)]
     pub batch: Option<usize>,
     /// Tokens per sequence.
@@ -141,6 +141,8 @@ pub struct TrainArgs {
     /// Hybrid: optimizer updates averaged into each predicted step.
     #[arg(long)]
     pub hybrid_history: Option<usize>,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
     /// Held-out generated tasks scored at each evaluation (generated data only).
     #[arg(long, default_value_t = 200)]
     pub task_examples: usize,
@@ -154,6 +156,46 @@ pub struct TrainArgs {
     pub cache_dir: PathBuf,
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// Data-parallel training on several devices and machines.
+#[derive(Args)]
+pub struct ParallelArgs {
+    /// Train on N devices at once (CUDA: cuda:0..N-1; wgpu: the first N discrete GPUs; the CPU:
+    /// N workers sharing its cores), each on its share of every batch; the result equals a
+    /// one-device run up to float rounding.
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
+    /// Machines in the run: each runs this command with the same settings and its own
+    /// --node-rank, after `tritter orchestrator` has started on one of them.
+    #[arg(long, requires_all = ["node_rank", "orchestrator", "node_address"])]
+    pub nodes: Option<u32>,
+    /// This machine's place in 0..NODES (which rows of every batch it trains on); node 0
+    /// evaluates and writes the checkpoints.
+    #[arg(long, requires = "nodes")]
+    pub node_rank: Option<u32>,
+    /// The orchestrator's address, e.g. ws://10.0.0.1:3000.
+    #[arg(long, requires = "nodes")]
+    pub orchestrator: Option<String>,
+    /// Where the other machines reach this one, e.g. ws://10.0.0.2:3001 (its port must be free).
+    #[arg(long, requires = "nodes")]
+    pub node_address: Option<String>,
+    /// Seconds to wait for a step's workers or another machine before the run stops with an
+    /// error (the last checkpoint stays the latest).
+    #[arg(long, default_value_t = 600)]
+    pub worker_timeout: u64,
+}
+
+impl ParallelArgs {
+    pub fn parallel(&self) -> Parallel<Device> {
+        let nodes = self.nodes.map(|count| Nodes {
+            count,
+            rank: self.node_rank.unwrap_or_default(),
+            orchestrator: self.orchestrator.clone().unwrap_or_default(),
+            node_address: self.node_address.clone().unwrap_or_default(),
+        });
+        Parallel { devices: devices(self.devices), nodes, timeout: Duration::from_secs(self.worker_timeout) }
+    }
 }
 
 impl TrainArgs {
@@ -500,11 +542,11 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
         interrupter: Some(interrupts.interrupter.clone()),
         overwrite: args.overwrite,
     };
-    let device = Default::default();
+    let parallel = args.parallel.parallel();
     let outcome = if config.grad_checkpointing {
-        train::<Autodiff<Inner, BalancedCheckpointing>>(&model_config, &config, data, options, &device)?
+        train_parallel::<Autodiff<Inner, BalancedCheckpointing>>(&model_config, &config, data, options, &parallel)?
     } else {
-        train::<Autodiff<Inner>>(&model_config, &config, data, options, &device)?
+        train_parallel::<Autodiff<Inner>>(&model_config, &config, data, options, &parallel)?
     };
     let model_dir = summarize(&out, &config, &outcome)?;
     outcome.summary(model_dir.as_deref()).write(&out)?;

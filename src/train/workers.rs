@@ -1,0 +1,256 @@
+//! The workers of a data-parallel run: one thread per device, each with its own replica and its
+//! own AdamW. Each step the training loop splits the batch by rows over every worker of every
+//! node; a worker weights its share's loss by its share of the step's target tokens, all-reduces
+//! (sums) loss and gradients with burn-collective, clips to the global norm of the sum and steps.
+//! Every worker sees the same reduced values, so replicas and optimizer states stay identical
+//! without sharing any state.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use burn::collective::{self, CollectiveConfig, PeerId, ReduceOperation};
+use burn::module::Module;
+use burn::optim::Optimizer;
+use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
+
+use crate::backend::TritterAutodiffBackend;
+use crate::data::TokenBatch;
+use crate::error::{Result, TritterError};
+use crate::model::TritterModel;
+use crate::train::config::TrainConfig;
+use crate::train::grads::{clip_global_norm, zero_grads};
+use crate::train::optimizer::{adamw, SharedOptimizer, TritterAdamW};
+use crate::train::parallel::Parallel;
+use crate::train::step::{batch_tokens, target_tokens, weighted_grads};
+
+/// burn-collective's server is one per process and backend: one data-parallel run at a time.
+static COLLECTIVE: Mutex<()> = Mutex::new(());
+
+enum Job<B: TritterAutodiffBackend> {
+    /// The worker's micro-batches of one step with their weights, and the learning rate.
+    Step { shares: Vec<(TokenBatch<B>, f64)>, lr: f64 },
+    /// Send the replica back (for evaluation and checkpoints).
+    Model,
+}
+
+/// A worker's answer: the step's reduced loss and gradient norm, or its replica.
+enum Done<B: TritterAutodiffBackend> {
+    Step { loss: Tensor<B::InnerBackend, 1>, value: f32, norm: f64 },
+    Model(Box<TritterModel<B>>),
+}
+
+type Reply<B> = (usize, std::result::Result<Done<B>, String>);
+
+/// What the training loop learns from a data-parallel step.
+pub(crate) struct ParallelStep<B: TritterAutodiffBackend> {
+    pub loss: Tensor<B::InnerBackend, 1>,
+    pub value: f32,
+    pub norm: f64,
+    pub tokens: usize,
+}
+
+/// This process's workers, driven by the training loop.
+pub(crate) struct Workers<B: TritterAutodiffBackend> {
+    jobs: Vec<SyncSender<Job<B>>>,
+    replies: Receiver<Reply<B>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    parallel: Parallel<B::Device>,
+    pad: Option<usize>,
+    _collective: MutexGuard<'static, ()>,
+}
+
+impl<B: TritterAutodiffBackend> Workers<B> {
+    /// Starts one worker per device of `parallel`, each with a copy of `model` and of
+    /// `optimizer`'s state; worker 0 steps `optimizer` itself (what checkpoints save).
+    pub fn spawn(
+        model: &TritterModel<B>,
+        optimizer: &SharedOptimizer<TritterAdamW<B>>,
+        config: &TrainConfig,
+        parallel: &Parallel<B::Device>,
+    ) -> Result<Self> {
+        let guard = COLLECTIVE.lock().unwrap_or_else(|p| p.into_inner());
+        collective::reset_collective::<B::InnerBackend>();
+        let settings = parallel.collective_config()?;
+        let (reply, replies) = sync_channel(parallel.devices.len());
+        let (mut jobs, mut threads) = (Vec::new(), Vec::new());
+        for (i, device) in parallel.devices.iter().enumerate() {
+            let optimizer = match i {
+                0 => optimizer.clone(),
+                _ => SharedOptimizer::new(adamw::<B>(config)).load_record(optimizer.to_record()),
+            };
+            let worker = Worker {
+                index: parallel.first_worker() + i,
+                device: device.clone(),
+                model: model.clone().fork(device),
+                optimizer,
+                grad_clip: config.grad_clip,
+                reply: reply.clone(),
+            };
+            let (job, receiver) = sync_channel(1);
+            let settings = settings.clone();
+            let name = format!("tritter-worker-{}", worker.index);
+            let thread = std::thread::Builder::new().name(name).spawn(move || worker.run(settings, receiver));
+            threads.push(thread.map_err(|e| TritterError::InvalidInput(format!("cannot start a worker: {e}")))?);
+            jobs.push(job);
+        }
+        let pad = model.config().pad_token_id;
+        Ok(Self { jobs, replies, threads, parallel: parallel.clone(), pad, _collective: guard })
+    }
+
+    /// One optimizer step over `batches` (the step's micro-batches, whole).
+    pub fn step(&mut self, batches: Vec<TokenBatch<B>>, lr: f64, step: usize) -> Result<ParallelStep<B>> {
+        let tokens = batches.iter().map(batch_tokens).sum();
+        let mut total = 0;
+        let mut shares: Vec<Vec<(TokenBatch<B>, usize)>> = self.jobs.iter().map(|_| Vec::new()).collect();
+        for batch in batches {
+            total += target_tokens(&batch, self.pad);
+            let rows = batch.input_ids.dims()[0];
+            for (share, (start, len)) in shares.iter_mut().zip(self.local_rows(rows)) {
+                let part = batch.rows(start, len);
+                let count = target_tokens(&part, self.pad);
+                share.push((part, count));
+            }
+        }
+        for (i, share) in shares.into_iter().enumerate() {
+            let device = &self.parallel.devices[i];
+            let shares = share.into_iter().map(|(b, n)| (b.to_device(device), n as f64 / total as f64)).collect();
+            if self.jobs[i].send(Job::Step { shares, lr }).is_err() {
+                return Err(self.failed_worker(self.parallel.first_worker() + i, step, "has stopped".into()));
+            }
+        }
+        match self.collect(step)?.swap_remove(0) {
+            Done::Step { loss, value, norm } => Ok(ParallelStep { loss, value, norm, tokens }),
+            Done::Model(_) => unreachable!("a step job is answered with a step"),
+        }
+    }
+
+    /// Worker 0's replica.
+    pub fn model(&mut self, step: usize) -> Result<TritterModel<B>> {
+        if self.jobs[0].send(Job::Model).is_err() {
+            return Err(self.failed(step, "has stopped".into()));
+        }
+        match self.replies.recv_timeout(self.parallel.timeout) {
+            Ok((_, Ok(Done::Model(model)))) => Ok(*model),
+            Ok((index, Err(reason))) => Err(self.failed_worker(index, step, reason)),
+            Ok(_) | Err(_) => Err(self.failed(step, "did not hand over its model in time".into())),
+        }
+    }
+
+    /// Ends the workers after a run that went well.
+    pub fn finish(mut self) {
+        self.jobs.clear();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+
+    /// This node's workers' rows of a batch of `rows`: the batch is cut into one contiguous
+    /// part per worker of the run, the first `rows % workers` parts a row longer.
+    fn local_rows(&self, rows: usize) -> impl Iterator<Item = (usize, usize)> {
+        let workers = self.parallel.total_workers();
+        let (base, extra) = (rows / workers, rows % workers);
+        let part = move |w: usize| (w * base + w.min(extra), base + usize::from(w < extra));
+        let first = self.parallel.first_worker();
+        (first..first + self.jobs.len()).map(part)
+    }
+
+    /// Every local worker's answer to the step, in worker order, or the first failure.
+    fn collect(&mut self, step: usize) -> Result<Vec<Done<B>>> {
+        let deadline = Instant::now() + self.parallel.timeout;
+        let first = self.parallel.first_worker();
+        let mut done: Vec<Option<Done<B>>> = self.jobs.iter().map(|_| None).collect();
+        while let Some(waiting) = done.iter().position(Option::is_none) {
+            match self.replies.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok((index, Ok(answer))) => done[index - first] = Some(answer),
+                Ok((index, Err(reason))) => return Err(self.failed_worker(index, step, reason)),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    let reason = format!(
+                        "did not finish step {step} within {} s (a worker or another node is stuck or gone)",
+                        self.parallel.timeout.as_secs_f64()
+                    );
+                    return Err(self.failed_worker(first + waiting, step, reason));
+                }
+            }
+        }
+        Ok(done.into_iter().map(|d| d.expect("all answered")).collect())
+    }
+
+    fn failed(&self, step: usize, reason: String) -> TritterError {
+        self.failed_worker(self.parallel.first_worker(), step, reason)
+    }
+
+    /// The error for a failed worker; unblocks the others (their collective calls fail).
+    fn failed_worker(&self, index: usize, step: usize, reason: String) -> TritterError {
+        collective::reset_collective::<B::InnerBackend>();
+        let device = &self.parallel.devices[index - self.parallel.first_worker()];
+        TritterError::Worker { worker: format!("worker {index} ({device:?})"), step, reason }
+    }
+}
+
+/// One worker thread's state.
+struct Worker<B: TritterAutodiffBackend> {
+    index: usize,
+    device: B::Device,
+    model: TritterModel<B>,
+    optimizer: SharedOptimizer<TritterAdamW<B>>,
+    grad_clip: Option<f32>,
+    reply: SyncSender<Reply<B>>,
+}
+
+impl<B: TritterAutodiffBackend> Worker<B> {
+    fn peer(&self) -> PeerId {
+        PeerId::from(self.index as u32)
+    }
+
+    /// Joins the collective, then answers jobs until the training loop hangs up or a step fails.
+    fn run(mut self, settings: CollectiveConfig, jobs: Receiver<Job<B>>) {
+        if let Err(error) = collective::register::<B::InnerBackend>(self.peer(), self.device.clone(), settings) {
+            let _ = self.reply.send((self.index, Err(format!("cannot join the collective: {error:?}"))));
+            return;
+        }
+        while let Ok(job) = jobs.recv() {
+            let answer = match job {
+                Job::Model => Ok(Done::Model(Box::new(self.model.clone()))),
+                Job::Step { shares, lr } => std::panic::catch_unwind(AssertUnwindSafe(|| self.step(shares, lr)))
+                    .unwrap_or_else(|panic| Err(panic_message(panic.as_ref()))),
+            };
+            let failed = answer.is_err();
+            if self.reply.send((self.index, answer)).is_err() || failed {
+                return;
+            }
+        }
+        let _ = collective::finish_collective::<B::InnerBackend>(self.peer());
+    }
+
+    fn step(&mut self, shares: Vec<(TokenBatch<B>, f64)>, lr: f64) -> std::result::Result<Done<B>, String> {
+        let (grads, loss) = weighted_grads(&self.model, shares);
+        let grads = grads.unwrap_or_else(|| zero_grads(&self.model));
+        let loss = self.all_reduce(loss)?;
+        let grads = grads
+            .all_reduce::<B::InnerBackend>(self.peer(), ReduceOperation::Sum)
+            .map_err(|e| format!("gradient all-reduce failed: {e:?}"))?;
+        let (grads, norm) = clip_global_norm(&self.model, grads, self.grad_clip);
+        let value: f32 = loss.clone().into_scalar().elem();
+        if value.is_finite() && norm.is_finite() {
+            self.model = self.optimizer.step(lr, self.model.clone(), grads);
+        }
+        Ok(Done::Step { loss, value, norm })
+    }
+
+    fn all_reduce(
+        &self,
+        tensor: Tensor<B::InnerBackend, 1>,
+    ) -> std::result::Result<Tensor<B::InnerBackend, 1>, String> {
+        let primitive = tensor.into_primitive().tensor();
+        collective::all_reduce::<B::InnerBackend>(self.peer(), primitive, ReduceOperation::Sum)
+            .map(|sum| Tensor::from_primitive(TensorPrimitive::Float(sum)))
+            .map_err(|e| format!("loss all-reduce failed: {e:?}"))
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+    format!("panicked: {}", text.unwrap_or_else(|| "(no message)".into()))
+}
