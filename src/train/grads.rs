@@ -78,20 +78,56 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     }
 }
 
-struct Zeros<'a> {
+struct Flatten<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
+    parts: Vec<Tensor<B::InnerBackend, 1>>,
 }
 
-impl<B: AutodiffBackend> ModuleVisitor<B> for Zeros<'_> {
+impl<B: AutodiffBackend> ModuleVisitor<B> for Flatten<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.grads.register(param.id, param.val().inner().zeros_like());
+        let grad =
+            self.grads.remove::<B::InnerBackend, D>(param.id).unwrap_or_else(|| param.val().inner().zeros_like());
+        self.parts.push(grad.flatten(0, D - 1));
     }
 }
 
-/// A zero gradient for every parameter of `model`: a data-parallel worker's contribution when
-/// its share of a step has no target token (every worker must all-reduce the same parameters).
-pub fn zero_grads<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M) -> GradientsParams {
-    let mut grads = GradientsParams::new();
-    model.visit(&mut Zeros { grads: &mut grads });
-    grads
+/// `head` followed by the gradient of every parameter of `model` (zeros where it has none),
+/// flattened in the module's visiting order: one tensor to all-reduce, laid out the same on every
+/// machine (parameter ids differ between processes; the module structure does not).
+pub fn flatten_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    mut grads: GradientsParams,
+    head: Tensor<B::InnerBackend, 1>,
+) -> Tensor<B::InnerBackend, 1> {
+    let mut visitor = Flatten::<B> { grads: &mut grads, parts: vec![head] };
+    model.visit(&mut visitor);
+    Tensor::cat(visitor.parts, 0)
+}
+
+struct Unflatten<B: AutodiffBackend> {
+    flat: Tensor<B::InnerBackend, 1>,
+    offset: usize,
+    grads: GradientsParams,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let shape = param.val().shape();
+        let len = shape.num_elements();
+        let grad: Tensor<B::InnerBackend, D> = self.flat.clone().narrow(0, self.offset, len).reshape(shape);
+        self.grads.register(param.id, grad);
+        self.offset += len;
+    }
+}
+
+/// The inverse of [`flatten_grads`] with a head of `head_len` values: the gradients and the head.
+pub fn unflatten_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    flat: Tensor<B::InnerBackend, 1>,
+    head_len: usize,
+) -> (GradientsParams, Tensor<B::InnerBackend, 1>) {
+    let head = flat.clone().narrow(0, 0, head_len);
+    let mut visitor = Unflatten::<B> { flat, offset: head_len, grads: GradientsParams::new() };
+    model.visit(&mut visitor);
+    (visitor.grads, head)
 }

@@ -20,7 +20,7 @@ use crate::data::TokenBatch;
 use crate::error::{Result, TritterError};
 use crate::model::TritterModel;
 use crate::train::config::TrainConfig;
-use crate::train::grads::{clip_global_norm, zero_grads};
+use crate::train::grads::{clip_global_norm, flatten_grads, unflatten_grads};
 use crate::train::optimizer::{adamw, SharedOptimizer, TritterAdamW};
 use crate::train::parallel::Parallel;
 use crate::train::step::{batch_tokens, target_tokens, weighted_grads};
@@ -71,7 +71,7 @@ impl<B: TritterAutodiffBackend> Workers<B> {
         parallel: &Parallel<B::Device>,
     ) -> Result<Self> {
         let guard = COLLECTIVE.lock().unwrap_or_else(|p| p.into_inner());
-        collective::reset_collective::<B::InnerBackend>();
+        reset_collective::<B>();
         let settings = parallel.collective_config()?;
         let (reply, replies) = sync_channel(parallel.devices.len());
         let (mut jobs, mut threads) = (Vec::new(), Vec::new());
@@ -183,7 +183,7 @@ impl<B: TritterAutodiffBackend> Workers<B> {
 
     /// The error for a failed worker; unblocks the others (their collective calls fail).
     fn failed_worker(&self, index: usize, step: usize, reason: String) -> TritterError {
-        collective::reset_collective::<B::InnerBackend>();
+        reset_collective::<B>();
         let device = &self.parallel.devices[index - self.parallel.first_worker()];
         TritterError::Worker { worker: format!("worker {index} ({device:?})"), step, reason }
     }
@@ -204,33 +204,44 @@ impl<B: TritterAutodiffBackend> Worker<B> {
         PeerId::from(self.index as u32)
     }
 
-    /// Joins the collective, then answers jobs until the training loop hangs up or a step fails.
+    /// Joins the collective, then answers jobs until the training loop hangs up or a job fails
+    /// (a panic, in Burn or in burn-collective, is a failure with its message).
     fn run(mut self, settings: CollectiveConfig, jobs: Receiver<Job<B>>) {
-        if let Err(error) = collective::register::<B::InnerBackend>(self.peer(), self.device.clone(), settings) {
-            let _ = self.reply.send((self.index, Err(format!("cannot join the collective: {error:?}"))));
+        let (index, reply) = (self.index, self.reply.clone());
+        let (peer, device) = (self.peer(), self.device.clone());
+        let joined = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            collective::register::<B::InnerBackend>(peer, device, settings)
+        }));
+        let joined =
+            joined.map_err(|panic| panic_message(panic.as_ref())).and_then(|r| r.map_err(|e| format!("{e:?}")));
+        if let Err(reason) = joined {
+            let _ = reply.send((index, Err(format!("cannot join the collective: {reason}"))));
             return;
         }
         while let Ok(job) = jobs.recv() {
-            let answer = match job {
+            let answer = std::panic::catch_unwind(AssertUnwindSafe(|| match job {
                 Job::Model => Ok(Done::Model(Box::new(self.model.clone()))),
-                Job::Step { shares, lr } => std::panic::catch_unwind(AssertUnwindSafe(|| self.step(shares, lr)))
-                    .unwrap_or_else(|panic| Err(panic_message(panic.as_ref()))),
-            };
+                Job::Step { shares, lr } => self.step(shares, lr),
+            }))
+            .unwrap_or_else(|panic| Err(panic_message(panic.as_ref())));
             let failed = answer.is_err();
-            if self.reply.send((self.index, answer)).is_err() || failed {
+            if reply.send((index, answer)).is_err() || failed {
                 return;
             }
         }
-        let _ = collective::finish_collective::<B::InnerBackend>(self.peer());
+        let _ = std::panic::catch_unwind(|| collective::finish_collective::<B::InnerBackend>(peer));
     }
 
     fn step(&mut self, shares: Vec<(TokenBatch<B>, f64)>, lr: f64) -> std::result::Result<Done<B>, String> {
         let (grads, loss) = weighted_grads(&self.model, shares);
-        let grads = grads.unwrap_or_else(|| zero_grads(&self.model));
-        let loss = self.all_reduce(loss)?;
-        let grads = grads
-            .all_reduce::<B::InnerBackend>(self.peer(), ReduceOperation::Sum)
-            .map_err(|e| format!("gradient all-reduce failed: {e:?}"))?;
+        let flat = flatten_grads(&self.model, grads.unwrap_or_default(), loss);
+        let sum = collective::all_reduce::<B::InnerBackend>(
+            self.peer(),
+            flat.into_primitive().tensor(),
+            ReduceOperation::Sum,
+        )
+        .map_err(|e| format!("all-reduce failed: {e:?}"))?;
+        let (grads, loss) = unflatten_grads(&self.model, Tensor::from_primitive(TensorPrimitive::Float(sum)), 1);
         let (grads, norm) = clip_global_norm(&self.model, grads, self.grad_clip);
         let value: f32 = loss.clone().into_scalar().elem();
         if value.is_finite() && norm.is_finite() {
@@ -238,16 +249,13 @@ impl<B: TritterAutodiffBackend> Worker<B> {
         }
         Ok(Done::Step { loss, value, norm })
     }
+}
 
-    fn all_reduce(
-        &self,
-        tensor: Tensor<B::InnerBackend, 1>,
-    ) -> std::result::Result<Tensor<B::InnerBackend, 1>, String> {
-        let primitive = tensor.into_primitive().tensor();
-        collective::all_reduce::<B::InnerBackend>(self.peer(), primitive, ReduceOperation::Sum)
-            .map(|sum| Tensor::from_primitive(TensorPrimitive::Float(sum)))
-            .map_err(|e| format!("loss all-reduce failed: {e:?}"))
-    }
+/// Clears burn-collective's server of the last run's peers and pending operations (which fails
+/// the operations, freeing any worker blocked in them). A server that died with a panic cannot
+/// be reset; the next registration reports that.
+fn reset_collective<B: TritterAutodiffBackend>() {
+    let _ = std::panic::catch_unwind(collective::reset_collective::<B::InnerBackend>);
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
