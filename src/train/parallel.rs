@@ -1,47 +1,28 @@
-//! Where the replicas of a data-parallel run live: this process's devices and, for a run over
-//! several machines, how the nodes meet (burn-collective's four global settings).
+//! Where the replicas of a data-parallel run live.
 
 use std::time::Duration;
-
-use burn::collective::CollectiveConfig;
 
 use crate::error::{Result, TritterError};
 
 /// Data-parallel training: one worker thread and model replica per device; each step's batch is
-/// split by rows over every worker of every node, and their gradients are summed with
-/// burn-collective's all-reduce (weighted so the sum equals the whole batch's gradient).
+/// split by rows over the workers, and their gradients are summed with burn-collective's
+/// all-reduce (weighted so the sum equals the whole batch's gradient).
 #[derive(Debug, Clone)]
 pub struct Parallel<D> {
     /// This process's devices, one worker each (the same device may repeat, e.g. the CPU).
     pub devices: Vec<D>,
-    /// The other machines of the run, if any.
-    pub nodes: Option<Nodes>,
-    /// How long the training loop waits for its workers' step (or for a node) before it ends the
-    /// run with an error naming the worker.
+    /// How long the training loop waits for its workers' step before it ends the run with an
+    /// error naming the worker.
     pub timeout: Duration,
 }
 
-/// A run over several machines, each running `tritter train` with the same settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nodes {
-    /// Machines in the run.
-    pub count: u32,
-    /// This machine's place in `0..count`: which rows of each batch it trains on.
-    pub rank: u32,
-    /// The global orchestrator (`tritter orchestrator`), e.g. `ws://10.0.0.1:3000`.
-    pub orchestrator: String,
-    /// Where the other nodes reach this one, e.g. `ws://10.0.0.2:3001`; its port is the one
-    /// this node serves gradients on.
-    pub node_address: String,
-}
-
-/// The default wait for a step: long enough for a slow evaluation on another node.
+/// The default wait for a step.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl<D: Clone> Parallel<D> {
     /// One worker on `device`: plain training.
     pub fn single(device: &D) -> Self {
-        Self { devices: vec![device.clone()], nodes: None, timeout: DEFAULT_TIMEOUT }
+        Self { devices: vec![device.clone()], timeout: DEFAULT_TIMEOUT }
     }
 
     /// `count` workers on `device` (the CPU's way of running several workers).
@@ -49,19 +30,9 @@ impl<D: Clone> Parallel<D> {
         Self { devices: vec![device.clone(); count], ..Self::single(device) }
     }
 
-    /// Workers over all nodes.
-    pub fn total_workers(&self) -> usize {
-        self.devices.len() * self.nodes.as_ref().map_or(1, |n| n.count as usize)
-    }
-
-    /// The global index of this process's first worker.
-    pub fn first_worker(&self) -> usize {
-        self.devices.len() * self.nodes.as_ref().map_or(0, |n| n.rank as usize)
-    }
-
-    /// Whether the run needs the collective (more than one worker anywhere).
+    /// Whether the run needs the collective (more than one worker).
     pub fn is_parallel(&self) -> bool {
-        self.total_workers() > 1
+        self.devices.len() > 1
     }
 
     /// Checks the settings, naming the bad one.
@@ -73,57 +44,13 @@ impl<D: Clone> Parallel<D> {
         if self.timeout.is_zero() {
             return bad("timeout", "must be longer than 0 s".into());
         }
-        if let Some(nodes) = &self.nodes {
-            nodes.validate()?;
-        }
-        if batch_size < self.total_workers() {
-            return bad(
-                "batch_size",
-                format!(
-                    "{batch_size} rows cannot be split over {} workers (one row each at least)",
-                    self.total_workers()
-                ),
+        if batch_size < self.devices.len() {
+            let reason = format!(
+                "{batch_size} rows cannot be split over {} workers (one row each at least)",
+                self.devices.len()
             );
+            return bad("batch_size", reason);
         }
         Ok(())
-    }
-
-    /// burn-collective's settings for this process's workers.
-    pub(crate) fn collective_config(&self) -> Result<CollectiveConfig> {
-        let config = CollectiveConfig::default().with_num_devices(self.devices.len());
-        let Some(nodes) = &self.nodes else { return Ok(config) };
-        let address = |text: &str| text.parse().map_err(|e: String| TritterError::InvalidInput(e));
-        Ok(config
-            .with_num_nodes(nodes.count)
-            .with_global_address(address(&nodes.orchestrator)?)
-            .with_node_address(address(&nodes.node_address)?)
-            .with_data_service_port(nodes.data_service_port()?))
-    }
-}
-
-impl Nodes {
-    fn validate(&self) -> Result<()> {
-        let bad = |field: &'static str, reason: String| Err(TritterError::InvalidConfig { field, reason });
-        if self.count < 2 {
-            return bad("nodes", format!("a run over machines needs at least 2 nodes, got {}", self.count));
-        }
-        if self.rank >= self.count {
-            return bad("node_rank", format!("{} is not below nodes = {}", self.rank, self.count));
-        }
-        for (field, address) in [("orchestrator", &self.orchestrator), ("node_address", &self.node_address)] {
-            if !address.starts_with("ws://") && !address.starts_with("wss://") {
-                return bad(field, format!("{address:?} is not a WebSocket address (ws://HOST:PORT)"));
-            }
-        }
-        self.data_service_port().map(|_| ())
-    }
-
-    /// The port of `node_address`, which this node's data service listens on.
-    pub fn data_service_port(&self) -> Result<u16> {
-        let port = self.node_address.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok());
-        port.ok_or_else(|| TritterError::InvalidConfig {
-            field: "node_address",
-            reason: format!("{:?} has no port (ws://HOST:PORT)", self.node_address),
-        })
     }
 }

@@ -123,8 +123,8 @@ pub fn train<B: TritterAutodiffBackend>(
     train_parallel::<B>(model_config, config, data, options, &Parallel::single(device))
 }
 
-/// [`train`] with one replica per device of `parallel` (and per device of every other node it
-/// names): the same steps, batches and result as on one device, up to float rounding.
+/// [`train`] with one replica per device of `parallel`: the same steps, batches and result as
+/// on one device, up to float rounding.
 pub fn train_parallel<B: TritterAutodiffBackend>(
     model_config: &TritterConfig,
     config: &TrainConfig,

@@ -73,7 +73,7 @@ pub(crate) struct TritterStrategy<B: TritterAutodiffBackend> {
     pub start: RunState,
     pub optimizer: SharedOptimizer<TritterAdamW<B>>,
     pub tasks: Option<TaskEval>,
-    /// The devices (and nodes) of a data-parallel run; one device: plain training.
+    /// The devices of a data-parallel run; one device: plain training.
     pub parallel: Parallel<B::Device>,
     pub report: Arc<Mutex<RunReport>>,
     /// When the training call started (for [`Validation::seconds`]).
@@ -168,7 +168,7 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
             learner.load_model(workers.model(state.step)?.into_record());
             workers.finish();
         }
-        if self.report().interrupted && state.step > 0 && self.is_lead() {
+        if self.report().interrupted && state.step > 0 {
             self.checkpoint(learner, &state)?;
         }
         self.report().state = Some(state);
@@ -212,7 +212,7 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
     ) -> Result<StepResult<B>> {
         let batches = (0..self.config.grad_accum).map(|_| next_batch()).collect::<Result<Vec<_>>>()?;
         let done = workers.step(batches, lr, step)?;
-        if self.is_lead() && (self.evaluates_after(step) || self.checkpoints_after(step)) {
+        if self.evaluates_after(step) || self.checkpoints_after(step) {
             learner.load_model(workers.model(step)?.into_record());
         }
         let backward_passes = self.config.grad_accum;
@@ -223,12 +223,6 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
             finite_grads: done.norm.is_finite(),
             backward_passes,
         })
-    }
-
-    /// Whether this process evaluates and writes checkpoints (the first node of a run over
-    /// several machines; always on one machine).
-    fn is_lead(&self) -> bool {
-        self.parallel.nodes.as_ref().is_none_or(|nodes| nodes.rank == 0)
     }
 
     fn evaluates_after(&self, step: usize) -> bool {
@@ -281,11 +275,9 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
         events.process_train(LearnerEvent::ProcessedItem(item));
         if self.evaluates_after(state.step) {
             events.process_train(LearnerEvent::EndEpoch(period));
-            if self.is_lead() {
-                self.evaluate(learner, events, dataloader_valid, period, periods, state.step)?;
-            }
+            self.evaluate(learner, events, dataloader_valid, period, periods, state.step)?;
         }
-        if self.checkpoints_after(state.step) && self.is_lead() {
+        if self.checkpoints_after(state.step) {
             self.checkpoint(learner, state)?;
         }
         Ok(())

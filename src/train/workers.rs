@@ -1,6 +1,5 @@
 //! The workers of a data-parallel run: one thread per device, each with its own replica and its
-//! own AdamW. Each step the training loop splits the batch by rows over every worker of every
-//! node; a worker weights its share's loss by its share of the step's target tokens, all-reduces
+//! own AdamW. Each step the training loop splits the batch by rows over the workers; a worker weights its share's loss by its share of the step's target tokens, all-reduces
 //! (sums) loss and gradients with burn-collective, clips to the global norm of the sum and steps.
 //! Every worker sees the same reduced values, so replicas and optimizer states stay identical
 //! without sharing any state.
@@ -72,7 +71,7 @@ impl<B: TritterAutodiffBackend> Workers<B> {
     ) -> Result<Self> {
         let guard = COLLECTIVE.lock().unwrap_or_else(|p| p.into_inner());
         reset_collective::<B>();
-        let settings = parallel.collective_config()?;
+        let settings = CollectiveConfig::default().with_num_devices(parallel.devices.len());
         let (reply, replies) = sync_channel(parallel.devices.len());
         let (mut jobs, mut threads) = (Vec::new(), Vec::new());
         for (i, device) in parallel.devices.iter().enumerate() {
@@ -81,7 +80,7 @@ impl<B: TritterAutodiffBackend> Workers<B> {
                 _ => SharedOptimizer::new(adamw::<B>(config)).load_record(optimizer.to_record()),
             };
             let worker = Worker {
-                index: parallel.first_worker() + i,
+                index: i,
                 device: device.clone(),
                 model: model.clone().fork(device),
                 optimizer,
@@ -107,7 +106,7 @@ impl<B: TritterAutodiffBackend> Workers<B> {
         for batch in batches {
             total += target_tokens(&batch, self.pad);
             let rows = batch.input_ids.dims()[0];
-            for (share, (start, len)) in shares.iter_mut().zip(self.local_rows(rows)) {
+            for (share, (start, len)) in shares.iter_mut().zip(row_parts(rows, self.jobs.len())) {
                 let part = batch.rows(start, len);
                 let count = target_tokens(&part, self.pad);
                 share.push((part, count));
@@ -117,7 +116,7 @@ impl<B: TritterAutodiffBackend> Workers<B> {
             let device = &self.parallel.devices[i];
             let shares = share.into_iter().map(|(b, n)| (b.to_device(device), n as f64 / total as f64)).collect();
             if self.jobs[i].send(Job::Step { shares, lr }).is_err() {
-                return Err(self.failed_worker(self.parallel.first_worker() + i, step, "has stopped".into()));
+                return Err(self.failed_worker(i, step, "has stopped".into()));
             }
         }
         match self.collect(step)?.swap_remove(0) {
@@ -129,12 +128,12 @@ impl<B: TritterAutodiffBackend> Workers<B> {
     /// Worker 0's replica.
     pub fn model(&mut self, step: usize) -> Result<TritterModel<B>> {
         if self.jobs[0].send(Job::Model).is_err() {
-            return Err(self.failed(step, "has stopped".into()));
+            return Err(self.failed_worker(0, step, "has stopped".into()));
         }
         match self.replies.recv_timeout(self.parallel.timeout) {
             Ok((_, Ok(Done::Model(model)))) => Ok(*model),
             Ok((index, Err(reason))) => Err(self.failed_worker(index, step, reason)),
-            Ok(_) | Err(_) => Err(self.failed(step, "did not hand over its model in time".into())),
+            Ok(_) | Err(_) => Err(self.failed_worker(0, step, "did not hand over its model in time".into())),
         }
     }
 
@@ -146,45 +145,27 @@ impl<B: TritterAutodiffBackend> Workers<B> {
         }
     }
 
-    /// This node's workers' rows of a batch of `rows`: the batch is cut into one contiguous
-    /// part per worker of the run, the first `rows % workers` parts a row longer.
-    fn local_rows(&self, rows: usize) -> impl Iterator<Item = (usize, usize)> {
-        let workers = self.parallel.total_workers();
-        let (base, extra) = (rows / workers, rows % workers);
-        let part = move |w: usize| (w * base + w.min(extra), base + usize::from(w < extra));
-        let first = self.parallel.first_worker();
-        (first..first + self.jobs.len()).map(part)
-    }
-
-    /// Every local worker's answer to the step, in worker order, or the first failure.
+    /// Every worker's answer to the step, in worker order, or the first failure.
     fn collect(&mut self, step: usize) -> Result<Vec<Done<B>>> {
         let deadline = Instant::now() + self.parallel.timeout;
-        let first = self.parallel.first_worker();
         let mut done: Vec<Option<Done<B>>> = self.jobs.iter().map(|_| None).collect();
         while let Some(waiting) = done.iter().position(Option::is_none) {
             match self.replies.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok((index, Ok(answer))) => done[index - first] = Some(answer),
+                Ok((index, Ok(answer))) => done[index] = Some(answer),
                 Ok((index, Err(reason))) => return Err(self.failed_worker(index, step, reason)),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    let reason = format!(
-                        "did not finish step {step} within {} s (a worker or another node is stuck or gone)",
-                        self.parallel.timeout.as_secs_f64()
-                    );
-                    return Err(self.failed_worker(first + waiting, step, reason));
+                    let reason = format!("did not finish step {step} within {} s", self.parallel.timeout.as_secs_f64());
+                    return Err(self.failed_worker(waiting, step, reason));
                 }
             }
         }
         Ok(done.into_iter().map(|d| d.expect("all answered")).collect())
     }
 
-    fn failed(&self, step: usize, reason: String) -> TritterError {
-        self.failed_worker(self.parallel.first_worker(), step, reason)
-    }
-
     /// The error for a failed worker; unblocks the others (their collective calls fail).
     fn failed_worker(&self, index: usize, step: usize, reason: String) -> TritterError {
         reset_collective::<B>();
-        let device = &self.parallel.devices[index - self.parallel.first_worker()];
+        let device = &self.parallel.devices[index];
         TritterError::Worker { worker: format!("worker {index} ({device:?})"), step, reason }
     }
 }
@@ -249,6 +230,13 @@ impl<B: TritterAutodiffBackend> Worker<B> {
         }
         Ok(Done::Step { loss, value, norm })
     }
+}
+
+/// The rows of each of `workers` parts of a batch of `rows`: contiguous, the first
+/// `rows % workers` parts a row longer.
+fn row_parts(rows: usize, workers: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (base, extra) = (rows / workers, rows % workers);
+    (0..workers).map(move |w| (w * base + w.min(extra), base + usize::from(w < extra)))
 }
 
 /// Clears burn-collective's server of the last run's peers and pending operations (which fails
