@@ -92,4 +92,14 @@ step() {
         --data $bins/rust-valid.jsonl --seq 256
     step rust-generate 60 "." $bins/tritter generate --model /tmp/run-rust --tokenizer $bins/rust-tokenizer.json \
         --prompt "impl<T: Clone> Vec<T> {" --max-new-tokens 96
+    # Data-parallel scaling (docs/training.md#several-devices): the same global batch on 1 GPU and
+    # on every GPU of the machine; tokens/s of each and the efficiency (N-GPU tokens/s / N / 1-GPU).
+    gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
+    if [ "$gpus" -gt 1 ]; then
+        for n in 1 "$gpus"; do
+            step "scaling-$n" 120 "Trained|devices" $bins/tritter train --preset small_100m --data $bins/rust.jsonl \
+                --tokenizer $bins/rust-tokenizer.json --steps 60 --batch $((8 * gpus)) --seq 256 --devices "$n" \
+                --out /tmp/run-scaling-$n --dashboard quiet --overwrite
+        done
+    fi
 } 2>&1 | tee "$log"

@@ -1,8 +1,9 @@
 //! The workers of a data-parallel run: one thread per device, each with its own replica and its
-//! own AdamW. Each step the training loop splits the batch by rows over the workers; a worker weights its share's loss by its share of the step's target tokens, all-reduces
-//! (sums) loss and gradients with burn-collective, clips to the global norm of the sum and steps.
-//! Every worker sees the same reduced values, so replicas and optimizer states stay identical
-//! without sharing any state.
+//! own AdamW. Each step the training loop splits the batch by rows over the workers; a worker
+//! weights its share's loss by its share of the step's target tokens, all-reduces (sums) loss and
+//! gradients with burn-collective in one flat tensor, clips to the global norm of the sum and
+//! steps. Every worker sees the same reduced values, so replicas and optimizer states stay
+//! identical without sharing any state.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};

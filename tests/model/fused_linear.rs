@@ -98,7 +98,7 @@ fn near_weight_tie(w: f32, gamma: f64) -> bool {
 /// so that quantizers whose γ differ in the last bits (the GPU kernels and Burn's reduction)
 /// agree on every code.
 fn clear_of_weight_ties(w: &mut [f32], rows: usize, cols: usize, quants: &[TernaryQuant]) {
-    for _ in 0..10 {
+    for _ in 0..100 {
         let mut moved = false;
         for scale in quants.iter().filter_map(|q| q.weight_scale) {
             let gammas = gammas_f64(w, rows, cols, scale);

@@ -14,7 +14,14 @@ pub struct InfoArgs {
     /// A model config JSON.
     #[arg(long, conflicts_with = "preset")]
     pub config: Option<PathBuf>,
+    /// Show memory per device for data-parallel training on N devices.
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
 }
+
+/// Training bytes per parameter on each device of a data-parallel run: weights, gradients and
+/// AdamW's two moments in f32, and the all-reduce's flat gradient and its sum.
+const PARALLEL_BYTES_PER_PARAMETER: u64 = 16 + 8;
 
 fn mib(bytes: u64) -> String {
     let mib = bytes as f64 / (1024.0 * 1024.0);
@@ -46,6 +53,17 @@ pub fn run_info(args: InfoArgs) -> tritter::Result<()> {
             mib(params * 16),
             mib(config.packed_size_bytes(4)),
             mib(config.packed_size_bytes(2)),
+        );
+    }
+    if args.devices > 1 {
+        println!("\nWith --devices {}, per device (each holds a whole replica):", args.devices);
+        for (name, config) in &configs {
+            println!("{:<14} {:>16}", name, mib(config.parameter_count() * PARALLEL_BYTES_PER_PARAMETER));
+        }
+        println!(
+            "= the train state plus, during the all-reduce, the flat gradient and its sum (8 bytes/parameter);\n\
+             activations are those of 1/{} of each batch.",
+            args.devices
         );
     }
     println!(

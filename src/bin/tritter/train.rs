@@ -475,9 +475,13 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
 
     let params = model_config.parameter_count();
     eprintln!(
-        "Model: {} ({} parameters, ternary weights, int8 activations) on {BACKEND}{}",
+        "Model: {} ({} parameters, ternary weights, int8 activations) on {BACKEND}{}{}",
         if point.is_some() { "the checkpoint's model".to_string() } else { args.model_name() },
         params,
+        match args.parallel.devices {
+            1 => String::new(),
+            n => format!(", {n} devices data-parallel"),
+        },
         if config.grad_checkpointing { ", gradient checkpointing" } else { "" }
     );
     eprintln!(
