@@ -312,3 +312,22 @@ fn an_init_model_too_small_for_the_tokenizer_is_refused_at_once() {
     assert!(stderr.contains("256") && stderr.contains("260"), "{stderr}");
     assert!(!dir.path().join("runs/cache").exists(), "data was prepared before the refusal");
 }
+
+/// `--devices 2` trains (CPU workers) or, where the backend has no second device (wgpu on
+/// lavapipe has no discrete GPU), says which device is missing; it never panics.
+#[test]
+fn two_devices_train_or_name_the_missing_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["train", "--steps", "2", "--devices", "2", "--out", "run"];
+    args.extend(SMALL);
+    let out = tritter(dir.path(), &args);
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if out.status.success() {
+        assert!(stderr.contains("2 devices data-parallel"), "{stderr}");
+        assert!(dir.path().join("run/model").exists());
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("`devices`") && stderr.contains("device"), "{stderr}");
+    }
+}

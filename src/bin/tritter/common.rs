@@ -21,17 +21,37 @@ pub const BACKEND: &str = "the CPU (ndarray)";
 /// A device of [`Inner`].
 pub type Device = <Inner as burn::tensor::backend::Backend>::Device;
 
-/// `count` devices to train on: the GPUs in order, or the CPU `count` times.
-pub fn devices(count: usize) -> Vec<Device> {
+/// `count` devices to train on: the GPUs in order, or the CPU `count` times. Each is tried
+/// first, so a missing GPU is an error that names it instead of a panic deep in training.
+pub fn devices(count: usize) -> tritter::Result<Vec<Device>> {
     #[cfg(feature = "cuda")]
-    return (0..count).map(burn::backend::cuda::CudaDevice::new).collect();
+    let devices: Vec<Device> = (0..count).map(burn::backend::cuda::CudaDevice::new).collect();
     #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-    return match count {
+    let devices: Vec<Device> = match count {
         1 => vec![Device::default()],
         _ => (0..count).map(Device::DiscreteGpu).collect(),
     };
     #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-    vec![Device::default(); count]
+    let devices = vec![Device::default(); count];
+    if count > 1 {
+        devices.iter().try_for_each(usable)?;
+    }
+    Ok(devices)
+}
+
+/// Whether `device` exists: the backends panic when asked for a device they do not find.
+fn usable(device: &Device) -> tritter::Result<()> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let probe = std::panic::catch_unwind(|| burn::tensor::Tensor::<Inner, 1>::zeros([1], device).into_data());
+    std::panic::set_hook(hook);
+    probe.map(|_| ()).map_err(|panic| {
+        let reason = panic.downcast_ref::<String>().cloned().unwrap_or_else(|| "it cannot be opened".into());
+        tritter::TritterError::InvalidConfig {
+            field: "devices",
+            reason: format!("{BACKEND} device {device:?}: {reason}"),
+        }
+    })
 }
 
 #[derive(Copy, Clone, ValueEnum)]

@@ -173,8 +173,8 @@ pub struct ParallelArgs {
 }
 
 impl ParallelArgs {
-    pub fn parallel(&self) -> Parallel<Device> {
-        Parallel { devices: devices(self.devices), timeout: Duration::from_secs(self.worker_timeout) }
+    pub fn parallel(&self) -> tritter::Result<Parallel<Device>> {
+        Ok(Parallel { devices: devices(self.devices)?, timeout: Duration::from_secs(self.worker_timeout) })
     }
 }
 
@@ -415,6 +415,8 @@ fn training_sets(args: &TrainArgs, tokenizer: &Tokenizer, config: &TrainConfig) 
 pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
     let point = args.resume.as_deref().map(tritter::train::read_resume_point).transpose()?;
     let config = args.train_config(point.as_ref().map(|p| &p.state.train_config))?;
+    let parallel = args.parallel.parallel()?;
+    parallel.validate(config.batch_size)?;
     let tokenizer = match &args.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
         None => Tokenizer::bytes(),
@@ -526,7 +528,6 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
         interrupter: Some(interrupts.interrupter.clone()),
         overwrite: args.overwrite,
     };
-    let parallel = args.parallel.parallel();
     let outcome = if config.grad_checkpointing {
         train_parallel::<Autodiff<Inner, BalancedCheckpointing>>(&model_config, &config, data, options, &parallel)?
     } else {
