@@ -70,12 +70,21 @@ pub(crate) fn target_tokens<B: Backend>(batch: &TokenBatch<B>, pad: Option<usize
 }
 
 /// Each micro-batch of a step with its weight: its share of the step's target tokens, so the
-/// weighted sum of the micro-batch losses is the mean loss over all of them (NaN weights when
-/// the step has no target at all, which the non-finite policy then handles).
+/// weighted sum of the micro-batch losses is the mean loss over all of them. One micro-batch
+/// weighs 1 (nothing to count); micro-batches without any target weigh alike (their losses are 0).
 pub(crate) fn token_weighted<B: Backend>(batches: Vec<TokenBatch<B>>, pad: Option<usize>) -> Vec<(TokenBatch<B>, f64)> {
-    let counts: Vec<usize> = batches.iter().map(|batch| target_tokens(batch, pad)).collect();
-    let total = counts.iter().sum::<usize>() as f64;
-    batches.into_iter().zip(counts).map(|(batch, n)| (batch, n as f64 / total)).collect()
+    if batches.len() == 1 {
+        return batches.into_iter().map(|batch| (batch, 1.0)).collect();
+    }
+    let counted = batches.into_iter().map(|batch| (target_tokens(&batch, pad), batch)).collect();
+    shares_of(counted)
+}
+
+/// Each item with its count's share of all counts, or equal weights when they are all 0.
+pub(crate) fn shares_of<T>(counted: Vec<(usize, T)>) -> Vec<(T, f64)> {
+    let total = counted.iter().map(|(n, _)| n).sum::<usize>() as f64;
+    let len = counted.len() as f64;
+    counted.into_iter().map(|(n, item)| (item, if total == 0.0 { 1.0 / len } else { n as f64 / total })).collect()
 }
 
 /// The gradients of `Σ weight · loss` over `batches` and that sum (detached). Batches of weight

@@ -23,7 +23,7 @@ use crate::train::config::TrainConfig;
 use crate::train::grads::{clip_global_norm, flatten_grads, unflatten_grads};
 use crate::train::optimizer::{adamw, SharedOptimizer, TritterAdamW};
 use crate::train::parallel::Parallel;
-use crate::train::step::{batch_tokens, target_tokens, weighted_grads};
+use crate::train::step::{batch_tokens, shares_of, target_tokens, weighted_grads};
 
 /// burn-collective's server is one per process and backend: one data-parallel run at a time.
 static COLLECTIVE: Mutex<()> = Mutex::new(());
@@ -102,20 +102,19 @@ impl<B: TritterAutodiffBackend> Workers<B> {
     /// One optimizer step over `batches` (the step's micro-batches, whole).
     pub fn step(&mut self, batches: Vec<TokenBatch<B>>, lr: f64, step: usize) -> Result<ParallelStep<B>> {
         let tokens = batches.iter().map(batch_tokens).sum();
-        let mut total = 0;
-        let mut shares: Vec<Vec<(TokenBatch<B>, usize)>> = self.jobs.iter().map(|_| Vec::new()).collect();
+        let mut parts = Vec::new();
         for batch in batches {
-            total += target_tokens(&batch, self.pad);
             let rows = batch.input_ids.dims()[0];
-            for (share, (start, len)) in shares.iter_mut().zip(row_parts(rows, self.jobs.len())) {
+            for (worker, (start, len)) in row_parts(rows, self.jobs.len()).enumerate() {
                 let part = batch.rows(start, len);
-                let count = target_tokens(&part, self.pad);
-                share.push((part, count));
+                parts.push((target_tokens(&part, self.pad), (worker, part)));
             }
         }
-        for (i, share) in shares.into_iter().enumerate() {
-            let device = &self.parallel.devices[i];
-            let shares = share.into_iter().map(|(b, n)| (b.to_device(device), n as f64 / total as f64)).collect();
+        let mut shares: Vec<Vec<(TokenBatch<B>, f64)>> = self.jobs.iter().map(|_| Vec::new()).collect();
+        for ((worker, part), weight) in shares_of(parts) {
+            shares[worker].push((part.to_device(&self.parallel.devices[worker]), weight));
+        }
+        for (i, shares) in shares.into_iter().enumerate() {
             if self.jobs[i].send(Job::Step { shares, lr }).is_err() {
                 return Err(self.failed_worker(i, step, "has stopped".into()));
             }
