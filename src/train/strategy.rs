@@ -186,7 +186,7 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
     ) -> Result<StepResult<B>> {
         let cfg = &self.config;
         let model = learner.model();
-        let batches = (0..cfg.grad_accum).map(|_| next_batch()).collect::<Result<Vec<_>>>()?;
+        let batches = self.step_batches(next_batch)?;
         let tokens = batches.iter().map(batch_tokens).sum();
         let (grads, loss) = weighted_grads(&model, token_weighted(batches, model.config().pad_token_id));
         let (grads, norm) = match grads {
@@ -210,7 +210,7 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
         lr: f64,
         step: usize,
     ) -> Result<StepResult<B>> {
-        let batches = (0..self.config.grad_accum).map(|_| next_batch()).collect::<Result<Vec<_>>>()?;
+        let batches = self.step_batches(next_batch)?;
         let done = workers.step(batches, lr, step)?;
         if self.evaluates_after(step) || self.checkpoints_after(step) {
             learner.load_model(workers.model(step)?.into_record());
@@ -223,6 +223,11 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
             finite_grads: done.norm.is_finite(),
             backward_passes,
         })
+    }
+
+    /// The `grad_accum` micro-batches of one optimizer step.
+    fn step_batches(&self, next_batch: &mut impl FnMut() -> Result<TokenBatch<B>>) -> Result<Vec<TokenBatch<B>>> {
+        (0..self.config.grad_accum).map(|_| next_batch()).collect()
     }
 
     fn evaluates_after(&self, step: usize) -> bool {

@@ -328,6 +328,6 @@ fn two_devices_train_or_name_the_missing_device() {
         assert!(dir.path().join("run/model").exists());
     } else {
         assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("`devices`") && stderr.contains("device"), "{stderr}");
+        assert!(stderr.contains("`devices`") && stderr.contains(" device "), "{stderr}");
     }
 }

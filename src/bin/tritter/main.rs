@@ -55,7 +55,6 @@ enum Command {
     Import(import::ImportArgs),
     /// Parameters and memory (training, packed inference) of a preset or config.
     Info(info::InfoArgs),
-
     /// Tokenizer tools.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),

@@ -168,7 +168,7 @@ pub struct ParallelArgs {
     pub devices: usize,
     /// Seconds to wait for a step's workers before the run stops with an error (the last
     /// checkpoint stays the latest).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = tritter::train::parallel::DEFAULT_TIMEOUT.as_secs())]
     pub worker_timeout: u64,
 }
 
