@@ -26,7 +26,7 @@ pub use config::{Cooldown, HybridOptions, NonFinitePolicy, TrainConfig};
 pub use fused_adamw::{FusedAdamW, FusedAdamWConfig};
 pub use hybrid::{create_trainer_with_config, HybridStats};
 pub use main_job::MainJob;
-pub use parallel::Parallel;
+pub use parallel::{Nodes, Parallel};
 pub use run::{train, train_parallel, Dashboard, TrainData, TrainOptions, TrainOutcome};
 pub use schedule::WarmupCosine;
 pub use state::{

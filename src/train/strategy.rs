@@ -168,7 +168,7 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
             learner.load_model(workers.model(state.step)?.into_record());
             workers.finish();
         }
-        if self.report().interrupted && state.step > 0 {
+        if self.report().interrupted && state.step > 0 && self.parallel.is_lead() {
             self.checkpoint(learner, &state)?;
         }
         self.report().state = Some(state);
@@ -201,7 +201,7 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
     }
 
     /// One optimizer step of a data-parallel run; the Learner's model (what evaluation and
-    /// checkpoints read) is brought up to date with worker 0's replica when one of them is due.
+    /// checkpoints read) is brought up to date with the first worker's replica when one is due.
     fn parallel_step(
         &self,
         workers: &mut Workers<B>,
@@ -230,13 +230,19 @@ impl<B: TritterAutodiffBackend> TritterStrategy<B> {
         (0..self.config.grad_accum).map(|_| next_batch()).collect()
     }
 
+    /// Whether this process evaluates after `step` (only node 0 of a run over machines does).
     fn evaluates_after(&self, step: usize) -> bool {
-        step == self.config.steps || (self.config.eval_every > 0 && step.is_multiple_of(self.config.eval_every))
+        self.parallel.is_lead() && self.due(step, self.config.eval_every)
     }
 
+    /// Whether this process saves a checkpoint after `step` (only node 0 of a run over machines).
     fn checkpoints_after(&self, step: usize) -> bool {
-        step == self.config.steps
-            || (self.config.checkpoint_every > 0 && step.is_multiple_of(self.config.checkpoint_every))
+        self.parallel.is_lead() && self.due(step, self.config.checkpoint_every)
+    }
+
+    /// Whether something done every `every` steps (0: never) and after the last step is due.
+    fn due(&self, step: usize, every: usize) -> bool {
+        step == self.config.steps || (every > 0 && step.is_multiple_of(every))
     }
 
     /// Counts a step whose loss or gradients were not finite and stops the run as

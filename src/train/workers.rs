@@ -1,5 +1,6 @@
 //! The workers of a data-parallel run: one thread per device, each with its own replica and its
-//! own AdamW. Each step the training loop splits the batch by rows over the workers; a worker
+//! own AdamW. Each step the training loop splits the batch by rows over every worker of every
+//! node (each node reads the same batches and keeps its workers' rows); a worker
 //! weights its share's loss by its share of the step's target tokens, all-reduces (sums) loss and
 //! gradients with burn-collective in one flat tensor, clips to the global norm of the sum and
 //! steps. Every worker sees the same reduced values, so replicas and optimizer states stay
@@ -72,7 +73,7 @@ impl<B: TritterAutodiffBackend> Workers<B> {
     ) -> Result<Self> {
         let guard = COLLECTIVE.lock().unwrap_or_else(|p| p.into_inner());
         reset_collective::<B>();
-        let settings = CollectiveConfig::default().with_num_devices(parallel.devices.len());
+        let settings = parallel.collective_config()?;
         let (reply, replies) = sync_channel(parallel.devices.len());
         let (mut jobs, mut threads) = (Vec::new(), Vec::new());
         for (i, device) in parallel.devices.iter().enumerate() {
@@ -81,11 +82,12 @@ impl<B: TritterAutodiffBackend> Workers<B> {
                 _ => SharedOptimizer::new(adamw::<B>(config)).load_record(optimizer.to_record()),
             };
             let worker = Worker {
-                index: i,
+                index: parallel.first_worker() + i,
                 device: device.clone(),
                 model: model.clone().fork(device),
                 optimizer,
                 grad_clip: config.grad_clip,
+                across_machines: parallel.nodes.is_some(),
                 reply: reply.clone(),
             };
             let (job, receiver) = sync_channel(1);
@@ -102,21 +104,24 @@ impl<B: TritterAutodiffBackend> Workers<B> {
     /// One optimizer step over `batches` (the step's micro-batches, whole).
     pub fn step(&mut self, batches: Vec<TokenBatch<B>>, lr: f64, step: usize) -> Result<ParallelStep<B>> {
         let tokens = batches.iter().map(batch_tokens).sum();
+        let first = self.parallel.first_worker();
         let mut parts = Vec::new();
         for batch in batches {
             let rows = batch.input_ids.dims()[0];
-            for (worker, (start, len)) in row_parts(rows, self.jobs.len()).enumerate() {
+            for (worker, (start, len)) in row_parts(rows, self.parallel.total_workers()).enumerate() {
                 let part = batch.rows(start, len);
                 parts.push((target_tokens(&part, self.pad), (worker, part)));
             }
         }
         let mut shares: Vec<Vec<(TokenBatch<B>, f64)>> = self.jobs.iter().map(|_| Vec::new()).collect();
         for ((worker, part), weight) in shares_of(parts) {
-            shares[worker].push((part.to_device(&self.parallel.devices[worker]), weight));
+            if let Some(local) = worker.checked_sub(first).filter(|&local| local < shares.len()) {
+                shares[local].push((part.to_device(&self.parallel.devices[local]), weight));
+            }
         }
         for (i, shares) in shares.into_iter().enumerate() {
             if self.jobs[i].send(Job::Step { shares, lr }).is_err() {
-                return Err(self.failed_worker(i, step, "has stopped".into()));
+                return Err(self.failed_worker(first + i, step, "has stopped".into()));
             }
         }
         match self.collect(step)?.swap_remove(0) {
@@ -125,15 +130,16 @@ impl<B: TritterAutodiffBackend> Workers<B> {
         }
     }
 
-    /// Worker 0's replica.
+    /// This process's first worker's replica.
     pub fn model(&mut self, step: usize) -> Result<TritterModel<B>> {
+        let first = self.parallel.first_worker();
         if self.jobs[0].send(Job::Model).is_err() {
-            return Err(self.failed_worker(0, step, "has stopped".into()));
+            return Err(self.failed_worker(first, step, "has stopped".into()));
         }
         match self.replies.recv_timeout(self.parallel.timeout) {
             Ok((_, Ok(Done::Model(model)))) => Ok(*model),
             Ok((index, Err(reason))) => Err(self.failed_worker(index, step, reason)),
-            Ok(_) | Err(_) => Err(self.failed_worker(0, step, "did not hand over its model in time".into())),
+            Ok(_) | Err(_) => Err(self.failed_worker(first, step, "did not hand over its model in time".into())),
         }
     }
 
@@ -145,27 +151,35 @@ impl<B: TritterAutodiffBackend> Workers<B> {
         }
     }
 
-    /// Every worker's answer to the step, in worker order, or the first failure.
+    /// Every local worker's answer to the step, in worker order, or the first failure.
     fn collect(&mut self, step: usize) -> Result<Vec<Done<B>>> {
         let deadline = Instant::now() + self.parallel.timeout;
+        let first = self.parallel.first_worker();
         let mut done: Vec<Option<Done<B>>> = self.jobs.iter().map(|_| None).collect();
         while let Some(waiting) = done.iter().position(Option::is_none) {
             match self.replies.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok((index, Ok(answer))) => done[index] = Some(answer),
+                Ok((index, Ok(answer))) => done[index - first] = Some(answer),
                 Ok((index, Err(reason))) => return Err(self.failed_worker(index, step, reason)),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    let reason = format!("did not finish step {step} within {} s", self.parallel.timeout.as_secs_f64());
-                    return Err(self.failed_worker(waiting, step, reason));
+                    let reason = match self.parallel.nodes {
+                        None => format!("did not finish step {step} within {} s", self.parallel.timeout.as_secs_f64()),
+                        Some(_) => format!(
+                            "did not finish step {step} within {} s (it waits for every node: one is stuck or gone)",
+                            self.parallel.timeout.as_secs_f64()
+                        ),
+                    };
+                    return Err(self.failed_worker(first + waiting, step, reason));
                 }
             }
         }
         Ok(done.into_iter().map(|d| d.expect("all answered")).collect())
     }
 
-    /// The error for a failed worker; unblocks the others (their collective calls fail).
+    /// The error for a failed worker (by global index); unblocks the others (their collective
+    /// calls fail).
     fn failed_worker(&self, index: usize, step: usize, reason: String) -> TritterError {
         reset_collective::<B>();
-        let device = &self.parallel.devices[index];
+        let device = &self.parallel.devices[index - self.parallel.first_worker()];
         TritterError::Worker { worker: format!("worker {index} ({device:?})"), step, reason }
     }
 }
@@ -177,6 +191,8 @@ struct Worker<B: TritterAutodiffBackend> {
     model: TritterModel<B>,
     optimizer: SharedOptimizer<TritterAdamW<B>>,
     grad_clip: Option<f32>,
+    /// Whether the all-reduce reaches other machines (a failure then usually means one left).
+    across_machines: bool,
     reply: SyncSender<Reply<B>>,
 }
 
@@ -221,7 +237,10 @@ impl<B: TritterAutodiffBackend> Worker<B> {
             flat.into_primitive().tensor(),
             ReduceOperation::Sum,
         )
-        .map_err(|e| format!("all-reduce failed: {e:?}"))?;
+        .map_err(|e| match self.across_machines {
+            true => format!("all-reduce failed: {e:?} (another node stopped or cannot be reached)"),
+            false => format!("all-reduce failed: {e:?}"),
+        })?;
         let (grads, loss) = unflatten_grads(&self.model, Tensor::from_primitive(TensorPrimitive::Float(sum)), 1);
         let (grads, norm) = clip_global_norm(&self.model, grads, self.grad_clip);
         let value: f32 = loss.clone().into_scalar().elem();

@@ -331,3 +331,20 @@ fn two_devices_train_or_name_the_missing_device() {
         assert!(stderr.contains("`devices`") && stderr.contains(" device "), "{stderr}");
     }
 }
+
+/// A run over machines needs all four settings (clap names the missing one) and checks them
+/// before it trains (the library names the bad field).
+#[test]
+fn node_settings_are_checked_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tritter(dir.path(), &["train", "--nodes", "2", "--out", "run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--node-rank"), "{}", text(&out.stderr));
+    let nodes = ["--nodes", "2", "--orchestrator", "ws://127.0.0.1:9", "--node-address", "ws://127.0.0.1:9"];
+    let mut args = vec!["train", "--steps", "2", "--out", "run", "--node-rank", "2"];
+    args.extend(nodes);
+    let out = tritter(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("`node_rank`"), "{}", text(&out.stderr));
+    assert!(!dir.path().join("run/checkpoints").exists());
+}

@@ -6,6 +6,7 @@ mod common;
 mod config;
 mod grads;
 mod hybrid;
+mod nodes;
 mod non_finite;
 mod optimizer;
 mod parallel;

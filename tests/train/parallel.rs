@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use burn::data::dataset::InMemDataset;
 use rand::rngs::StdRng;
 use rand::Rng;
-use tritter::train::{train_parallel, Parallel, TrainConfig, TrainData, TrainOptions, TrainOutcome};
-use tritter::{TritterConfig, TritterError};
+use tritter::train::{train_parallel, Nodes, Parallel, TrainConfig, TrainData, TrainOptions, TrainOutcome};
+use tritter::{TritterConfig, TritterError, TritterModel};
 
 use crate::train::common::{arithmetic_windows, fresh_rng, model_config, options, parameters, train_config, AD, B};
 
 /// Windows of which about half end in a run of padding (id 0, the model's pad id), so the
 /// workers' shares of a batch hold different numbers of target tokens.
-fn padded_data(rng: &mut StdRng, train: usize, seq_len: usize) -> TrainData {
+pub(super) fn padded_data(rng: &mut StdRng, train: usize, seq_len: usize) -> TrainData {
     let mut windows = arithmetic_windows(rng, train + 8, seq_len);
     for window in &mut windows {
         if rng.random_bool(0.5) {
@@ -35,20 +35,30 @@ fn padded_data(rng: &mut StdRng, train: usize, seq_len: usize) -> TrainData {
 
 /// A model's initial weights, saved once: every run of a comparison starts from them (a fresh
 /// initialisation draws from Burn's process-wide generator, which tests running alongside share).
-fn initial(model: &TritterConfig, dir: &Path) -> PathBuf {
+pub(super) fn initial(model: &TritterConfig, dir: &Path) -> PathBuf {
     let path = dir.join("initial");
-    tritter::TritterModel::<B>::new(model, &Default::default()).unwrap().save_checkpoint(&path).unwrap();
+    TritterModel::<B>::new(model, &Default::default()).unwrap().save_checkpoint(&path).unwrap();
     path
 }
 
 fn run(init: &Path, config: &TrainConfig, seed: u64, workers: usize) -> TrainOutcome<B> {
+    let dir = tempfile::tempdir().unwrap();
+    run_on(init, config, seed, dir.path(), &Parallel::repeated(&Default::default(), workers)).unwrap()
+}
+
+/// A run from `init` on the padded windows of `seed`, with AdamW ε = 1e-4 (see [`assert_same_run`]).
+pub(super) fn run_on(
+    init: &Path,
+    config: &TrainConfig,
+    seed: u64,
+    run_dir: &Path,
+    parallel: &Parallel<<B as burn::tensor::backend::Backend>::Device>,
+) -> tritter::Result<TrainOutcome<B>> {
     use rand::SeedableRng;
     let config = &TrainConfig { epsilon: 1e-4, ..config.clone() };
     let data = padded_data(&mut StdRng::seed_from_u64(seed), 48, config.seq_len);
-    let dir = tempfile::tempdir().unwrap();
-    let options = TrainOptions { init: Some(init.to_path_buf()), ..options(dir.path(), None) };
-    let parallel = Parallel::repeated(&Default::default(), workers);
-    train_parallel::<AD>(&model_config(), config, data, options, &parallel).unwrap()
+    let options = TrainOptions { init: Some(init.to_path_buf()), ..options(run_dir, None) };
+    train_parallel::<AD>(&model_config(), config, data, options, parallel)
 }
 
 /// Losses equal within `tolerance` (relative) step by step, and every weight within
@@ -59,12 +69,22 @@ fn run(init: &Path, config: &TrainConfig, seed: u64, workers: usize) -> TrainOut
 /// rounding level (a norm's bias, say) gets an update of order lr from noise, and two runs part
 /// by up to 6e-4 in such weights after 20 steps (measured). The weight comparisons therefore
 /// use ε = 1e-4, where the largest difference measured was 3e-6.
-fn assert_same_run(a: &TrainOutcome<B>, b: &TrainOutcome<B>, tolerance: f32, what: &str) {
-    assert_eq!(a.losses.len(), b.losses.len(), "{what}");
-    for ((step, x), (_, y)) in a.losses.iter().zip(&b.losses) {
+pub(super) fn assert_same_run(a: &TrainOutcome<B>, b: &TrainOutcome<B>, tolerance: f32, what: &str) {
+    assert_same_training((&a.losses, &a.model), (&b.losses, &b.model), tolerance, what);
+}
+
+/// [`assert_same_run`] on losses and final models.
+pub(super) fn assert_same_training(
+    (a_losses, a_model): (&[(usize, f32)], &TritterModel<B>),
+    (b_losses, b_model): (&[(usize, f32)], &TritterModel<B>),
+    tolerance: f32,
+    what: &str,
+) {
+    assert_eq!(a_losses.len(), b_losses.len(), "{what}");
+    for ((step, x), (_, y)) in a_losses.iter().zip(b_losses) {
         assert!((x - y).abs() <= tolerance * x.abs().max(1.0), "{what}: step {step}: loss {x} vs {y}");
     }
-    for ((id, x), (_, y)) in parameters(&a.model).iter().zip(parameters(&b.model)) {
+    for ((id, x), (_, y)) in parameters(a_model).iter().zip(parameters(b_model)) {
         let worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs() / p.abs().max(1.0)).fold(0f32, f32::max);
         assert!(worst <= tolerance, "{what}: parameter {id}: differs by {worst}");
     }
@@ -141,7 +161,7 @@ fn a_failing_worker_ends_the_run_with_its_name() {
     }
     let latest = tritter::train::resolve_run_checkpoint(dir.path()).unwrap();
     assert!(latest.ends_with("step-00000002"), "{}", latest.display());
-    tritter::TritterModel::<B>::load_checkpoint(latest.join("model"), &Default::default()).unwrap();
+    TritterModel::<B>::load_checkpoint(latest.join("model"), &Default::default()).unwrap();
 }
 
 #[test]
@@ -160,4 +180,19 @@ fn bad_parallel_settings_are_refused_by_name() {
     assert!(attempt(&hybrid, &Parallel::repeated(&Default::default(), 2), &mut rng).contains("hybrid"));
     let zero = Parallel { timeout: Duration::ZERO, ..Parallel::repeated(&Default::default(), 2) };
     assert!(attempt(&config, &zero, &mut rng).contains("timeout"));
+    let nodes =
+        Nodes { count: 2, rank: 1, orchestrator: "ws://127.0.0.1:9".into(), node_address: "ws://127.0.0.1:9".into() };
+    let over = |nodes: Nodes| Parallel { nodes: Some(nodes), ..Parallel::single(&Default::default()) };
+    for (field, bad) in [
+        ("`nodes`", Nodes { count: 1, rank: 0, ..nodes.clone() }),
+        ("`node_rank`", Nodes { rank: 2, ..nodes.clone() }),
+        ("`orchestrator`", Nodes { orchestrator: "127.0.0.1:9".into(), ..nodes.clone() }),
+        ("`node_address`", Nodes { node_address: "ws://127.0.0.1".into(), ..nodes.clone() }),
+    ] {
+        let error = attempt(&config, &over(bad), &mut rng);
+        assert!(error.contains(field), "{field}: {error}");
+    }
+    let three = TrainConfig { batch_size: 3, ..config.clone() };
+    let error = attempt(&three, &Parallel { devices: vec![Default::default(); 2], ..over(nodes) }, &mut rng);
+    assert!(error.contains("`batch_size`") && error.contains("4 workers"), "{error}");
 }

@@ -55,6 +55,13 @@ enum Command {
     Import(import::ImportArgs),
     /// Parameters and memory (training, packed inference) of a preset or config.
     Info(info::InfoArgs),
+    /// Start the orchestrator the machines of a multi-machine run meet at (`tritter train
+    /// --nodes`); runs until stopped (Ctrl-C).
+    Orchestrator {
+        /// The port to listen on (all interfaces).
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+    },
     /// Tokenizer tools.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
@@ -133,6 +140,17 @@ enum DataCommand {
     },
 }
 
+/// burn-collective's global orchestrator on `port`, until the process is stopped.
+fn run_orchestrator(port: u16) -> tritter::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| tritter::TritterError::InvalidInput(format!("cannot start the orchestrator's runtime: {e}")))?;
+    eprintln!("Orchestrator on port {port}: start `tritter train --nodes N --orchestrator ws://THIS_HOST:{port} ...` on each machine; Ctrl-C stops it.");
+    runtime.block_on(burn_collective::start_global_orchestrator(port));
+    Ok(())
+}
+
 /// The tokenizer.json at `path`, or the byte-level tokenizer.
 fn open_tokenizer(path: &Option<PathBuf>) -> tritter::Result<Tokenizer> {
     path.as_ref().map_or(Ok(Tokenizer::bytes()), Tokenizer::from_file)
@@ -148,6 +166,7 @@ fn run(cli: Cli) -> tritter::Result<ExitCode> {
         Command::Export(args) => export::run_export(args)?,
         Command::Import(args) => import::run_import(args)?,
         Command::Info(args) => info::run_info(args)?,
+        Command::Orchestrator { port } => run_orchestrator(port)?,
         Command::Tokenizer(TokenizerCommand::Train { data, vocab_size, min_frequency, out, source }) => {
             let options = BpeOptions {
                 vocab_size,

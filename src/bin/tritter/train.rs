@@ -12,8 +12,8 @@ use indicatif::HumanBytes;
 use tritter::backend::Autodiff;
 use tritter::data::{generate_tasks, DataSpec, PrepareOptions, Tokenizer, TrainingSets};
 use tritter::train::{
-    train_parallel, Cooldown, Dashboard, HybridOptions, MainJob, NonFinitePolicy, Parallel, ResumePoint, RunSummary,
-    TaskEval, TrainConfig, TrainData, TrainOptions, TrainOutcome,
+    train_parallel, Cooldown, Dashboard, HybridOptions, MainJob, Nodes, NonFinitePolicy, Parallel, ResumePoint,
+    RunSummary, TaskEval, TrainConfig, TrainData, TrainOptions, TrainOutcome,
 };
 use tritter::{TritterConfig, TritterError, TritterModel};
 
@@ -158,7 +158,7 @@ pub struct TrainArgs {
     pub source: SourceArgs,
 }
 
-/// Data-parallel training on several devices.
+/// Data-parallel training on several devices and machines.
 #[derive(Args)]
 pub struct ParallelArgs {
     /// Train on N devices at once (CUDA: cuda:0..N-1; wgpu: the first N discrete GPUs; the CPU:
@@ -166,15 +166,35 @@ pub struct ParallelArgs {
     /// one-device run up to float rounding.
     #[arg(long, default_value_t = 1)]
     pub devices: usize,
-    /// Seconds to wait for a step's workers before the run stops with an error (the last
-    /// checkpoint stays the latest).
+    /// Machines in the run: each runs this command with the same settings and data and its own
+    /// --node-rank and --node-address, after `tritter orchestrator` has started on one of them.
+    #[arg(long, requires_all = ["node_rank", "orchestrator", "node_address"])]
+    pub nodes: Option<u32>,
+    /// This machine's place in 0..NODES (which rows of every batch it trains on); node 0
+    /// evaluates and writes the checkpoints.
+    #[arg(long, requires = "nodes")]
+    pub node_rank: Option<u32>,
+    /// The orchestrator's address, e.g. ws://10.0.0.1:3000.
+    #[arg(long, requires = "nodes")]
+    pub orchestrator: Option<String>,
+    /// Where the other machines reach this one, e.g. ws://10.0.0.2:3001 (a free port).
+    #[arg(long, requires = "nodes")]
+    pub node_address: Option<String>,
+    /// Seconds to wait for a step's workers (and the other machines) before the run stops with
+    /// an error (the last checkpoint stays the latest).
     #[arg(long, default_value_t = tritter::train::parallel::DEFAULT_TIMEOUT.as_secs())]
     pub worker_timeout: u64,
 }
 
 impl ParallelArgs {
     pub fn parallel(&self) -> tritter::Result<Parallel<Device>> {
-        Ok(Parallel { devices: devices(self.devices)?, timeout: Duration::from_secs(self.worker_timeout) })
+        let nodes = self.nodes.map(|count| Nodes {
+            count,
+            rank: self.node_rank.unwrap_or_default(),
+            orchestrator: self.orchestrator.clone().unwrap_or_default(),
+            node_address: self.node_address.clone().unwrap_or_default(),
+        });
+        Ok(Parallel { devices: devices(self.devices)?, nodes, timeout: Duration::from_secs(self.worker_timeout) })
     }
 }
 
@@ -480,9 +500,15 @@ pub fn run(args: TrainArgs) -> tritter::Result<ExitCode> {
         "Model: {} ({} parameters, ternary weights, int8 activations) on {BACKEND}{}{}",
         if point.is_some() { "the checkpoint's model".to_string() } else { args.model_name() },
         params,
-        match args.parallel.devices {
-            1 => String::new(),
-            n => format!(", {n} devices data-parallel"),
+        match (args.parallel.devices, &parallel.nodes) {
+            (1, None) => String::new(),
+            (n, None) => format!(", {n} devices data-parallel"),
+            (n, Some(nodes)) => format!(
+                ", {n} device{} on each of {} machines data-parallel (this is node {})",
+                if n == 1 { "" } else { "s" },
+                nodes.count,
+                nodes.rank
+            ),
         },
         if config.grad_checkpointing { ", gradient checkpointing" } else { "" }
     );
