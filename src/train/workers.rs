@@ -88,6 +88,7 @@ impl<B: TritterAutodiffBackend> Workers<B> {
                 optimizer,
                 grad_clip: config.grad_clip,
                 across_machines: parallel.nodes.is_some(),
+                workers: parallel.total_workers(),
                 reply: reply.clone(),
             };
             let (job, receiver) = sync_channel(1);
@@ -193,6 +194,8 @@ struct Worker<B: TritterAutodiffBackend> {
     grad_clip: Option<f32>,
     /// Whether the all-reduce reaches other machines (a failure then usually means one left).
     across_machines: bool,
+    /// Workers over all nodes.
+    workers: usize,
     reply: SyncSender<Reply<B>>,
 }
 
@@ -229,9 +232,13 @@ impl<B: TritterAutodiffBackend> Worker<B> {
         let _ = std::panic::catch_unwind(|| collective::finish_collective::<B::InnerBackend>(peer));
     }
 
+    /// Sums loss and gradients over all workers (with a 1 per worker, which checks that every
+    /// node runs as many workers as this one assumes: the rows each takes depend on it), clips
+    /// and steps.
     fn step(&mut self, shares: Vec<(TokenBatch<B>, f64)>, lr: f64) -> std::result::Result<Done<B>, String> {
         let (grads, loss) = weighted_grads(&self.model, shares);
-        let flat = flatten_grads(&self.model, grads.unwrap_or_default(), loss);
+        let head = Tensor::cat(vec![loss.clone(), Tensor::ones([1], &loss.device())], 0);
+        let flat = flatten_grads(&self.model, grads.unwrap_or_default(), head);
         let sum = collective::all_reduce::<B::InnerBackend>(
             self.peer(),
             flat.into_primitive().tensor(),
@@ -241,7 +248,16 @@ impl<B: TritterAutodiffBackend> Worker<B> {
             true => format!("all-reduce failed: {e:?} (another node stopped or cannot be reached)"),
             false => format!("all-reduce failed: {e:?}"),
         })?;
-        let (grads, loss) = unflatten_grads(&self.model, Tensor::from_primitive(TensorPrimitive::Float(sum)), 1);
+        let (grads, head) = unflatten_grads(&self.model, Tensor::from_primitive(TensorPrimitive::Float(sum)), 2);
+        let workers: f32 = head.clone().narrow(0, 1, 1).into_scalar().elem();
+        if workers != self.workers as f32 {
+            return Err(format!(
+                "the all-reduce summed {workers} workers where {} were expected: every node must run \
+                 with the same number of devices",
+                self.workers
+            ));
+        }
+        let loss = head.narrow(0, 0, 1);
         let (grads, norm) = clip_global_norm(&self.model, grads, self.grad_clip);
         let value: f32 = loss.clone().into_scalar().elem();
         if value.is_finite() && norm.is_finite() {

@@ -15,41 +15,45 @@ use tritter::{TritterConfig, TritterModel};
 use crate::train::common::{fresh_rng, model_config, train_config, B};
 use crate::train::parallel::{assert_same_training, initial, run_on};
 
-/// The environment variable that makes [`node_process`] a node: "RANK STEPS ORCHESTRATOR_PORT
-/// NODE_PORT SEED DIR".
+/// The environment variable that makes [`node_process`] a node: "RANK STEPS DEVICES
+/// ORCHESTRATOR_PORT NODE_PORT SEED DIR".
 const NODE: &str = "TRITTER_TEST_NODE";
 
 /// How long a node process may run before the test kills it and fails.
 const NODE_LIMIT: Duration = Duration::from_secs(240);
 
 /// One node of the tests below, started by them with [`NODE`] set; without it, nothing to do.
-/// Trains from `DIR/initial` on the padded windows of `SEED` as node RANK of 2 and leaves
+/// Trains from `DIR/initial` on the padded windows of `SEED` as node RANK of 2 with DEVICES
+/// CPU workers and leaves
 /// `DIR/node-RANK/` with the final model and losses, or with `error.txt`.
 #[test]
 #[ignore = "a node process of the tests in this file, started by them"]
 fn node_process() {
     let Ok(role) = std::env::var(NODE) else { return };
-    let fields: Vec<&str> = role.splitn(6, ' ').collect();
+    let fields: Vec<&str> = role.splitn(7, ' ').collect();
     let number = |i: usize| fields[i].parse::<u64>().unwrap();
-    let (rank, dir) = (number(0) as u32, PathBuf::from(fields[5]));
+    let (rank, dir) = (number(0) as u32, PathBuf::from(fields[6]));
     let parallel = Parallel {
-        devices: vec![Default::default()],
+        devices: vec![Default::default(); number(2) as usize],
         nodes: Some(Nodes {
             count: 2,
             rank,
-            orchestrator: format!("ws://127.0.0.1:{}", fields[2]),
-            node_address: format!("ws://127.0.0.1:{}", fields[3]),
+            orchestrator: format!("ws://127.0.0.1:{}", fields[3]),
+            node_address: format!("ws://127.0.0.1:{}", fields[4]),
         }),
         timeout: Duration::from_secs(30),
     };
     let run_dir = dir.join(format!("node-{rank}"));
-    let config = node_config(number(4), number(1) as usize);
-    match run_on(&dir.join("initial"), &config, number(4), &run_dir, &parallel) {
+    let config = node_config(number(5), number(1) as usize);
+    match run_on(&dir.join("initial"), &config, number(5), &run_dir, &parallel) {
         Ok(outcome) => {
             outcome.model.save_checkpoint(run_dir.join("final")).unwrap();
             std::fs::write(run_dir.join("losses.json"), serde_json::to_string(&outcome.losses).unwrap()).unwrap();
         }
-        Err(error) => std::fs::write(run_dir.join("error.txt"), error.to_string()).unwrap(),
+        Err(error) => {
+            std::fs::create_dir_all(&run_dir).unwrap();
+            std::fs::write(run_dir.join("error.txt"), error.to_string()).unwrap();
+        }
     }
 }
 
@@ -65,7 +69,7 @@ fn two_processes_over_localhost_train_like_one_process() {
     let steps = 8;
     let ports = free_ports();
     let _orchestrator = orchestrator(dir.path(), ports[0]);
-    let nodes = [0, 1].map(|rank| node(dir.path(), rank, steps, ports, seed));
+    let nodes = [0, 1].map(|rank| node(dir.path(), rank, (steps, 1), ports, seed));
     let config = node_config(seed, steps);
     let local = |workers| {
         let run_dir = dir.path().join(format!("local-{workers}"));
@@ -78,7 +82,9 @@ fn two_processes_over_localhost_train_like_one_process() {
     for rank in 0..2 {
         let run_dir = dir.path().join(format!("node-{rank}"));
         let Ok(losses) = std::fs::read_to_string(run_dir.join("losses.json")) else {
-            panic!("node {rank} failed: {}", std::fs::read_to_string(run_dir.join("error.txt")).unwrap_or_default());
+            let read = |path: PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+            let log = read(dir.path().join("node-0.log")) + &read(dir.path().join("node-1.log"));
+            panic!("node {rank} failed: {}\n{log}", read(run_dir.join("error.txt")));
         };
         let losses: Vec<(usize, f32)> = serde_json::from_str(&losses).unwrap();
         let model = TritterModel::<B>::load_checkpoint(run_dir.join("final"), &Default::default()).unwrap();
@@ -102,7 +108,7 @@ fn a_node_that_leaves_ends_the_others_run_by_name() {
     initial(&model_config(), dir.path());
     let ports = free_ports();
     let _orchestrator = orchestrator(dir.path(), ports[0]);
-    let (staying, leaving) = (node(dir.path(), 0, 6, ports, seed), node(dir.path(), 1, 3, ports, seed));
+    let (staying, leaving) = (node(dir.path(), 0, (6, 1), ports, seed), node(dir.path(), 1, (3, 1), ports, seed));
     leaving.wait();
     let started = Instant::now();
     staying.wait();
@@ -111,6 +117,24 @@ fn a_node_that_leaves_ends_the_others_run_by_name() {
     assert!(error.contains("worker 0 ") && error.contains("step 4"), "{error}");
     let latest = tritter::train::resolve_run_checkpoint(&dir.path().join("node-0")).unwrap();
     assert!(latest.ends_with("step-00000003"), "{}", latest.display());
+}
+
+/// Node 0 with 2 workers and node 1 with 1: each takes the rows its own count gives, which would
+/// train on some rows twice and others never; the all-reduce counts the workers and both refuse.
+#[test]
+fn nodes_with_different_device_counts_are_refused() {
+    let (_, seed) = fresh_rng("nodes_with_different_device_counts_are_refused");
+    let dir = tempfile::tempdir().unwrap();
+    initial(&model_config(), dir.path());
+    let ports = free_ports();
+    let _orchestrator = orchestrator(dir.path(), ports[0]);
+    let nodes = [(0, 2), (1, 1)].map(|(rank, devices)| node(dir.path(), rank, (4, devices), ports, seed));
+    for (rank, node) in nodes.into_iter().enumerate() {
+        node.wait();
+        let error = std::fs::read_to_string(dir.path().join(format!("node-{rank}/error.txt")));
+        let error = error.unwrap_or_else(|_| panic!("node {rank}'s run did not fail"));
+        assert!(error.contains("step 1") && error.contains("same number of devices"), "node {rank}: {error}");
+    }
 }
 
 /// Three ports nobody listens on now: the orchestrator's and each node's.
@@ -125,10 +149,12 @@ fn orchestrator(dir: &Path, port: u16) -> Running {
     Running::start(command, &dir.join("orchestrator.log"))
 }
 
-fn node(dir: &Path, rank: u32, steps: usize, ports: [u16; 3], seed: u64) -> Running {
+/// Node `rank` running `steps` steps on `devices` workers.
+fn node(dir: &Path, rank: u32, (steps, devices): (usize, usize), ports: [u16; 3], seed: u64) -> Running {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.args(["--exact", "train::nodes::node_process", "--ignored", "--nocapture"]);
-    let role = format!("{rank} {steps} {} {} {seed} {}", ports[0], ports[1 + rank as usize], dir.display());
+    let (orchestrator, port) = (ports[0], ports[1 + rank as usize]);
+    let role = format!("{rank} {steps} {devices} {orchestrator} {port} {seed} {}", dir.display());
     command.env(NODE, role);
     Running::start(command, &dir.join(format!("node-{rank}.log")))
 }

@@ -87,7 +87,7 @@ impl<P: Protocol> SyncService<P> {
         if !all_node_ids.iter().all(|id| syncing_peers.contains(id)) {
             return false;
         }
-        for id in all_node_ids.iter().take(0) {
+        for id in all_node_ids {
             let at = syncing_peers.iter().position(|peer| peer == id).unwrap();
             syncing_peers.remove(at);
         }
