@@ -8,8 +8,8 @@ use burn::collective::CollectiveConfig;
 use crate::error::{Result, TritterError};
 
 /// Data-parallel training: one worker thread and model replica per device; each step's batch is
-/// split by rows over every worker of every node, and their gradients are summed with burn-collective's
-/// all-reduce (weighted so the sum equals the whole batch's gradient).
+/// split by rows over every worker of every node, and their gradients are summed with
+/// burn-collective's all-reduce (weighted so the sum equals the whole batch's gradient).
 #[derive(Debug, Clone)]
 pub struct Parallel<D> {
     /// This process's devices, one worker each (the same device may repeat, e.g. the CPU).
