@@ -333,7 +333,7 @@ fn two_devices_train_or_name_the_missing_device() {
 }
 
 /// A run over machines needs all four settings (clap names the missing one) and checks them
-/// before it trains (the library names the bad field).
+/// before it trains (the library names the bad field); an orchestrator whose port is taken says so.
 #[test]
 fn node_settings_are_checked_before_training() {
     let dir = tempfile::tempdir().unwrap();
@@ -347,4 +347,9 @@ fn node_settings_are_checked_before_training() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("`node_rank`"), "{}", text(&out.stderr));
     assert!(!dir.path().join("run/checkpoints").exists());
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = tritter(dir.path(), &["orchestrator", "--port", &port]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("cannot listen on port {port}")), "{}", text(&out.stderr));
 }

@@ -142,6 +142,10 @@ enum DataCommand {
 
 /// burn-collective's global orchestrator on `port`, until the process is stopped.
 fn run_orchestrator(port: u16) -> tritter::Result<()> {
+    // The orchestrator's server ends quietly when it cannot listen: try the port first.
+    std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
+        tritter::TritterError::InvalidInput(format!("the orchestrator cannot listen on port {port}: {e}"))
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
