@@ -162,13 +162,13 @@ impl<B: TritterAutodiffBackend> Workers<B> {
                 Ok((index, Ok(answer))) => done[index - first] = Some(answer),
                 Ok((index, Err(reason))) => return Err(self.failed_worker(index, step, reason)),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    let reason = match self.parallel.nodes {
-                        None => format!("did not finish step {step} within {} s", self.parallel.timeout.as_secs_f64()),
-                        Some(_) => format!(
-                            "did not finish step {step} within {} s (it waits for every node: one is stuck or gone)",
-                            self.parallel.timeout.as_secs_f64()
-                        ),
+                    let nodes = if self.parallel.nodes.is_some() {
+                        " (it waits for every node: one is stuck or gone)"
+                    } else {
+                        ""
                     };
+                    let reason =
+                        format!("did not finish step {step} within {} s{nodes}", self.parallel.timeout.as_secs_f64());
                     return Err(self.failed_worker(first + waiting, step, reason));
                 }
             }
@@ -244,9 +244,9 @@ impl<B: TritterAutodiffBackend> Worker<B> {
             flat.into_primitive().tensor(),
             ReduceOperation::Sum,
         )
-        .map_err(|e| match self.across_machines {
-            true => format!("all-reduce failed: {e:?} (another node stopped or cannot be reached)"),
-            false => format!("all-reduce failed: {e:?}"),
+        .map_err(|e| {
+            let nodes = if self.across_machines { " (another node stopped or cannot be reached)" } else { "" };
+            format!("all-reduce failed: {e:?}{nodes}")
         })?;
         let (grads, head) = unflatten_grads(&self.model, Tensor::from_primitive(TensorPrimitive::Float(sum)), 2);
         let workers: f32 = head.clone().narrow(0, 1, 1).into_scalar().elem();

@@ -63,16 +63,15 @@ fn node_config(seed: u64, steps: usize) -> TrainConfig {
 
 #[test]
 fn two_processes_over_localhost_train_like_one_process() {
-    let (_, seed) = fresh_rng("two_processes_over_localhost_train_like_one_process");
-    let dir = tempfile::tempdir().unwrap();
-    let init = initial(&TritterConfig { bitnet: false, ..model_config() }, dir.path());
+    let full_precision = TritterConfig { bitnet: false, ..model_config() };
+    let cluster = Cluster::start("two_processes_over_localhost_train_like_one_process", &full_precision);
+    let (seed, dir) = (cluster.seed, cluster.dir.path());
+    let init = dir.join("initial");
     let steps = 8;
-    let ports = free_ports();
-    let _orchestrator = orchestrator(dir.path(), ports[0]);
-    let nodes = [0, 1].map(|rank| node(dir.path(), rank, (steps, 1), ports, seed));
+    let nodes = [0, 1].map(|rank| cluster.node(rank, steps, 1));
     let config = node_config(seed, steps);
     let local = |workers| {
-        let run_dir = dir.path().join(format!("local-{workers}"));
+        let run_dir = dir.join(format!("local-{workers}"));
         run_on(&init, &config, seed, &run_dir, &Parallel::repeated(&Default::default(), workers)).unwrap()
     };
     let (one, two) = (local(1), local(2));
@@ -80,10 +79,10 @@ fn two_processes_over_localhost_train_like_one_process() {
         node.wait();
     }
     for rank in 0..2 {
-        let run_dir = dir.path().join(format!("node-{rank}"));
+        let run_dir = dir.join(format!("node-{rank}"));
         let Ok(losses) = std::fs::read_to_string(run_dir.join("losses.json")) else {
             let read = |path: PathBuf| std::fs::read_to_string(path).unwrap_or_default();
-            let log = read(dir.path().join("node-0.log")) + &read(dir.path().join("node-1.log"));
+            let log = read(dir.join("node-0.log")) + &read(dir.join("node-1.log"));
             panic!("node {rank} failed: {}\n{log}", read(run_dir.join("error.txt")));
         };
         let losses: Vec<(usize, f32)> = serde_json::from_str(&losses).unwrap();
@@ -94,28 +93,25 @@ fn two_processes_over_localhost_train_like_one_process() {
         let what = format!("node {rank} of 2 vs 1 worker");
         assert_same_training((&one.losses, &one.model), (&losses, &model), 1e-5, &what);
     }
-    let latest = tritter::train::resolve_run_checkpoint(&dir.path().join("node-0")).unwrap();
+    let latest = tritter::train::resolve_run_checkpoint(&dir.join("node-0")).unwrap();
     assert!(latest.ends_with(format!("step-{steps:08}")), "{}", latest.display());
-    assert!(!dir.path().join("node-1/checkpoints").exists(), "node 1 wrote checkpoints: node 0 alone does");
+    assert!(!dir.join("node-1/checkpoints").exists(), "node 1 wrote checkpoints: node 0 alone does");
 }
 
 /// Node 1 stops after 3 of node 0's 6 steps: node 0's run ends with an error naming its worker
 /// and step 4 (at once or after its 30 s timeout, not hanging), and its step-3 checkpoint is the latest.
 #[test]
 fn a_node_that_leaves_ends_the_others_run_by_name() {
-    let (_, seed) = fresh_rng("a_node_that_leaves_ends_the_others_run_by_name");
-    let dir = tempfile::tempdir().unwrap();
-    initial(&model_config(), dir.path());
-    let ports = free_ports();
-    let _orchestrator = orchestrator(dir.path(), ports[0]);
-    let (staying, leaving) = (node(dir.path(), 0, (6, 1), ports, seed), node(dir.path(), 1, (3, 1), ports, seed));
+    let cluster = Cluster::start("a_node_that_leaves_ends_the_others_run_by_name", &model_config());
+    let dir = cluster.dir.path();
+    let (staying, leaving) = (cluster.node(0, 6, 1), cluster.node(1, 3, 1));
     leaving.wait();
     let started = Instant::now();
     staying.wait();
     assert!(started.elapsed() < Duration::from_secs(60), "node 0 took {:?} to give up", started.elapsed());
-    let error = std::fs::read_to_string(dir.path().join("node-0/error.txt")).expect("node 0's run did not fail");
+    let error = std::fs::read_to_string(dir.join("node-0/error.txt")).expect("node 0's run did not fail");
     assert!(error.contains("worker 0 ") && error.contains("step 4"), "{error}");
-    let latest = tritter::train::resolve_run_checkpoint(&dir.path().join("node-0")).unwrap();
+    let latest = tritter::train::resolve_run_checkpoint(&dir.join("node-0")).unwrap();
     assert!(latest.ends_with("step-00000003"), "{}", latest.display());
 }
 
@@ -123,40 +119,49 @@ fn a_node_that_leaves_ends_the_others_run_by_name() {
 /// train on some rows twice and others never; the all-reduce counts the workers and both refuse.
 #[test]
 fn nodes_with_different_device_counts_are_refused() {
-    let (_, seed) = fresh_rng("nodes_with_different_device_counts_are_refused");
-    let dir = tempfile::tempdir().unwrap();
-    initial(&model_config(), dir.path());
-    let ports = free_ports();
-    let _orchestrator = orchestrator(dir.path(), ports[0]);
-    let nodes = [(0, 2), (1, 1)].map(|(rank, devices)| node(dir.path(), rank, (4, devices), ports, seed));
+    let cluster = Cluster::start("nodes_with_different_device_counts_are_refused", &model_config());
+    let dir = cluster.dir.path();
+    let nodes = [(0, 2), (1, 1)].map(|(rank, devices)| cluster.node(rank, 4, devices));
     for (rank, node) in nodes.into_iter().enumerate() {
         node.wait();
-        let error = std::fs::read_to_string(dir.path().join(format!("node-{rank}/error.txt")));
+        let error = std::fs::read_to_string(dir.join(format!("node-{rank}/error.txt")));
         let error = error.unwrap_or_else(|_| panic!("node {rank}'s run did not fail"));
         assert!(error.contains("step 1") && error.contains("same number of devices"), "node {rank}: {error}");
     }
 }
 
-/// Three ports nobody listens on now: the orchestrator's and each node's.
-fn free_ports() -> [u16; 3] {
-    let listeners = [(); 3].map(|_| TcpListener::bind("127.0.0.1:0").unwrap());
-    listeners.map(|listener| listener.local_addr().unwrap().port())
+/// A test's two-node run: the orchestrator, three free ports (the orchestrator's and each
+/// node's) and a directory holding the initial model, the nodes' runs and every process's log.
+struct Cluster {
+    _orchestrator: Running,
+    ports: [u16; 3],
+    seed: u64,
+    dir: tempfile::TempDir,
 }
 
-fn orchestrator(dir: &Path, port: u16) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tritter"));
-    command.args(["orchestrator", "--port", &port.to_string()]);
-    Running::start(command, &dir.join("orchestrator.log"))
-}
+impl Cluster {
+    /// Seeds `test`, saves `model`'s initial weights and starts the orchestrator.
+    fn start(test: &str, model: &TritterConfig) -> Self {
+        let (_, seed) = fresh_rng(test);
+        let dir = tempfile::tempdir().unwrap();
+        initial(model, dir.path());
+        let listeners = [(); 3].map(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+        let ports = listeners.map(|listener| listener.local_addr().unwrap().port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tritter"));
+        command.args(["orchestrator", "--port", &ports[0].to_string()]);
+        let orchestrator = Running::start(command, &dir.path().join("orchestrator.log"));
+        Self { _orchestrator: orchestrator, ports, seed, dir }
+    }
 
-/// Node `rank` running `steps` steps on `devices` workers.
-fn node(dir: &Path, rank: u32, (steps, devices): (usize, usize), ports: [u16; 3], seed: u64) -> Running {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args(["--exact", "train::nodes::node_process", "--ignored", "--nocapture"]);
-    let (orchestrator, port) = (ports[0], ports[1 + rank as usize]);
-    let role = format!("{rank} {steps} {devices} {orchestrator} {port} {seed} {}", dir.display());
-    command.env(NODE, role);
-    Running::start(command, &dir.join(format!("node-{rank}.log")))
+    /// Node `rank` running `steps` steps on `devices` workers.
+    fn node(&self, rank: u32, steps: usize, devices: usize) -> Running {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args(["--exact", "train::nodes::node_process", "--ignored", "--nocapture"]);
+        let (orchestrator, port, seed) = (self.ports[0], self.ports[1 + rank as usize], self.seed);
+        let dir = self.dir.path();
+        command.env(NODE, format!("{rank} {steps} {devices} {orchestrator} {port} {seed} {}", dir.display()));
+        Running::start(command, &dir.join(format!("node-{rank}.log")))
+    }
 }
 
 /// A child process, killed when dropped (a failing test leaves nothing behind).
