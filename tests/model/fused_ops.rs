@@ -234,32 +234,36 @@ fn fused_attention_equals_f64_and_the_reference() {
 
 /// f64 norm of `x: [rows, dim]` and the gradients of `Σ y ⊙ g` for x, w and b (LayerNorm when
 /// `b` is given, else RMSNorm): `dx = (u − mean u − x̂·mean(u ⊙ x̂))/σ` with `u = g ⊙ w`.
-/// Also the largest `|u|/σ`: the size of the terms `dx` cancels, which f32 rounding scales
-/// with (at width 2 a LayerNorm's `dx` cancels to nearly 0, whatever the inputs).
-/// The norm's outputs and gradients in f64, and the largest terms that `y` (in `x − mean`) and
-/// `dx` cancel, which f32 rounding scales with.
-fn norm_f64(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &[f32], dim: usize, eps: f64) -> ([Vec<f64>; 4], [f64; 2]) {
+/// Also, per output, the size of the terms f32 rounding scales with: `x − mean` cancels terms
+/// of `(|x| + |mean|)`, so `x̂` carries an error of `κ·ε` with `κ = (max|x| + |mean|)/σ`
+/// (large when a row's values nearly agree, as at width 2); `y`, `dx`, `dw` and `db` then
+/// cancel or sum terms of that size (at width 2 a LayerNorm's `dx` cancels to nearly 0).
+fn norm_f64(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &[f32], dim: usize, eps: f64) -> ([Vec<f64>; 4], [f64; 4]) {
     let (mut y, mut dx, mut dw, mut db) = (vec![], vec![], vec![0.0; dim], vec![0.0; dim]);
     let (mut y_terms, mut dx_terms) = (0.0f64, 0.0f64);
+    let (mut dw_terms, mut db_terms) = (vec![0.0f64; dim], vec![0.0f64; dim]);
     for (row, g) in x.chunks(dim).zip(g.chunks(dim)) {
         let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
         let mean = if b.is_some() { row.iter().sum::<f64>() / dim as f64 } else { 0.0 };
         let sigma = (row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / dim as f64 + eps).sqrt();
+        let kappa = (row.iter().fold(0.0f64, |m, v| m.max(v.abs())) + mean.abs()) / sigma;
         let x_hat: Vec<f64> = row.iter().map(|v| (v - mean) / sigma).collect();
         let u: Vec<f64> = (0..dim).map(|j| g[j] as f64 * w[j] as f64).collect();
         let mean_u = if b.is_some() { u.iter().sum::<f64>() / dim as f64 } else { 0.0 };
         let mean_ux = u.iter().zip(&x_hat).map(|(u, x)| u * x).sum::<f64>() / dim as f64;
-        dx_terms = u.iter().fold(dx_terms, |m, u| m.max(u.abs() / sigma));
-        y_terms =
-            row.iter().zip(w).fold(y_terms, |m, (v, w)| m.max((v.abs() + mean.abs()) * (*w as f64).abs() / sigma));
+        dx_terms = u.iter().fold(dx_terms, |m, u| m.max(u.abs() * kappa.max(1.0) / sigma));
+        y_terms = w.iter().fold(y_terms, |m, w| m.max(kappa * (*w as f64).abs()));
         for j in 0..dim {
             y.push(x_hat[j] * w[j] as f64 + b.map_or(0.0, |b| b[j] as f64));
             dx.push((u[j] - mean_u - x_hat[j] * mean_ux) / sigma);
             dw[j] += g[j] as f64 * x_hat[j];
             db[j] += g[j] as f64;
+            dw_terms[j] += (g[j] as f64).abs() * (x_hat[j].abs() + kappa);
+            db_terms[j] += (g[j] as f64).abs();
         }
     }
-    ([y, dx, dw, db], [y_terms, dx_terms])
+    let largest = |v: Vec<f64>| v.into_iter().fold(0.0, f64::max);
+    ([y, dx, dw, db], [y_terms, dx_terms, largest(dw_terms), largest(db_terms)])
 }
 
 #[test]
@@ -291,7 +295,7 @@ fn fused_norms_equal_f64_and_the_reference() {
             *bias = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(b.clone(), [dim]), &device));
         }
         let centered = kind == NormKind::LayerNorm;
-        let (expected, [y_terms, dx_terms]) = norm_f64(&x, &w, centered.then_some(&b[..]), &g, dim, 1e-5);
+        let (expected, terms) = norm_f64(&x, &w, centered.then_some(&b[..]), &g, dim, 1e-5);
         let case = format!("{shape:?} {kind:?}");
         let run = |fused: bool| -> Vec<Vec<f32>> {
             let xt = Tensor::<AD, 2>::from_data(TensorData::new(x.clone(), [n / dim, dim]), &device).require_grad();
@@ -312,15 +316,11 @@ fn fused_norms_equal_f64_and_the_reference() {
         };
         let (fused, reference) = (run(true), run(false));
         assert_eq!(fused.len(), if centered { 4 } else { 3 }, "{case}: gradients present");
-        for (name, ((a, r), e)) in ["y", "dx", "dw", "db"].iter().zip(fused.iter().zip(&reference).zip(&expected)) {
-            // y and dx relative to the terms they cancel (at width 2 both nearly cancel); dw and db
-            // relative to their largest value.
-            let terms = match *name {
-                "y" => y_terms,
-                "dx" => dx_terms,
-                _ => 0.0,
-            };
-            let scale = e.iter().fold(terms, |m, v| m.max(v.abs())).max(1e-30);
+        for (i, (name, ((a, r), e))) in
+            ["y", "dx", "dw", "db"].iter().zip(fused.iter().zip(&reference).zip(&expected)).enumerate()
+        {
+            // Each relative to the terms f32 rounding scales with (see `norm_f64`).
+            let scale = e.iter().fold(terms[i], |m, v| m.max(v.abs())).max(1e-30);
             let err = |got: &[f32]| got.iter().zip(e).fold(0.0f64, |m, (g, e)| m.max((*g as f64 - e).abs())) / scale;
             let (fused_err, reference_err) = (err(a), err(r));
             assert!(fused_err < 1e-5, "{case}: fused {name} vs f64: {fused_err:e}");
@@ -336,7 +336,7 @@ fn fused_norms_equal_f64_and_the_reference() {
             eps: 1e-5,
         };
         let y = plain.forward(Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [n / dim, dim]), &device));
-        let y_scale = expected[0].iter().fold(y_terms, |m, v| m.max(v.abs())).max(1e-30);
+        let y_scale = expected[0].iter().fold(terms[0], |m, v| m.max(v.abs())).max(1e-30);
         let y_err = to_vec(y).iter().zip(&expected[0]).fold(0.0f64, |m, (g, e)| m.max((*g as f64 - e).abs()));
         assert!(y_err / y_scale < 1e-5, "{case}: inference path vs f64: {:e}", y_err / y_scale);
     }
