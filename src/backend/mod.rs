@@ -15,6 +15,7 @@ pub mod autodiff;
 pub mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod cube;
+pub mod decode;
 mod owned_params;
 mod packed_weight;
 pub mod reference;
@@ -27,6 +28,7 @@ use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 use crate::config::{Activation, WeightQuantEps, WeightScale};
 use crate::quant::TernaryQuant;
 
+pub use decode::TokenDecoder;
 pub use owned_params::with_owned_params;
 pub use packed_weight::{upload as upload_packed, PackedWeight};
 pub use reference::AdamWStep;
@@ -50,6 +52,17 @@ pub trait TritterBackend: Backend {
     /// Whether [`Self::packed_matmul`] reads the codes and scales from host memory, so a packed
     /// layer need not keep device copies.
     const PACKED_ON_HOST: bool = false;
+
+    /// A decoder that runs `model` one token per row at a time without tensor ops, continuing
+    /// from `cache` (default: none; generation then runs the model's forward pass per token).
+    /// Its logits must equal the forward pass's up to float rounding.
+    fn token_decoder(
+        model: decode::DecodeModel<Self>,
+        cache: decode::DecodeCache,
+    ) -> Option<Box<dyn decode::TokenDecoder>> {
+        let _ = (model, cache);
+        None
+    }
 
     /// `x: [tokens, in] -> [tokens, out]` with a packed ternary weight (default: the reference,
     /// which materialises `γ · Wq`).

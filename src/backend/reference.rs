@@ -26,8 +26,24 @@ pub fn norm<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 1>, bias: Option<Tens
     }
 }
 
-/// RoPE of `x: [B, T, heads, d]` given the `[T · d/2]` tables of the
-/// model's `RotaryEmbedding::tables`: `x'[i] = x[i]·cos − x[i+d/2]·sin`,
+/// `cos` and `sin` of the angles `p · θ^(-2i/d)` for positions `offset..offset + len` and
+/// `i < d/2`, computed in f64 and rounded once to f32; each `[len * d/2]`, row-major.
+pub fn rope_tables(theta: f64, head_dim: usize, offset: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+    let half = head_dim / 2;
+    let freqs: Vec<f64> = (0..half).map(|i| theta.powf(-2.0 * i as f64 / head_dim as f64)).collect();
+    let mut cos = Vec::with_capacity(len * half);
+    let mut sin = Vec::with_capacity(len * half);
+    for p in offset..offset + len {
+        for &freq in &freqs {
+            let angle = p as f64 * freq;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+    (cos, sin)
+}
+
+/// RoPE of `x: [B, T, heads, d]` given the `[T · d/2]` tables of [`rope_tables`]: `x'[i] = x[i]·cos − x[i+d/2]·sin`,
 /// `x'[i+d/2] = x[i+d/2]·cos + x[i]·sin`.
 pub fn rope<B: Backend>(x: Tensor<B, 4>, cos: Vec<f32>, sin: Vec<f32>) -> Tensor<B, 4> {
     let [_, t, _, d] = x.dims();

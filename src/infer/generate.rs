@@ -104,6 +104,8 @@ pub fn generate<B: TritterBackend>(
     let mut cache = KvCache::new(model);
     let rows: Vec<&[u32]> = start.iter().map(Vec::as_slice).collect();
     let mut logits = host_rows(model.forward_cached_last(left_padded(&rows, pad, &device), &mut cache)?);
+    // One token per step: the backend's decoder where it has one, else the cached forward pass.
+    let mut decoder = model.token_decoder(&cache);
 
     for _ in 0..options.max_new_tokens {
         let mut next = Vec::with_capacity(prompts.len());
@@ -126,17 +128,23 @@ pub fn generate<B: TritterBackend>(
         if done.iter().all(|&d| d) {
             break;
         }
-        if cache.len() + 1 > max_len {
+        if decoder.as_ref().map_or(cache.len(), |d| d.len()) + 1 > max_len {
             // Slide: keep the last half of each row's context and prefill it again.
             let kept = window(&sequences, (max_len / 2).max(1));
             cache = KvCache::new(model);
             let rows: Vec<&[u32]> = kept.iter().map(Vec::as_slice).collect();
             logits = host_rows(model.forward_cached_last(left_padded(&rows, pad, &device), &mut cache)?);
+            decoder = model.token_decoder(&cache);
             continue;
         }
-        let ids: Vec<i64> = next.iter().map(|&t| t as i64).collect();
-        let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prompts.len(), 1]), &device);
-        logits = host_rows(model.forward_cached_last(input, &mut cache)?);
+        logits = match &mut decoder {
+            Some(decoder) => decoder.step(&next),
+            None => {
+                let ids: Vec<i64> = next.iter().map(|&t| t as i64).collect();
+                let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prompts.len(), 1]), &device);
+                host_rows(model.forward_cached_last(input, &mut cache)?)
+            }
+        };
     }
     Ok(new)
 }

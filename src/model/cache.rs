@@ -13,7 +13,7 @@ use crate::model::TritterModel;
 pub struct KvCache<B: Backend> {
     pub(crate) layers: Vec<Option<LayerCache<B>>>,
     /// `[B, len]`: true where the key is a pad token (masked for every other query).
-    key_pad: Option<Tensor<B, 2, Bool>>,
+    pub(crate) key_pad: Option<Tensor<B, 2, Bool>>,
     len: usize,
 }
 

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod cache;
+mod decode;
 pub mod layer;
 pub mod mlp;
 pub mod norm;

@@ -2,6 +2,7 @@
 
 use burn::tensor::Tensor;
 
+use crate::backend::reference::rope_tables;
 use crate::backend::TritterBackend;
 
 /// RoPE with base `theta` over heads of `head_dim` (even) features.
@@ -12,21 +13,9 @@ pub struct RotaryEmbedding {
 }
 
 impl RotaryEmbedding {
-    /// `cos` and `sin` of the angles `p · θ^(-2i/d)` for positions `offset..offset + len` and
-    /// `i < d/2`, computed in f64 and rounded once to f32; each `[len * d/2]`, row-major.
+    /// The `cos` and `sin` tables of positions `offset..offset + len` ([`rope_tables`]).
     pub fn tables(&self, offset: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
-        let half = self.head_dim / 2;
-        let freqs: Vec<f64> = (0..half).map(|i| self.theta.powf(-2.0 * i as f64 / self.head_dim as f64)).collect();
-        let mut cos = Vec::with_capacity(len * half);
-        let mut sin = Vec::with_capacity(len * half);
-        for p in offset..offset + len {
-            for &freq in &freqs {
-                let angle = p as f64 * freq;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
-            }
-        }
-        (cos, sin)
+        rope_tables(self.theta, self.head_dim, offset, len)
     }
 
     /// Rotates `x: [B, T, heads, d]` at positions `offset..offset + T`:

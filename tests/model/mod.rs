@@ -7,6 +7,7 @@ mod attention;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod backends;
 mod checkpoint;
+mod decoder;
 mod fused_linear;
 mod fused_ops;
 mod generation;

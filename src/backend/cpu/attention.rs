@@ -206,7 +206,7 @@ fn head_in_token_major(rows: usize, heads: usize, d: usize, b: usize, h: usize) 
 
 /// Sets `row` (one query's scaled scores) to its softmax where `masked` is false and 0 where
 /// true; returns the log-sum-exp (−∞ when every key is masked, the row then all 0).
-fn softmax_row(row: &mut [f32], masked: &[bool]) -> f32 {
+pub(super) fn softmax_row(row: &mut [f32], masked: &[bool]) -> f32 {
     for (s, &masked) in row.iter_mut().zip(masked) {
         *s = if masked { f32::NEG_INFINITY } else { *s };
     }

@@ -29,7 +29,7 @@ fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
-fn forward(gate: &[f32], up: &[f32], activation: Activation) -> Vec<f32> {
+pub(super) fn forward(gate: &[f32], up: &[f32], activation: Activation) -> Vec<f32> {
     let mut out = vec![0f32; gate.len()];
     out.par_chunks_mut(PIECE).zip(gate.par_chunks(PIECE).zip(up.par_chunks(PIECE))).for_each(|(out, (gate, up))| {
         let pairs = out.iter_mut().zip(gate).zip(up);

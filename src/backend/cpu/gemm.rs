@@ -12,7 +12,7 @@
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::packed::dense_matmul_f32;
+use super::gemv::dense_matmul_f32;
 use super::tensor::{cpu_tensor, with_operand, Operand};
 use crate::backend::Cpu;
 

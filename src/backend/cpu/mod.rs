@@ -4,9 +4,11 @@
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
+mod decode;
 pub mod embedding;
 pub mod gated_activation;
 pub mod gemm;
+pub mod gemv;
 pub mod math;
 pub mod norm;
 pub mod packed;
@@ -19,9 +21,9 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::Autodiff;
 use burn::tensor::{Bool, Int, Tensor};
 
-use crate::backend::{AdamWStep, Cpu, PackedWeight, TritterBackend};
+use crate::backend::decode::{DecodeCache, DecodeModel};
+use crate::backend::{AdamWStep, Cpu, PackedWeight, TokenDecoder, TritterBackend};
 use crate::config::{Activation, WeightQuantEps, WeightScale};
-use packed::{packed_matmul_f32, packed_matmul_int8, CpuKernel};
 use tensor::{cpu_tensor, with_rows};
 
 impl TritterBackend for Cpu {
@@ -31,12 +33,11 @@ impl TritterBackend for Cpu {
 
     fn packed_matmul(x: Tensor<Self, 2>, w: PackedWeight<'_, Self>) -> Tensor<Self, 2> {
         let tokens = x.dims()[0];
-        let mut y = vec![0f32; tokens * w.packed.rows];
-        with_rows(x, |x| match w.int8_activations {
-            true => packed_matmul_int8(CpuKernel::detect(), w.packed, x, &mut y),
-            false => packed_matmul_f32(w.packed, x, &mut y),
-        });
-        cpu_tensor(y, tokens, w.packed.rows)
+        cpu_tensor(with_rows(x, |x| packed::packed_matmul(w.packed, w.int8_activations, x)), tokens, w.packed.rows)
+    }
+
+    fn token_decoder(model: DecodeModel<Self>, cache: DecodeCache) -> Option<Box<dyn TokenDecoder>> {
+        Some(Box::new(decode::CpuDecoder::new(model, cache)))
     }
 
     fn int8_activation(x: Tensor<Self, 2>) -> Tensor<Self, 2> {

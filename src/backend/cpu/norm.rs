@@ -19,7 +19,7 @@ use super::tensor::{cpu_tensor, vector, with_rows};
 use crate::backend::{float, Cpu};
 
 /// `y` and each row's `(μ, σ)` (μ = 0 for RMSNorm, `centered = false`).
-fn forward(x: &[f32], dim: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> (Vec<f32>, Vec<[f32; 2]>) {
+pub(super) fn forward(x: &[f32], dim: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> (Vec<f32>, Vec<[f32; 2]>) {
     let rows = x.len() / dim.max(1);
     let mut y = vec![0f32; x.len()];
     let mut stats = vec![[0f32; 2]; rows];

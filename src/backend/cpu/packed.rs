@@ -297,6 +297,17 @@ fn ternary_dot(kernel: CpuKernel, p: &PackedTernary, r: usize, g: usize, len: us
     code_sum - token.segment_sums[g]
 }
 
+/// `x · W̃ᵀ` for `x: [tokens, cols]` row-major: `[tokens, rows]`, with int8 activations
+/// ([`packed_matmul_int8`]) or full-precision ones ([`packed_matmul_f32`]).
+pub fn packed_matmul(p: &PackedTernary, int8_activations: bool, x: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; x.len() / p.cols.max(1) * p.rows];
+    match int8_activations {
+        true => packed_matmul_int8(CpuKernel::detect(), p, x, &mut out),
+        false => packed_matmul_f32(p, x, &mut out),
+    }
+    out
+}
+
 /// `out = x · W̃ᵀ` with int8 per-token activations: `x` is `[tokens, cols]` row-major, `out`
 /// `[tokens, rows]`. Equals the fake-quantized forward `x̃ · (γ · Wq)ᵀ` up to float rounding.
 pub fn packed_matmul_int8(kernel: CpuKernel, p: &PackedTernary, x: &[f32], out: &mut [f32]) {
@@ -362,7 +373,13 @@ fn check_lengths(p: &PackedTernary, x: &[f32], out: &[f32]) -> usize {
 
 /// Runs `f(r, outputs of row r for every token)` for every row of `cols` columns, rows in
 /// parallel (see [`for_each_task`]).
-fn for_each_row(rows: usize, cols: usize, tokens: usize, out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+pub(super) fn for_each_row(
+    rows: usize,
+    cols: usize,
+    tokens: usize,
+    out: &mut [f32],
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
     for_each_task(rows, cols, tokens, out, |rows, block| {
         for (r, row_out) in rows.zip(block.chunks_mut(tokens.max(1))) {
             f(r, row_out);
@@ -393,37 +410,4 @@ fn for_each_task(
             out[t * rows + r] = by_row[r * tokens + t];
         }
     }
-}
-
-/// Independent accumulators per dot in [`dense_matmul_f32`]: four vectors of 8 lanes, so the
-/// adds do not wait on each other's latency and the loop runs at memory speed (the tied LM head
-/// of `small_100m` is 98 MB per generated token).
-const DOT_LANES: usize = 32;
-
-/// `out = x · Wᵀ` for a dense row-major `w: [rows, cols]` and a few tokens `x: [tokens, cols]`:
-/// rows in parallel, [`DOT_LANES`] accumulators per dot so it vectorises. At batch 1 Burn's
-/// ndarray matmul repacks the whole weight on every call; this reads it once.
-pub fn dense_matmul_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
-    let tokens = x.len() / cols.max(1);
-    assert_eq!(w.len(), rows * cols, "weight length");
-    assert_eq!(out.len(), tokens * rows, "output length");
-    for_each_row(rows, cols, tokens, out, |r, row_out| {
-        let row = &w[r * cols..(r + 1) * cols];
-        for (t, x) in x.chunks(cols.max(1)).enumerate() {
-            row_out[t] = dot(row, x);
-        }
-    });
-}
-
-/// `Σ w_i · x_i` over [`DOT_LANES`] lanes, then the tail.
-fn dot(w: &[f32], x: &[f32]) -> f32 {
-    let main = w.len() - w.len() % DOT_LANES;
-    let mut acc = [0f32; DOT_LANES];
-    for (w, x) in w[..main].chunks_exact(DOT_LANES).zip(x.chunks_exact(DOT_LANES)) {
-        for j in 0..DOT_LANES {
-            acc[j] += w[j] * x[j];
-        }
-    }
-    let tail: f32 = w[main..].iter().zip(&x[main..]).map(|(a, b)| a * b).sum();
-    acc.iter().sum::<f32>() + tail
 }

@@ -22,7 +22,7 @@ pub(crate) struct Tables {
 }
 
 /// Rotates every row of `x: [B·T·heads, d]` by its position's angles (`inverse`: the other way).
-fn rotate(x: &[f32], d: usize, t: &Tables, inverse: bool) -> Vec<f32> {
+pub(super) fn rotate(x: &[f32], d: usize, t: &Tables, inverse: bool) -> Vec<f32> {
     let half = d / 2;
     let positions = t.cos.len() / half.max(1);
     let mut out = vec![0f32; x.len()];
