@@ -11,7 +11,8 @@ so the weights are the random initialisation), exports it once as a Tritter pack
 and once as GGUF with TQ2_0 projections and an f32 embedding (`tritter export`), and times:
 
 - decode: tokens/s of greedy generation after a 16-token prompt, from two runs of different
-  lengths (the difference cancels the prompt and start-up), for Tritter through `tritter
+  lengths (the difference cancels the prompt and start-up; each the fastest of `--repeats` runs,
+  the two sides interleaved), for Tritter through `tritter
   generate` (the CLI a user runs) and for llama.cpp through llama-cpp-python's `eval`;
 - prefill: tokens/s of a 512-token prompt (Tritter: `generate --max-new-tokens 1`);
 - the bytes a decoded token reads (projection codes and scales, and the f32 embedding as the
@@ -105,6 +106,17 @@ def decode_rate(seconds, short, long):
     return (long - short) / max(seconds(long) - seconds(short), 1e-9)
 
 
+def best_of(repeats, runs):
+    """Each of `runs` (name -> no-argument function returning seconds) run `repeats` times, the
+    runs interleaved so both sides see the same moments of a shared machine; the fastest time of
+    each (this machine's timings move by up to 2x from minute to minute)."""
+    best = {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            best[name] = min(best.get(name, float("inf")), run())
+    return best
+
+
 def copy_bandwidth():
     """GB/s of a 256 MiB copy (best of 5), bytes read + written."""
     a = np.ones(64 << 20, dtype=np.float32)
@@ -134,6 +146,7 @@ def main():
     p.add_argument("--short", type=int, default=16, help="new tokens of the shorter decode run")
     p.add_argument("--long", type=int, default=80, help="new tokens of the longer decode run")
     p.add_argument("--prefill", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=5, help="runs of each measurement, interleaved; the fastest counts")
     a = p.parse_args()
     from llama_cpp import Llama, __version__ as llama_version
 
@@ -144,10 +157,19 @@ def main():
                     n_threads_batch=a.threads, verbose=False)
         # Tritter's prompt of n characters is n + 1 ids with the byte tokenizer (its start token).
         prompt = [llm.token_bos()] + [97] * 16
-        ours = decode_rate(lambda n: tritter_seconds(packed, 16, n, env), a.short, a.long)
-        theirs = decode_rate(lambda n: llama_seconds(llm, prompt, n), a.short, a.long)
-        ours_prefill = (a.prefill + 1) / tritter_seconds(packed, a.prefill, 1, env)
-        theirs_prefill = (a.prefill + 1) / llama_seconds(llm, [llm.token_bos()] + [97] * a.prefill, 1)
+        long_prompt = [llm.token_bos()] + [97] * a.prefill
+        t = best_of(a.repeats, {
+            ("ours", a.short): lambda: tritter_seconds(packed, 16, a.short, env),
+            ("ours", a.long): lambda: tritter_seconds(packed, 16, a.long, env),
+            ("theirs", a.short): lambda: llama_seconds(llm, prompt, a.short),
+            ("theirs", a.long): lambda: llama_seconds(llm, prompt, a.long),
+            ("ours", "prefill"): lambda: tritter_seconds(packed, a.prefill, 1, env),
+            ("theirs", "prefill"): lambda: llama_seconds(llm, long_prompt, 1),
+        })
+        ours = decode_rate(lambda n: t["ours", n], a.short, a.long)
+        theirs = decode_rate(lambda n: t["theirs", n], a.short, a.long)
+        ours_prefill = (a.prefill + 1) / t["ours", "prefill"]
+        theirs_prefill = (a.prefill + 1) / t["theirs", "prefill"]
         bandwidth = copy_bandwidth()
     per_token = bytes_per_token(a.shape)
     gbs = lambda rate: per_token * rate / 1e9
@@ -159,10 +181,11 @@ def main():
     body = f"""## Tritter vs llama.cpp (CPU, batch-1 decode and prefill)
 
 Machine: {machine()}; {a.threads} threads on both sides; llama-cpp-python {llama_version} (llama.cpp built
-from source). Command: `python bench/llamacpp/decode.py --shape {a.shape} --threads {a.threads}`. One model
+from source). Command: `python bench/llamacpp/decode.py --shape {a.shape} --threads {a.threads} --repeats {a.repeats}`. One model
 of the `{a.shape}` shape ({SHAPES[a.shape]}, RMSNorm, SubLN, SiLU, tied f32 embedding), exported as a
 Tritter packed checkpoint (`tritter generate`) and as GGUF with TQ2_0 projections (llama.cpp's
-`bitnet` graph). Decode rate from runs of {a.short} and {a.long} new tokens after a 16-token prompt.
+`bitnet` graph). Decode rate from runs of {a.short} and {a.long} new tokens after a 16-token prompt; every
+time is the fastest of {a.repeats} runs, the two sides' runs interleaved.
 
 | | Tritter | llama.cpp | Tritter / llama.cpp |
 |---|---|---|---|

@@ -68,12 +68,18 @@ pub(crate) fn floats_of(view: &safetensors::tensor::TensorView) -> Option<Vec<f3
 /// Little-endian F32, F16 or BF16 bytes as f32 (`None` for any other dtype).
 pub(crate) fn decode_floats(data: &[u8], dtype: safetensors::tensor::Dtype) -> Option<Vec<f32>> {
     use safetensors::tensor::Dtype;
-    Some(match dtype {
-        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+    let width = match dtype {
+        Dtype::F32 => 4,
+        Dtype::F16 | Dtype::BF16 => 2,
         _ => return None,
-    })
+    };
+    let mut out = crate::allocator::with_huge_pages(data.len() / width);
+    match dtype {
+        Dtype::F32 => out.extend(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        Dtype::F16 => out.extend(data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())),
+        _ => out.extend(data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())),
+    }
+    Some(out)
 }
 
 fn apply_error(path: PathBuf, error: ApplyError) -> TritterError {

@@ -40,7 +40,7 @@ impl<B: TritterBackend> TritterModel<B> {
         });
         let embedding = self.model.embed_tokens.weight.val();
         let head = match &self.lm_head {
-            Some(Projection::Packed(_)) => DecodeHead::Packed(packed(self.lm_head.as_ref()?)?),
+            Some(head @ Projection::Packed(_)) => DecodeHead::Packed(packed(head)?),
             Some(Projection::Latent(linear)) if *linear.quant == TernaryQuant::FULL_PRECISION => {
                 DecodeHead::Dense(linear.weight.val())
             }

@@ -67,6 +67,9 @@ pub fn cases(rng: &mut StdRng) -> Vec<(usize, usize, usize, WeightScale)> {
         // tokens, 4 at a time), remainders of 3 and 1.
         (12, 640, 7, WeightScale::PerTensor),
         (2, 100, 5, WeightScale::PerRow),
+        // One token, whole 128-column blocks, one scale per row or tensor (the decoding loop).
+        (40, 768, 1, WeightScale::PerRow),
+        (3, 128, 1, WeightScale::PerTensor),
     ];
     let (rows, cols) = (rng.random_range(1..100), rng.random_range(1..700));
     cases.push((rows, cols, rng.random_range(1..80), WeightScale::PerRow));
