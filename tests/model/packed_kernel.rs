@@ -70,6 +70,7 @@ pub fn cases(rng: &mut StdRng) -> Vec<(usize, usize, usize, WeightScale)> {
         // One token, whole 128-column blocks, one scale per row or tensor (the decoding loop).
         (40, 768, 1, WeightScale::PerRow),
         (3, 128, 1, WeightScale::PerTensor),
+        (5, 384, 1, WeightScale::PerTensor),
     ];
     let (rows, cols) = (rng.random_range(1..100), rng.random_range(1..700));
     cases.push((rows, cols, rng.random_range(1..80), WeightScale::PerRow));

@@ -24,6 +24,7 @@ use burn::tensor::{Bool, Tensor, TensorMetadata};
 use rayon::prelude::*;
 
 use super::math::{self as math, exp};
+use super::tensor::SharedOut;
 use crate::backend::{float, Cpu};
 
 /// A 4-D array's element pointer, dims and strides (in elements); the storage it points into is
@@ -117,24 +118,6 @@ fn with_view<T: Stored, R>(t: NdArrayTensor, f: impl FnOnce(Strided<T>) -> R) ->
     assert_eq!(shape.len(), 4, "attention operands are 4-D");
     let (dims, strides) = ([shape[0], shape[1], shape[2], shape[3]], [strides[0], strides[1], strides[2], strides[3]]);
     f(Strided { ptr: view.as_ptr(), dims, strides })
-}
-
-/// A mutable pointer shared by tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: every task writes only its own (batch, head) elements.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The pointer `offset` elements on. A method, so that closures capture the `Sync` wrapper
-    /// rather than (by edition 2021's disjoint capture) the bare pointer inside it.
-    ///
-    /// # Safety
-    /// `offset` is within the allocation.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
-        unsafe { self.0.add(offset) }
-    }
 }
 
 /// `dst = beta · a · b`, or `dst += beta · a · b` if `accumulate`, on one thread (the callers

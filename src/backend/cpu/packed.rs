@@ -12,13 +12,14 @@
 use rayon::prelude::*;
 
 use super::quant::{round_clamped, token_scale};
+use super::tensor::SharedOut;
 use crate::config::WeightScale;
 use crate::quant::{code_at, PackedTernary, CODES_PER_WORD};
 
 /// Columns per block: 8 words of 16 codes, one 256-bit load.
 const BLOCK: usize = 128;
 const WORDS_PER_BLOCK: usize = BLOCK / CODES_PER_WORD;
-/// Tokens multiplied with one decoded row per pass of [`row_code_sums_avx2`] (its accumulators
+/// Tokens multiplied with one decoded row per pass of [`rows_code_sums_avx2`] (its accumulators
 /// and the row's four code vectors stay in registers).
 const TOKENS_PER_PASS: usize = 4;
 /// Output rows per parallel task.
@@ -404,7 +405,7 @@ pub(super) fn for_each_row(
 }
 
 /// Runs `f(rows, their outputs [rows, tokens])` for consecutive ranges of rows of `cols` columns,
-/// ranges in parallel, then writes the results into `out: [tokens, rows]`. A task gets at least
+/// ranges in parallel, each task writing its rows of `out: [tokens, rows]`. A task gets at least
 /// [`MIN_TASK_WORK`] multiply-adds: waking a worker costs more than a small model's rows take
 /// (`test`-preset packed generation went from ~2000 to ~3400 tokens/s once its 64×64 products
 /// stopped being split in two).
@@ -416,14 +417,16 @@ fn for_each_task(
     f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
 ) {
     let rows_per_task = ROWS_PER_TASK.max(MIN_TASK_WORK / (cols * tokens).max(1));
-    let mut by_row = vec![0f32; rows * tokens]; // [rows, tokens]
-    by_row.par_chunks_mut(rows_per_task * tokens.max(1)).enumerate().for_each(|(task, block)| {
-        let first = task * rows_per_task;
-        f(first..first + block.len() / tokens.max(1), block);
-    });
-    for r in 0..rows {
-        for t in 0..tokens {
-            out[t * rows + r] = by_row[r * tokens + t];
+    let shared = SharedOut(out.as_mut_ptr());
+    (0..rows.div_ceil(rows_per_task)).into_par_iter().for_each(|task| {
+        let range = task * rows_per_task..((task + 1) * rows_per_task).min(rows);
+        let mut block = vec![0f32; range.len() * tokens]; // [rows, tokens]
+        f(range.clone(), &mut block);
+        for (r, row) in range.zip(block.chunks(tokens.max(1))) {
+            for (t, &v) in row.iter().enumerate() {
+                // SAFETY: element (t, r) of `out: [tokens, rows]`, in bounds; row r is this task's.
+                unsafe { *shared.at(t * rows + r) = v };
+            }
         }
-    }
+    });
 }

@@ -92,3 +92,21 @@ pub(crate) fn into_unique_rows(t: FloatTensor<Cpu>) -> ndarray::ArcArray<f32, nd
     }
     array
 }
+
+/// A mutable pointer shared by tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub *mut f32);
+// SAFETY: every task writes only its own elements (each user says which).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer `offset` elements on. A method, so that closures capture the `Sync` wrapper
+    /// rather than (by edition 2021's disjoint capture) the bare pointer inside it.
+    ///
+    /// # Safety
+    /// `offset` is within the allocation.
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
