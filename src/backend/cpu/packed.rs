@@ -317,7 +317,7 @@ pub fn packed_matmul_int8(kernel: CpuKernel, p: &PackedTernary, x: &[f32], out: 
     let len = segment_len(p);
     let segments = p.cols.div_ceil(len);
     let blocks = p.cols.div_ceil(BLOCK);
-    let quantized: Vec<QuantizedToken> = x.chunks(p.cols.max(1)).map(|t| quantize_token(t, blocks, len)).collect();
+    let quantized: Vec<QuantizedToken> = x.par_chunks(p.cols.max(1)).map(|t| quantize_token(t, blocks, len)).collect();
     // Several tokens against rows with one scale each: each row decoded once for all of them.
     #[cfg(target_arch = "x86_64")]
     if kernel == CpuKernel::Avx2 && tokens > 1 && segments == 1 {
@@ -422,10 +422,11 @@ fn for_each_task(
         let range = task * rows_per_task..((task + 1) * rows_per_task).min(rows);
         let mut block = vec![0f32; range.len() * tokens]; // [rows, tokens]
         f(range.clone(), &mut block);
-        for (r, row) in range.zip(block.chunks(tokens.max(1))) {
-            for (t, &v) in row.iter().enumerate() {
+        // Token by token, so that each token's writes are consecutive.
+        for t in 0..tokens {
+            for (i, r) in range.clone().enumerate() {
                 // SAFETY: element (t, r) of `out: [tokens, rows]`, in bounds; row r is this task's.
-                unsafe { *shared.at(t * rows + r) = v };
+                unsafe { *shared.at(t * rows + r) = block[i * tokens + t] };
             }
         }
     });
