@@ -10,6 +10,7 @@ use std::sync::Arc;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::config::{Activation, MlpNorm};
+use crate::error::Result;
 use crate::quant::PackedTernary;
 
 /// A norm's weights on the host (LayerNorm with `bias`, else RMSNorm).
@@ -68,6 +69,7 @@ pub struct DecodeModel<B: Backend> {
     pub activation: Activation,
     pub mlp_norm: MlpNorm,
     pub pad_token_id: Option<u32>,
+    pub max_seq_len: usize,
 }
 
 /// The keys and values of the positions fed so far, per layer `[B, n_kv, len, d]` row-major, and
@@ -84,7 +86,9 @@ pub struct DecodeCache {
 /// Runs a model one token per row at a time, each step extending its own KV cache.
 pub trait TokenDecoder: Send {
     /// Logits `[V]` of each row after feeding `ids` (one id per row, at position [`Self::len`]).
-    fn step(&mut self, ids: &[u32]) -> Vec<Vec<f32>>;
+    /// Errors (and feeds nothing) for a wrong number of ids, an id outside the vocabulary or a
+    /// position past `max_seq_len`.
+    fn step(&mut self, ids: &[u32]) -> Result<Vec<Vec<f32>>>;
 
     /// Positions fed so far (prefill included).
     fn len(&self) -> usize;

@@ -138,7 +138,7 @@ pub fn generate<B: TritterBackend>(
             continue;
         }
         logits = match &mut decoder {
-            Some(decoder) => decoder.step(&next),
+            Some(decoder) => decoder.step(&next)?,
             None => {
                 let ids: Vec<i64> = next.iter().map(|&t| t as i64).collect();
                 let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [prompts.len(), 1]), &device);

@@ -59,6 +59,7 @@ impl<B: TritterBackend> TritterModel<B> {
             activation: config.activation,
             mlp_norm: config.mlp_norm,
             pad_token_id: config.pad_token_id.map(|p| p as u32),
+            max_seq_len: config.max_seq_len,
         })
     }
 }

@@ -3,7 +3,7 @@
 use rand::Rng;
 use tritter::backend::Reference;
 use tritter::model::KvCache;
-use tritter::TritterModel;
+use tritter::{TritterError, TritterModel};
 
 use crate::model::common::{fresh_rng, ids_tensor, max_rel_diff, to_vec, B};
 use crate::model::reference_f64::random_tiny_config;
@@ -42,7 +42,7 @@ fn decoder_steps_equal_the_cached_forward_pass() {
         for step in 0..8 {
             // Row 1 sometimes feeds the pad id (a finished row), which later queries must skip.
             let ids: Vec<usize> = (0..2).map(|_| rng.random_range(0..config.vocab_size)).collect();
-            let got = decoder.step(&ids.iter().map(|&id| id as u32).collect::<Vec<_>>());
+            let got = decoder.step(&ids.iter().map(|&id| id as u32).collect::<Vec<_>>()).unwrap();
             let expected = to_vec(
                 model.forward_cached_last(ids_tensor::<B>(&[vec![ids[0]], vec![ids[1]]], &device), &mut cache).unwrap(),
             );
@@ -65,4 +65,31 @@ fn backends_without_a_decoder_have_none() {
     let mut cache = KvCache::new(&model);
     model.forward_cached_last(ids_tensor::<Reference>(&[vec![1, 2]], &Default::default()), &mut cache).unwrap();
     assert!(model.token_decoder(&cache).is_none());
+}
+
+/// A wrong number of ids, an id outside the vocabulary and a step past `max_seq_len` are errors
+/// that name the value, and feed nothing.
+#[test]
+fn decoder_steps_refuse_bad_ids() {
+    let mut rng = fresh_rng("decoder_steps_refuse_bad_ids");
+    let mut config = random_tiny_config(&mut rng, true);
+    config.ternary_lm_head = false;
+    config.max_seq_len = 4;
+    let model = TritterModel::<B>::new(&config, &Default::default()).unwrap().into_packed().unwrap();
+    let mut cache = KvCache::new(&model);
+    model.forward_cached_last(ids_tensor::<B>(&[vec![1, 2], vec![3, 4]], &Default::default()), &mut cache).unwrap();
+    let mut decoder = model.token_decoder(&cache).unwrap();
+    let vocab = config.vocab_size as u32;
+    let err = decoder.step(&[1]).unwrap_err().to_string();
+    assert!(err.contains("1 ids for a cache of 2 rows"), "{err}");
+    let err = decoder.step(&[1, vocab]).unwrap_err();
+    assert!(
+        matches!(err, TritterError::TokenOutOfRange { id, batch: 1, position: 2, .. } if id == vocab as i64),
+        "{err}"
+    );
+    assert_eq!(decoder.len(), 2, "nothing fed");
+    decoder.step(&[1, 2]).unwrap();
+    decoder.step(&[1, 2]).unwrap();
+    let err = decoder.step(&[1, 2]).unwrap_err();
+    assert!(matches!(err, TritterError::SequenceTooLong { len: 5, max_seq_len: 4 }), "{err}");
 }

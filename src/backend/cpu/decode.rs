@@ -13,6 +13,7 @@ use crate::backend::decode::{DecodeCache, DecodeHead, DecodeLayer, DecodeModel, 
 use crate::backend::reference::rope_tables;
 use crate::backend::{Cpu, TokenDecoder};
 use crate::config::MlpNorm;
+use crate::error::{Result, TritterError};
 
 /// Attention work (keys × features over all heads) from which the heads run in parallel.
 const PARALLEL_ATTENTION: usize = 1 << 16;
@@ -138,8 +139,9 @@ impl TokenDecoder for CpuDecoder {
     /// Runs the step on one of rayon's workers: its parallel loops then wake only the other
     /// workers, where from the caller's thread each of the ~50 loops of a step woke them and then
     /// put the caller to sleep until they were done.
-    fn step(&mut self, ids: &[u32]) -> Vec<Vec<f32>> {
-        rayon::scope(|_| self.step_in_pool(ids))
+    fn step(&mut self, ids: &[u32]) -> Result<Vec<Vec<f32>>> {
+        self.check(ids)?;
+        Ok(rayon::scope(|_| self.step_in_pool(ids)))
     }
 
     fn len(&self) -> usize {
@@ -148,8 +150,22 @@ impl TokenDecoder for CpuDecoder {
 }
 
 impl CpuDecoder {
+    /// The errors of [`TokenDecoder::step`].
+    fn check(&self, ids: &[u32]) -> Result<()> {
+        let (rows, vocab_size) = (self.key_pad.len(), self.model.embedding.dims()[0]);
+        if ids.len() != rows {
+            return Err(TritterError::InvalidInput(format!("{} ids for a cache of {rows} rows", ids.len())));
+        }
+        if let Some((batch, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab_size) {
+            return Err(TritterError::TokenOutOfRange { id: id as i64, batch, position: self.len, vocab_size });
+        }
+        if self.len + 1 > self.model.max_seq_len {
+            return Err(TritterError::SequenceTooLong { len: self.len + 1, max_seq_len: self.model.max_seq_len });
+        }
+        Ok(())
+    }
+
     fn step_in_pool(&mut self, ids: &[u32]) -> Vec<Vec<f32>> {
-        assert_eq!(ids.len(), self.key_pad.len(), "one id per row of the cache");
         let pad = self.model.pad_token_id;
         for (row, &id) in self.key_pad.iter_mut().zip(ids) {
             row.push(pad == Some(id));
