@@ -73,13 +73,12 @@ pub struct DecodeModel<B: Backend> {
 }
 
 /// The keys and values of the positions fed so far, per layer `[B, n_kv, len, d]` row-major, and
-/// per row which positions are padding (`[B, len]`).
+/// per row which positions are padding (`[B, len]`, so `B = key_pad.len() / len`).
 #[derive(Debug, Clone, Default)]
 pub struct DecodeCache {
     pub keys: Vec<Vec<f32>>,
     pub values: Vec<Vec<f32>>,
     pub key_pad: Vec<bool>,
-    pub batch: usize,
     pub len: usize,
 }
 

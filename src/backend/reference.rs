@@ -43,8 +43,8 @@ pub fn rope_tables(theta: f64, head_dim: usize, offset: usize, len: usize) -> (V
     (cos, sin)
 }
 
-/// RoPE of `x: [B, T, heads, d]` given the `[T · d/2]` tables of [`rope_tables`]: `x'[i] = x[i]·cos − x[i+d/2]·sin`,
-/// `x'[i+d/2] = x[i+d/2]·cos + x[i]·sin`.
+/// RoPE of `x: [B, T, heads, d]` given the `[T · d/2]` tables of [`rope_tables`]:
+/// `x'[i] = x[i]·cos − x[i+d/2]·sin`, `x'[i+d/2] = x[i+d/2]·cos + x[i]·sin`.
 pub fn rope<B: Backend>(x: Tensor<B, 4>, cos: Vec<f32>, sin: Vec<f32>) -> Tensor<B, 4> {
     let [_, t, _, d] = x.dims();
     let half = d / 2;

@@ -84,8 +84,6 @@ fn decode_norm<B: Backend>(norm: &Norm<B>) -> DecodeNorm {
 
 /// The cache's keys, values and pad flags on the host (`None` before a prefill).
 fn decode_cache<B: Backend>(cache: &KvCache<B>) -> Option<DecodeCache> {
-    let first = cache.layers.first()?.as_ref()?;
-    let batch = first.k.dims()[0];
     let (mut keys, mut values) = (Vec::new(), Vec::new());
     for layer in &cache.layers {
         let layer = layer.as_ref()?;
@@ -93,5 +91,5 @@ fn decode_cache<B: Backend>(cache: &KvCache<B>) -> Option<DecodeCache> {
         values.push(host(layer.v.clone()));
     }
     let key_pad = cache.key_pad.clone()?.into_data().to_vec::<bool>().ok()?;
-    Some(DecodeCache { keys, values, key_pad, batch, len: cache.len() })
+    Some(DecodeCache { keys, values, key_pad, len: cache.len() })
 }

@@ -40,17 +40,16 @@ impl CpuDecoder {
 
     /// `x + Attn(N(x))` for every row's new token at position `self.len`, extending layer `l`'s
     /// cache.
-    fn attention(&mut self, l: usize, layer: &DecodeLayer, x: &[f32], rope: &(Vec<f32>, Vec<f32>)) -> Vec<f32> {
-        let m = &self.model;
-        let (nh, nkv, d) = (m.num_heads, m.num_kv_heads, m.head_dim);
+    /// `rope`: this position's tables for the query heads and for the kv heads.
+    fn attention(&mut self, l: usize, layer: &DecodeLayer, x: &[f32], rope: &[Tables; 2]) -> Vec<f32> {
+        let d = self.model.head_dim;
         let h = normed(x, &layer.input_norm);
         let (mut q, mut k, v) = (project(&layer.q, &h), project(&layer.k, &h), project(&layer.v, &h));
         if let (Some(q_norm), Some(k_norm)) = (&layer.q_norm, &layer.k_norm) {
             q = normed(&q, q_norm);
             k = normed(&k, k_norm);
         }
-        let tables = |heads| Tables { cos: rope.0.clone(), sin: rope.1.clone(), heads };
-        let (q, k) = (rotate(&q, d, &tables(nh), false), rotate(&k, d, &tables(nkv), false));
+        let (q, k) = (rotate(&q, d, &rope[0], false), rotate(&k, d, &rope[1], false));
         for (slot, (k, v)) in k.chunks(d).zip(v.chunks(d)).enumerate() {
             self.keys[l][slot].extend_from_slice(k);
             self.values[l][slot].extend_from_slice(v);
@@ -71,13 +70,15 @@ impl CpuDecoder {
         let (nh, nkv, d) = (m.num_heads, m.num_kv_heads, m.head_dim);
         let keys = self.len + 1;
         let scale = 1.0 / (d as f32).sqrt();
+        // Per row: the pad keys other than the query's own (every head of the row reads it).
+        let masked: Vec<Vec<bool>> =
+            self.key_pad.iter().map(|pad| (0..keys).map(|t| pad[t] && t + 1 != keys).collect()).collect();
         let head = |(i, out): (usize, &mut [f32])| {
             let (b, h) = (i / nh, i % nh);
             let slot = b * nkv + h / (nh / nkv);
             let (k, v, q) = (&self.keys[l][slot], &self.values[l][slot], &q[i * d..][..d]);
             let mut scores: Vec<f32> = k.chunks(d).map(|k| math::dot(q, k) * scale).collect();
-            let masked: Vec<bool> = (0..keys).map(|t| self.key_pad[b][t] && t + 1 != keys).collect();
-            softmax_row(&mut scores, &masked);
+            softmax_row(&mut scores, &masked[b]);
             for (p, v) in scores.iter().zip(v.chunks(d)) {
                 out.iter_mut().zip(v).for_each(|(o, &v)| *o += p * v);
             }
@@ -137,7 +138,7 @@ impl CpuDecoder {
 
 impl TokenDecoder for CpuDecoder {
     /// Runs the step on one of rayon's workers: its parallel loops then wake only the other
-    /// workers, where from the caller's thread each of the ~50 loops of a step woke them and then
+    /// workers, where from the caller's thread each of a step's parallel loops woke them and then
     /// put the caller to sleep until they were done.
     fn step(&mut self, ids: &[u32]) -> Result<Vec<Vec<f32>>> {
         self.check(ids)?;
@@ -170,7 +171,12 @@ impl CpuDecoder {
         for (row, &id) in self.key_pad.iter_mut().zip(ids) {
             row.push(pad == Some(id));
         }
-        let rope = rope_tables(self.model.rope_theta, self.model.head_dim, self.len, 1);
+        let (cos, sin) = rope_tables(self.model.rope_theta, self.model.head_dim, self.len, 1);
+        let rope = [self.model.num_heads, self.model.num_kv_heads].map(|heads| Tables {
+            cos: cos.clone(),
+            sin: sin.clone(),
+            heads,
+        });
         let mut x = self.embed(ids);
         let layers = std::mem::take(&mut self.model.layers);
         for (l, layer) in layers.iter().enumerate() {
