@@ -46,7 +46,7 @@ fn run(init: &Path, config: &TrainConfig, seed: u64, workers: usize) -> TrainOut
     run_on(init, config, seed, dir.path(), &Parallel::repeated(&Default::default(), workers)).unwrap()
 }
 
-/// A run from `init` on the padded windows of `seed`, with AdamW ε = 1e-4 (see [`assert_same_run`]).
+/// A run from `init` on the padded windows of `seed`, with AdamW ε = 1e-4 (see [`DRIFT`]).
 pub(super) fn run_on(
     init: &Path,
     config: &TrainConfig,
@@ -61,15 +61,32 @@ pub(super) fn run_on(
     train_parallel::<AD>(&model_config(), config, data, options, parallel)
 }
 
-/// Losses equal within `tolerance` (relative) step by step, and every weight within
-/// `tolerance` (absolute, or relative where larger than 1).
-///
-/// The runs sum the same gradients in different orders, so they differ by float rounding. AdamW
-/// divides by `sqrt(v) + ε`: with the default ε = 1e-8 a parameter whose gradient is itself at
-/// rounding level (a norm's bias, say) gets an update of order lr from noise, and two runs part
-/// by up to 6e-4 in such weights after 20 steps (measured). The weight comparisons therefore
-/// use ε = 1e-4, where the largest difference measured was 3e-6.
-pub(super) fn assert_same_run(a: &TrainOutcome<B>, b: &TrainOutcome<B>, tolerance: f32, what: &str) {
+/// How far two runs may part: losses relative (to the larger of the loss and 1), weights
+/// absolute (or relative where larger than 1).
+#[derive(Clone, Copy)]
+pub(super) struct Tolerance {
+    pub loss: f32,
+    pub weight: f32,
+}
+
+/// Runs that add the same two addends in either order: bit-identical.
+pub(super) const EXACT: Tolerance = Tolerance { loss: 0.0, weight: 0.0 };
+
+/// One step from the same weights: the loss and the gradients differ only in the order of their
+/// sums, and AdamW's first update is lr·g/(|g| + ε), so the weights agree to its rounding.
+const ONE_STEP: Tolerance = Tolerance { loss: 1e-6, weight: 1e-6 };
+
+/// Runs of many steps that sum the same gradients in different orders. The rounding differences
+/// grow step by step through AdamW's division by `sqrt(v) + ε`: with the default ε = 1e-8 a
+/// parameter whose gradient is itself at rounding level (a norm's bias, say) gets an update of
+/// order lr from noise, so the runs use ε = 1e-4. Measured over 100 runs of 20 steps of
+/// `two_and_three_workers_train_like_one_on_uneven_shares` (fresh seeds): at most 3.6e-6 in a
+/// loss and 5.4e-5 in a weight (the median run 3e-6). Weighting the workers' shares equally
+/// instead of by their target tokens parts them by 3e-2 in the loss and 0.1 in the weights.
+pub(super) const DRIFT: Tolerance = Tolerance { loss: 1e-4, weight: 1e-3 };
+
+/// Losses and final weights of two runs within `tolerance`.
+pub(super) fn assert_same_run(a: &TrainOutcome<B>, b: &TrainOutcome<B>, tolerance: Tolerance, what: &str) {
     assert_same_training((&a.losses, &a.model), (&b.losses, &b.model), tolerance, what);
 }
 
@@ -77,16 +94,16 @@ pub(super) fn assert_same_run(a: &TrainOutcome<B>, b: &TrainOutcome<B>, toleranc
 pub(super) fn assert_same_training(
     (a_losses, a_model): (&[(usize, f32)], &TritterModel<B>),
     (b_losses, b_model): (&[(usize, f32)], &TritterModel<B>),
-    tolerance: f32,
+    tolerance: Tolerance,
     what: &str,
 ) {
     assert_eq!(a_losses.len(), b_losses.len(), "{what}");
     for ((step, x), (_, y)) in a_losses.iter().zip(b_losses) {
-        assert!((x - y).abs() <= tolerance * x.abs().max(1.0), "{what}: step {step}: loss {x} vs {y}");
+        assert!((x - y).abs() <= tolerance.loss * x.abs().max(1.0), "{what}: step {step}: loss {x} vs {y}");
     }
     for ((id, x), (_, y)) in parameters(a_model).iter().zip(parameters(b_model)) {
         let worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs() / p.abs().max(1.0)).fold(0f32, f32::max);
-        assert!(worst <= tolerance, "{what}: parameter {id}: differs by {worst}");
+        assert!(worst <= tolerance.weight, "{what}: parameter {id}: differs by {worst}");
     }
 }
 
@@ -101,7 +118,7 @@ fn two_and_three_workers_train_like_one_on_uneven_shares() {
     for workers in [2, 3] {
         let many = run(&init, &config, seed, workers);
         assert_eq!(many.state.samples, one.state.samples);
-        assert_same_run(&one, &many, 1e-5, &format!("{workers} workers"));
+        assert_same_run(&one, &many, DRIFT, &format!("{workers} workers"));
     }
 }
 
@@ -112,10 +129,7 @@ fn ternary_first_step_is_the_same_on_two_workers() {
     let init = initial(&model_config(), dir.path());
     let config = TrainConfig { warmup_steps: 0, ..train_config(seed, 1) };
     let (one, two) = (run(&init, &config, seed, 1), run(&init, &config, seed, 2));
-    // The forward passes see identical weights; the loss and the gradients differ only in the
-    // order of their sums, and AdamW's first update is lr·g/(|g| + ε), so the weights agree to
-    // float rounding of that update.
-    assert_same_run(&one, &two, 1e-6, "ternary, 2 workers");
+    assert_same_run(&one, &two, ONE_STEP, "ternary, 2 workers");
 }
 
 #[test]
@@ -126,8 +140,8 @@ fn accumulation_times_workers_equals_one_big_batch() {
     let big = TrainConfig { batch_size: 8, ..train_config(seed, 10) };
     let accumulated = TrainConfig { batch_size: 4, grad_accum: 2, ..big.clone() };
     let reference = run(&init, &big, seed, 1);
-    assert_same_run(&reference, &run(&init, &accumulated, seed, 1), 1e-5, "1 worker × 2 micro-batches");
-    assert_same_run(&reference, &run(&init, &accumulated, seed, 2), 1e-5, "2 workers × 2 micro-batches");
+    assert_same_run(&reference, &run(&init, &accumulated, seed, 1), DRIFT, "1 worker × 2 micro-batches");
+    assert_same_run(&reference, &run(&init, &accumulated, seed, 2), DRIFT, "2 workers × 2 micro-batches");
 }
 
 /// A window with a token id outside the vocabulary in worker 1's share of step 3 makes that
