@@ -27,7 +27,9 @@ const PARALLEL_MIN_WORK: usize = 1 << 18;
 fn product(a: Operand, b: Operand) -> Tensor<Cpu, 2> {
     assert_eq!(a.cols, b.rows, "inner dimensions of a product");
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let mut out = vec![0f32; m * n];
+    // Not zeroed first: with `read_dst = false` the gemm crate writes every element of `dst`
+    // without reading it (also for k = 0, where it writes zeros).
+    let mut out = Vec::<f32>::with_capacity(m * n);
     let parallelism = if m * n * k < PARALLEL_MIN_WORK {
         gemm::Parallelism::None
     } else {
@@ -36,7 +38,7 @@ fn product(a: Operand, b: Operand) -> Tensor<Cpu, 2> {
     if m > 0 && n > 0 {
         // SAFETY: both operands are valid for their shapes and strides (`with_operand` keeps
         // their storage alive), `out` is a row-major m × n buffer, and `read_dst = false` means
-        // its contents are not read (alpha is ignored); dst = 1 · a · b.
+        // its contents are not read (alpha is ignored): dst = 1 · a · b sets all m · n elements.
         unsafe {
             gemm::gemm(
                 m,
@@ -59,6 +61,7 @@ fn product(a: Operand, b: Operand) -> Tensor<Cpu, 2> {
                 false,
                 parallelism,
             );
+            out.set_len(m * n);
         }
     }
     cpu_tensor(out, m, n)

@@ -60,6 +60,12 @@ pub(crate) fn max(xs: &[f32]) -> f32 {
     fold8(xs, f32::NEG_INFINITY, |a, x| if x > a { x } else { a })
 }
 
+/// `max |xs|` (0 for none; NaNs are skipped, as `f32::max` skips them), in 8 lanes.
+#[inline(always)]
+pub(crate) fn abs_max(xs: &[f32]) -> f32 {
+    fold8(xs, 0.0, |a, x| if x.abs() > a { x.abs() } else { a })
+}
+
 /// `Σ a ⊙ b`, in 8 lanes.
 #[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use super::math;
 use crate::config::{WeightQuantEps, WeightScale};
 use crate::quant::{group_shape, ACTIVATION_EPS};
 
@@ -67,7 +68,7 @@ pub fn fake_quantize_weight(w: &[f32], rows: usize, cols: usize, scale: WeightSc
 
 /// The per-token scale `s = 127 / max(max|x|, ε)`.
 pub(crate) fn token_scale(x: &[f32]) -> f32 {
-    127.0 / x.iter().fold(0f32, |m, v| m.max(v.abs())).max(ACTIVATION_EPS)
+    127.0 / math::abs_max(x).max(ACTIVATION_EPS)
 }
 
 /// `x̃` of row-major `[tokens, cols]` activations (see the module doc).
