@@ -64,16 +64,24 @@ impl<B: TritterBackend, C: CheckpointStrategy> TritterBackend for Autodiff<B, C>
 
     fn ternary_linear(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
         let (x, w) = (x.into_primitive().tensor(), w.into_primitive().tensor());
-        let x_quantized = B::quantize_activation(float(x.primitive.clone()), quant);
-        let w_quantized = B::quantize_weight(float(w.primitive.clone()), quant);
-        let y = B::matmul_nt(x_quantized.clone(), w_quantized.clone()).into_primitive().tensor();
+        // Requantizing backends run the inner forward as is and keep the unquantized inputs;
+        // the others keep the quantized copies the forward multiplied.
+        let (y, quantized) = if B::REQUANTIZE_IN_BACKWARD {
+            (B::ternary_linear(float(x.primitive.clone()), float(w.primitive.clone()), quant), None)
+        } else {
+            let x_quantized = B::quantize_activation(float(x.primitive.clone()), quant);
+            let w_quantized = B::quantize_weight(float(w.primitive.clone()), quant);
+            (B::matmul_nt(x_quantized.clone(), w_quantized.clone()), Some((x_quantized, w_quantized)))
+        };
+        let y = y.into_primitive().tensor();
         let out = match StraightThroughLinear.prepare::<C>([x.node.clone(), w.node.clone()]).compute_bound().stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (w_kept, x_kept, requantize) = if B::REQUANTIZE_IN_BACKWARD {
-                    (w.primitive, x.primitive, Some(*quant))
-                } else {
-                    (w_quantized.into_primitive().tensor(), x_quantized.into_primitive().tensor(), None)
+                let (w_kept, x_kept, requantize) = match quantized {
+                    None => (w.primitive, x.primitive, Some(*quant)),
+                    Some((x_quantized, w_quantized)) => {
+                        (w_quantized.into_primitive().tensor(), x_quantized.into_primitive().tensor(), None)
+                    }
                 };
                 let keep = |tracked: bool, t: FloatTensor<B>| tracked.then_some(t);
                 let state = (

@@ -16,6 +16,7 @@ pub mod quant;
 pub mod reshape;
 pub mod rope;
 pub mod tensor;
+pub mod ternary_gemm;
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::Autodiff;
@@ -24,6 +25,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use crate::backend::decode::{DecodeCache, DecodeModel};
 use crate::backend::{AdamWStep, Cpu, PackedWeight, TokenDecoder, TritterBackend};
 use crate::config::{Activation, WeightQuantEps, WeightScale};
+use crate::quant::TernaryQuant;
 use tensor::{cpu_tensor, with_rows};
 
 impl TritterBackend for Cpu {
@@ -38,6 +40,23 @@ impl TritterBackend for Cpu {
 
     fn token_decoder(model: DecodeModel<Self>, cache: DecodeCache) -> Option<Box<dyn TokenDecoder>> {
         Some(Box::new(decode::CpuDecoder::new(model, cache)))
+    }
+
+    fn ternary_linear(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
+        let ([tokens, cols], rows) = (x.dims(), w.dims()[0]);
+        let integer = match (quant.weight_scale, quant.activation_bits) {
+            (Some(scale), Some(_)) if ternary_gemm::supported(scale, cols) => Some(scale),
+            _ => None,
+        };
+        match integer {
+            Some(scale) => with_rows(x, |x| {
+                with_rows(w, |w| {
+                    let y = ternary_gemm::ternary_product(x, tokens, w, rows, cols, scale, quant.weight_eps);
+                    cpu_tensor(y.expect("supported"), tokens, rows)
+                })
+            }),
+            None => Self::matmul_nt(Self::quantize_activation(x, quant), Self::quantize_weight(w, quant)),
+        }
     }
 
     fn int8_activation(x: Tensor<Self, 2>) -> Tensor<Self, 2> {

@@ -28,6 +28,14 @@ pub(crate) fn round_clamped(v: f32, lo: f32, hi: f32) -> f32 {
     ((v + MAGIC) - MAGIC).copysign(v)
 }
 
+/// The low byte of `round_ties_even(v.clamp(lo, hi))` (two's complement) for bounds within
+/// ±2²²: the integer sits in the low mantissa bits of `v + 1.5 · 2²³` (as in [`round_clamped`]),
+/// which vectorizes where a float-to-int cast does not.
+#[inline(always)]
+pub(crate) fn rounded_byte(v: f32, lo: f32, hi: f32) -> u8 {
+    (v.clamp(lo, hi) + 12_582_912.0).to_bits() as u8
+}
+
 /// `Σ |x|` in the order of ndarray's `sum` (its `unrolled_fold`), so γ matches the reference.
 fn abs_sum(xs: &[f32]) -> f32 {
     let mut p = [0f32; 8];
@@ -44,11 +52,17 @@ fn abs_sum(xs: &[f32]) -> f32 {
     chunks.remainder().iter().fold(acc, |acc, x| acc + x.abs())
 }
 
+/// `γ = mean|W|` of each scale group of a row-major `[rows, cols]` weight, and the group length
+/// (the groups are consecutive runs of that many elements).
+pub(crate) fn weight_gammas(w: &[f32], rows: usize, cols: usize, scale: WeightScale) -> (Vec<f32>, usize) {
+    let len = group_shape([rows, cols], scale)[2].max(1);
+    (w.par_chunks(len).map(|g| abs_sum(g) / len as f32).collect(), len)
+}
+
 /// `W̃` of a row-major `[rows, cols]` weight (see the module doc).
 pub fn fake_quantize_weight(w: &[f32], rows: usize, cols: usize, scale: WeightScale, eps: WeightQuantEps) -> Vec<f32> {
     assert_eq!(w.len(), rows * cols, "weight length");
-    let len = group_shape([rows, cols], scale)[2].max(1);
-    let gammas: Vec<f32> = w.par_chunks(len).map(|g| abs_sum(g) / len as f32).collect();
+    let (gammas, len) = weight_gammas(w, rows, cols, scale);
     let mut out = vec![0f32; w.len()];
     out.par_chunks_mut(PIECE).zip(w.par_chunks(PIECE)).enumerate().for_each(|(i, (out, w))| {
         // A piece may span several groups: walk it group by group.
