@@ -45,7 +45,11 @@ impl TritterBackend for Cpu {
     fn ternary_linear(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
         let ([tokens, cols], rows) = (x.dims(), w.dims()[0]);
         let integer = match (quant.weight_scale, quant.activation_bits) {
-            (Some(scale), Some(_)) if ternary_gemm::supported(scale, cols) => Some(scale),
+            (Some(scale), Some(_))
+                if tokens * rows * cols >= ternary_gemm::MIN_WORK && ternary_gemm::supported(scale, cols) =>
+            {
+                Some(scale)
+            }
             _ => None,
         };
         match integer {

@@ -22,6 +22,12 @@ const CHUNK_TOKENS: usize = 16 * TILE_ROWS;
 /// Output columns per panel (one 512-bit register of i32 sums).
 const PANEL: usize = 16;
 
+/// Multiply-adds from which the CPU backend's projection takes the integer product: below, the
+/// passes that make codes and panels cost more than they save (the `test` preset's 1024 × 64 × 64
+/// products ran at 25-32 GOP/s against the f32 form's 31-35; 512 × 768 × 768 at 150-190
+/// against 90-105, 2 cores).
+pub const MIN_WORK: usize = 1 << 26;
+
 /// Whether [`ternary_product`] runs on this CPU for weights of this scale granularity.
 pub fn supported(scale: WeightScale, cols: usize) -> bool {
     let per_row = match scale {
@@ -54,16 +60,18 @@ fn int8_rows(x: &[f32], tokens: usize, cols: usize) -> Int8Rows {
     let padded_cols = cols.next_multiple_of(4);
     let mut q = vec![0i8; tokens.next_multiple_of(TILE_ROWS) * padded_cols];
     let (mut scale, mut sum) = (vec![0f32; tokens], vec![0i32; tokens]);
-    q.par_chunks_mut(padded_cols).zip(scale.par_iter_mut().zip(sum.par_iter_mut())).enumerate().with_min_len(16).for_each(
-        |(t, (q, (scale, sum)))| {
+    q.par_chunks_mut(padded_cols)
+        .zip(scale.par_iter_mut().zip(sum.par_iter_mut()))
+        .enumerate()
+        .with_min_len(16)
+        .for_each(|(t, (q, (scale, sum)))| {
             let row = &x[t * cols..(t + 1) * cols];
             *scale = token_scale(row);
             for (q, &v) in q.iter_mut().zip(row) {
                 *q = rounded_byte(v * *scale, -128.0, 127.0) as i8;
             }
             *sum = q.iter().map(|&q| q as i32).sum();
-        },
-    );
+        });
     Int8Rows { q, scale, sum, padded_cols }
 }
 
@@ -157,7 +165,8 @@ mod vnni {
                     (_mm512_loadu_si512(b0.add(c * 64) as *const _), _mm512_loadu_si512(b1.add(c * 64) as *const _))
                 };
                 for (i, acc) in acc.iter_mut().enumerate() {
-                    let x = _mm512_set1_epi32(unsafe { (q.add(i * a.padded_cols + 4 * c) as *const i32).read_unaligned() });
+                    let x =
+                        _mm512_set1_epi32(unsafe { (q.add(i * a.padded_cols + 4 * c) as *const i32).read_unaligned() });
                     acc[0] = _mm512_dpbusd_epi32(acc[0], w0, x);
                     acc[1] = _mm512_dpbusd_epi32(acc[1], w1, x);
                 }
