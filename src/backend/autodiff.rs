@@ -4,7 +4,9 @@
 //!
 //! The training projection is one graph node on every backend: the forward runs the inner
 //! backend's quantizers and product ([`TritterBackend::quantize_activation`],
-//! [`TritterBackend::quantize_weight`], [`TritterBackend::matmul_nt`]); the backward is the
+//! [`TritterBackend::quantize_weight`], [`TritterBackend::matmul_nt`]), or, where the node
+//! requantizes in its backward, the inner backend's [`TritterBackend::ternary_linear`] (on the
+//! CPU an int8 × ternary integer product for large products); the backward is the
 //! spec's straight-through estimator, `∂L/∂x = ∂L/∂y · W̃` and `∂L/∂W = (∂L/∂y)ᵀ · x̃`, two
 //! products of the inner backend. The tensor-op reference records the same gradients through a
 //! dozen nodes (quantizers, the straight-through sums, the matmul and its backward).
