@@ -137,6 +137,18 @@ fn runs_killed_at_random_moments_resume_to_the_uninterrupted_result() {
         let _ = std::fs::remove_dir_all(&run);
         let mut newest = 0;
         loop {
+            if run.join("model/config.json").is_file() {
+                // Killed after writing its final model (config.json comes last): the run is
+                // over, and a resume says so by name.
+                let mut child = spawn(dir.path(), &resume_args("run"));
+                let status = wait(&mut child);
+                let stderr = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
+                assert!(
+                    !status.success() && stderr.contains("the run is finished"),
+                    "resume of a finished run: {stderr}"
+                );
+                break;
+            }
             let args = if latest(&run).is_some() { resume_args("run") } else { fresh_args("run") };
             let mut child = spawn(dir.path(), &args);
             let killed = kill_at_random(&mut rng, &mut child, &run.join("checkpoints/latest"));
