@@ -8,13 +8,16 @@ pub(crate) fn rows_per_task(row_len: usize) -> usize {
     (TASK_ELEMENTS / row_len.max(1)).max(1)
 }
 
+/// `1.5 · 2²³`: adding it to a float of magnitude below 2²² rounds it to an integer (half to
+/// even, in the default rounding mode), held in the low mantissa bits.
+pub(crate) const MAGIC: f32 = 12_582_912.0;
+
 /// `e^x` in plain f32 arithmetic (so a loop of it vectorizes; libm's `expf` is a call per
 /// element): `2^n · p(r)` with `n = round(x·log₂e)`, `r = x − n·ln 2` in two parts and Cephes'
 /// degree-5 polynomial, within 2 ulp of `expf` from −87 up. Exactly 0 below −87 (and for −∞),
 /// where `e^x` nears the end of f32's normal range.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
     let clamped = x.clamp(-87.0, 88.0);
     let n = (clamped * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
     let r = clamped - n * 0.693_359_4 - n * -2.121_944_4e-4;

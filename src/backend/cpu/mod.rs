@@ -44,23 +44,15 @@ impl TritterBackend for Cpu {
 
     fn ternary_linear(x: Tensor<Self, 2>, w: Tensor<Self, 2>, quant: &TernaryQuant) -> Tensor<Self, 2> {
         let ([tokens, cols], rows) = (x.dims(), w.dims()[0]);
-        let integer = match (quant.weight_scale, quant.activation_bits) {
-            (Some(scale), Some(_))
-                if tokens * rows * cols >= ternary_gemm::MIN_WORK && ternary_gemm::supported(scale, cols) =>
-            {
-                Some(scale)
+        if let (Some(scale), Some(_)) = (quant.weight_scale, quant.activation_bits) {
+            if tokens * rows * cols >= ternary_gemm::MIN_WORK && ternary_gemm::supported(scale, cols) {
+                let y = with_rows(x, |x| {
+                    with_rows(w, |w| ternary_gemm::ternary_product(x, tokens, w, rows, cols, scale, quant.weight_eps))
+                });
+                return cpu_tensor(y.expect("supported"), tokens, rows);
             }
-            _ => None,
-        };
-        match integer {
-            Some(scale) => with_rows(x, |x| {
-                with_rows(w, |w| {
-                    let y = ternary_gemm::ternary_product(x, tokens, w, rows, cols, scale, quant.weight_eps);
-                    cpu_tensor(y.expect("supported"), tokens, rows)
-                })
-            }),
-            None => Self::matmul_nt(Self::quantize_activation(x, quant), Self::quantize_weight(w, quant)),
         }
+        Self::matmul_nt(Self::quantize_activation(x, quant), Self::quantize_weight(w, quant))
     }
 
     fn int8_activation(x: Tensor<Self, 2>) -> Tensor<Self, 2> {

@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::math;
+use super::math::{self, MAGIC};
 use crate::config::{WeightQuantEps, WeightScale};
 use crate::quant::{group_shape, ACTIVATION_EPS};
 
@@ -23,7 +23,6 @@ const PIECE: usize = 1 << 16;
 /// without SSE4.1; `copysign` restores the sign of zero (`-0.3` rounds to `-0`, as `rint` does).
 #[inline(always)]
 pub(crate) fn round_clamped(v: f32, lo: f32, hi: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
     let v = v.clamp(lo, hi);
     ((v + MAGIC) - MAGIC).copysign(v)
 }
@@ -33,7 +32,7 @@ pub(crate) fn round_clamped(v: f32, lo: f32, hi: f32) -> f32 {
 /// which vectorizes where a float-to-int cast does not.
 #[inline(always)]
 pub(crate) fn rounded_byte(v: f32, lo: f32, hi: f32) -> u8 {
-    (v.clamp(lo, hi) + 12_582_912.0).to_bits() as u8
+    (v.clamp(lo, hi) + MAGIC).to_bits() as u8
 }
 
 /// `Σ |x|` in the order of ndarray's `sum` (its `unrolled_fold`), so γ matches the reference.

@@ -81,22 +81,22 @@ fn int8_rows(x: &[f32], tokens: usize, cols: usize) -> Int8Rows {
 /// an even number of panels; with each row's `γ`.
 fn code_panels(w: &[f32], rows: usize, cols: usize, scale: WeightScale, eps: WeightQuantEps) -> (Vec<u8>, Vec<f32>) {
     let (gammas, group) = weight_gammas(w, rows, cols, scale);
+    let (row_scale, divisors): (Vec<f32>, Vec<f32>) =
+        (0..rows).map(|r| eps.scale_and_divisor(gammas[r * cols / group])).unzip();
     let quads = cols.div_ceil(4);
     let mut codes = vec![0u8; rows.next_multiple_of(2 * PANEL) * quads * 4];
     codes.par_chunks_mut(PANEL * quads * 4).enumerate().for_each(|(p, panel)| {
         let mut row_codes = vec![0u8; quads * 4];
         for j in 0..PANEL.min(rows.saturating_sub(p * PANEL)) {
             let r = p * PANEL + j;
-            let (_, divisor) = eps.scale_and_divisor(gammas[r * cols / group]);
             for (code, &v) in row_codes.iter_mut().zip(&w[r * cols..(r + 1) * cols]) {
-                *code = rounded_byte(v / divisor, -1.0, 1.0).wrapping_add(1);
+                *code = rounded_byte(v / divisors[r], -1.0, 1.0).wrapping_add(1);
             }
             for (quad, codes) in row_codes.chunks_exact(4).enumerate() {
                 panel[(quad * PANEL + j) * 4..][..4].copy_from_slice(codes);
             }
         }
     });
-    let row_scale = (0..rows).map(|r| eps.scale_and_divisor(gammas[r * cols / group]).0).collect();
     (codes, row_scale)
 }
 
